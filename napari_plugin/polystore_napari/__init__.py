@@ -1,0 +1,1 @@
+"""npe2 napari plugin for polystore."""

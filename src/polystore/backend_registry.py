@@ -1,0 +1,162 @@
+"""Backends known by name, imported only when first used.
+
+Like fsspec's ``known_implementations``: the built-in table maps a name to
+``"module:Class"`` and the pip extra that provides its runtime. A
+:class:`~polystore.base.StorageBackend` subclass with ``_backend_type = "x"``
+joins the registry when its class is defined.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from polystore.exceptions import BackendNotFoundError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from polystore.base import StorageBackend
+
+__all__ = [
+    "BackendRegistry",
+    "KnownBackend",
+    "KNOWN_BACKENDS",
+    "register_backend_class",
+    "normalize_backend_name",
+]
+
+
+class KnownBackend(NamedTuple):
+    """Where a built-in backend lives and what it needs."""
+
+    target: str  # "module:Class"
+    extra: str | None  # pip extra providing its runtime, None for core
+    requires: tuple[str, ...]  # importable top-level modules it needs
+
+
+KNOWN_BACKENDS: dict[str, KnownBackend] = {
+    "disk": KnownBackend("polystore.disk:DiskBackend", None, ()),
+    "memory": KnownBackend("polystore.memory:MemoryBackend", None, ()),
+    "zarr": KnownBackend("polystore.zarr:ZarrBackend", "zarr", ("zarr",)),
+    "streaming": KnownBackend(
+        "polystore.streaming:StreamingBackend", "streaming", ("zmq",)
+    ),
+    "napari": KnownBackend(
+        "polystore.streaming.napari:NapariStreamingBackend", "streaming", ("zmq",)
+    ),
+    "fiji": KnownBackend("polystore.streaming.fiji:FijiStreamingBackend", "fiji", ("zmq",)),
+}
+
+_registered_classes: dict[str, type[StorageBackend]] = {}
+
+
+def normalize_backend_name(name: Any) -> str:
+    """Turn ``"Disk"``, ``Backend.DISK`` or ``"disk"`` into ``"disk"``."""
+    if isinstance(name, enum.Enum):
+        name = name.value
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a name (str or enum), not {type(name).__name__}")
+    return name.lower()
+
+
+def register_backend_class(name: str, cls: type[StorageBackend]) -> None:
+    """Make ``cls`` known under ``name`` to every registry (called by subclassing)."""
+    _registered_classes[normalize_backend_name(name)] = cls
+
+
+def _import_target(name: str, known: KnownBackend) -> type[StorageBackend]:
+    module_name, _, class_name = known.target.partition(":")
+    for module in known.requires:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(module, known.extra or name, f"the {name!r} backend")
+    module_obj = importlib.import_module(module_name)
+    cls: type[StorageBackend] = getattr(module_obj, class_name)
+    return cls
+
+
+def backend_class(name: str) -> type[StorageBackend]:
+    """Return the class registered (or built in) under ``name``, importing it if needed."""
+    key = normalize_backend_name(name)
+    cls = _registered_classes.get(key)
+    if cls is not None:
+        return cls
+    known = KNOWN_BACKENDS.get(key)
+    if known is None:
+        raise BackendNotFoundError(
+            f"unknown backend {name!r}; available: {', '.join(available_backend_names())}"
+        )
+    return _import_target(key, known)
+
+
+def available_backend_names() -> list[str]:
+    """Names of every registered backend and every built-in one whose runtime is installed."""
+    names = set(_registered_classes)
+    for key, known in KNOWN_BACKENDS.items():
+        if all(importlib.util.find_spec(m) is not None for m in known.requires):
+            names.add(key)
+    return sorted(names)
+
+
+class BackendRegistry(Mapping[str, "StorageBackend"]):
+    """Backend instances by name, created on first use.
+
+    ``BackendRegistry()`` knows every registered backend and every built-in
+    one; ``registry["zarr"]`` or ``registry.get_backend("zarr")`` imports and
+    instantiates it then. Pass instances to use configured backends::
+
+        BackendRegistry(memory=MemoryBackend(shared_dict=shared))
+    """
+
+    def __init__(
+        self, backends: Mapping[str, StorageBackend] | None = None, **named: StorageBackend
+    ) -> None:
+        self._instances: dict[str, StorageBackend] = {}
+        for name, backend in {**(backends or {}), **named}.items():
+            self.register(name, backend)
+
+    def register(self, name: Any, backend: StorageBackend) -> None:
+        """Use ``backend`` (an instance) for ``name`` in this registry."""
+        self._instances[normalize_backend_name(name)] = backend
+
+    def get_backend(self, name: Any) -> StorageBackend:
+        """Return the backend instance for ``name``, creating it on first use.
+
+        Raises :class:`BackendNotFoundError` for an unknown name (listing the
+        available ones) and :class:`MissingDependencyError` naming the pip extra
+        when the backend's runtime is not installed.
+        """
+        key = normalize_backend_name(name)
+        instance = self._instances.get(key)
+        if instance is None:
+            instance = backend_class(key)()
+            self._instances[key] = instance
+        return instance
+
+    def get_available_backends(self) -> list[str]:
+        """Sorted names usable here: instances given plus installed built-ins and subclasses."""
+        return sorted(set(available_backend_names()) | set(self._instances))
+
+    def __getitem__(self, name: str) -> StorageBackend:
+        try:
+            return self.get_backend(name)
+        except BackendNotFoundError as exc:
+            raise KeyError(name) from exc
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            key = normalize_backend_name(name)
+        except TypeError:
+            return False
+        return key in self._instances or key in self.get_available_backends()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.get_available_backends())
+
+    def __len__(self) -> int:
+        return len(self.get_available_backends())
+
+    def __repr__(self) -> str:
+        loaded = ", ".join(sorted(self._instances)) or "none"
+        return f"BackendRegistry(available={self.get_available_backends()}, loaded={loaded})"

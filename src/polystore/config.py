@@ -1,0 +1,88 @@
+"""Configuration objects: backend names, zarr compression/chunking, memory spill (VFS).
+
+Plain dataclasses and enums; importing this module imports no optional runtime.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "Backend",
+    "MaterializationBackend",
+    "ZarrCompressor",
+    "ZarrChunkStrategy",
+    "ZarrConfig",
+    "VFSConfig",
+]
+
+
+class Backend(str, enum.Enum):
+    """Names of the built-in backends; ``Backend.DISK.value == "disk"``."""
+
+    DISK = "disk"
+    MEMORY = "memory"
+    ZARR = "zarr"
+    STREAMING = "streaming"
+    NAPARI = "napari"
+    FIJI = "fiji"
+
+
+class MaterializationBackend(str, enum.Enum):
+    """Backends that persist results (where a pipeline's final output goes)."""
+
+    DISK = "disk"
+    ZARR = "zarr"
+
+
+class ZarrCompressor(str, enum.Enum):
+    """Compression codecs for zarr arrays."""
+
+    NONE = "none"
+    LZ4 = "lz4"  # Blosc LZ4 with byte shuffle: the fast default
+    ZSTD = "zstd"  # Blosc Zstd with byte shuffle: smaller, slower
+    BLOSC_LZ4HC = "lz4hc"
+    BLOSC_ZLIB = "zlib"
+
+
+class ZarrChunkStrategy(str, enum.Enum):
+    """How chunk shapes are chosen when ``chunks=`` is not given."""
+
+    ADAPTIVE = "adaptive"  # from shape and dtype: see docs/zarr-layout.md
+    FIXED = "fixed"  # ZarrConfig.chunks, clipped to the array shape
+    SINGLE = "single"  # one chunk per array
+
+
+@dataclass(frozen=True)
+class ZarrConfig:
+    """How the zarr backend compresses and chunks arrays. Defaults favour speed."""
+
+    compressor: ZarrCompressor = ZarrCompressor.LZ4
+    compression_level: int = 1
+    chunk_strategy: ZarrChunkStrategy = ZarrChunkStrategy.ADAPTIVE
+    #: Used by FIXED: chunk shape for the trailing dimensions (clipped to the array).
+    chunks: tuple[int, ...] | None = None
+    #: Target bytes per chunk for ADAPTIVE.
+    target_chunk_bytes: int = 2 * 1024 * 1024
+    #: Skip zarr's all-fill-value scan of every chunk on write (it costs 2-3x).
+    write_empty_chunks: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.compression_level <= 9:
+            raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
+
+
+@dataclass(frozen=True)
+class VFSConfig:
+    """Memory backend limits: keep arrays in RAM up to ``memory_limit_gb``, then spill.
+
+    ``intermediate_backend`` is where pipeline intermediates live (memory);
+    ``materialization_backend`` is where they go once memory is full (zarr).
+    """
+
+    intermediate_backend: Backend = Backend.MEMORY
+    materialization_backend: MaterializationBackend = MaterializationBackend.ZARR
+    memory_limit_gb: float | None = None
+    #: Where spilled arrays are written (a zarr store path or URL).
+    spill_path: str | None = None

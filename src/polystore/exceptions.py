@@ -1,0 +1,77 @@
+"""The exception hierarchy of polystore.
+
+Every error polystore raises on purpose is a :class:`StorageError`. Errors about a
+path name the path and the backend; errors about a missing optional runtime name
+the pip extra that installs it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StorageError",
+    "StorageResolutionError",
+    "BackendNotFoundError",
+    "UnsupportedFormatError",
+    "ImageLoadError",
+    "ImageSaveError",
+    "PathNotFoundError",
+    "MissingDependencyError",
+    "UnsupportedOperationError",
+]
+
+
+class StorageError(Exception):
+    """Base class of every error polystore raises for a storage operation."""
+
+
+class StorageResolutionError(StorageError):
+    """A path or backend could not be resolved to something that exists."""
+
+
+class BackendNotFoundError(StorageResolutionError, KeyError):
+    """The requested backend name is not known to the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedFormatError(StorageError, ValueError):
+    """The file extension (or data type) has no codec in this backend."""
+
+
+class ImageLoadError(StorageError):
+    """Data exists but could not be read (corrupt, truncated or mis-typed)."""
+
+
+class ImageSaveError(StorageError):
+    """Data could not be written; the previous content at the path is untouched."""
+
+
+class PathNotFoundError(StorageResolutionError, FileNotFoundError):
+    """The path does not exist in the backend.
+
+    Also a :class:`FileNotFoundError`, so ``except FileNotFoundError`` works as
+    it does with plain Python I/O.
+    """
+
+    def __init__(self, path: str, backend: str) -> None:
+        super().__init__(f"{backend}: no such file or directory: {path!r}")
+        self.path = path
+        self.backend = backend
+
+
+class MissingDependencyError(StorageError, ImportError):
+    """An optional runtime (zarr, pyzmq, torch, ...) is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str = "") -> None:
+        what = f" for {purpose}" if purpose else ""
+        super().__init__(
+            f"{package} is required{what} but is not installed; "
+            f'install it with: pip install "polystore[{extra}]"'
+        )
+        self.package = package
+        self.extra = extra
+
+
+class UnsupportedOperationError(StorageError):
+    """The backend does not offer this operation (see its capability flags)."""
