@@ -42,8 +42,6 @@ __all__ = [
     "DataSource",
     "DiskBackend",
     "MemoryBackend",
-    "ZarrBackend",
-    "StreamingBackend",
     "atomic_write",
     "atomic_write_json",
     "atomic_update_json",
@@ -59,7 +57,10 @@ __all__ = [
     "UnsupportedOperationError",
 ]
 
-# name -> (module, pip extra); imported on first attribute access.
+# Optional backends: imported on first attribute access, so ``import polystore``
+# stays light. Left out of ``__all__`` so ``from polystore import *`` never needs
+# their runtimes; ``from polystore import ZarrBackend`` raises
+# MissingDependencyError naming the extra when zarr is not installed.
 _LAZY_EXPORTS: dict[str, tuple[str, str]] = {
     "ZarrBackend": ("polystore.zarr", "zarr"),
     "StreamingBackend": ("polystore.streaming", "streaming"),
@@ -76,4 +77,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_LAZY_EXPORTS])

@@ -1,0 +1,161 @@
+"""Atomic file writes: temp file in the same folder, flush + fsync, ``os.replace``.
+
+A reader sees either the complete old file or the complete new one, even if the
+writer is killed at any point. An inter-process lock (``<path>.lock``, through
+portalocker) serialises writers; :func:`atomic_update_json` holds it across the
+read-modify-write so concurrent updates are never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from polystore.base import PathLike
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_update_json",
+    "file_lock",
+    "temp_name_beside",
+    "replace_atomically",
+]
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+
+_temp_counter = itertools.count()
+
+
+def temp_name_beside(path: str) -> str:
+    """A hidden temp file name in the folder of ``path``, unique to this process and call.
+
+    The name is not created; open it with mode ``"x"`` where possible. It holds
+    the pid, so writers in other processes never collide.
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
+
+
+def replace_atomically(tmp: str, path: str, durable: bool = False) -> None:
+    """Rename ``tmp`` over ``path``; with ``durable`` also fsync the folder entry."""
+    os.replace(tmp, path)
+    if durable:
+        _fsync_dir(os.path.dirname(path) or ".")
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def file_lock(path: PathLike, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``<path>.lock`` for the block.
+
+    Raises :class:`TimeoutError` naming the lock file if it cannot be taken
+    within ``timeout`` seconds.
+    """
+    import portalocker
+
+    lock_path = os.fspath(path) + ".lock"
+    lock = portalocker.Lock(lock_path, mode="a", timeout=timeout, flags=portalocker.LOCK_EX)
+    try:
+        lock.acquire()
+    except portalocker.exceptions.LockException as exc:
+        raise TimeoutError(f"could not lock {lock_path!r} within {timeout} s") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: PathLike,
+    mode: str = "w",
+    encoding: str | None = "utf-8",
+    lock: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path`` for writing; on success it replaces ``path``.
+
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (binary). If the block raises, the
+    temp file is removed and ``path`` is untouched. The data is flushed and
+    fsynced before the rename, so the new content is durable once the block
+    exits. With ``lock=True`` writers of the same path are serialised.
+
+    Example::
+
+        with atomic_write("output.txt") as f:
+            f.write("data")
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    target = os.fspath(path)
+    guard = file_lock(target, lock_timeout) if lock else contextlib.nullcontext()
+    with guard:
+        with _atomic_file(target, mode, encoding) as handle:
+            yield handle
+
+
+@contextlib.contextmanager
+def _atomic_file(target: str, mode: str, encoding: str | None) -> Iterator[IO[Any]]:
+    tmp = temp_name_beside(target)
+    try:
+        exclusive = "xb" if "b" in mode else "x"
+        with open(tmp, exclusive, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        replace_atomically(tmp, target, durable=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(
+    data: Any, path: PathLike, indent: int | None = 2, lock: bool = True, **json_kwargs: Any
+) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`atomic_write`)."""
+    with atomic_write(path, "w", lock=lock) as handle:
+        json.dump(data, handle, indent=indent, **json_kwargs)
+
+
+def atomic_update_json(
+    path: PathLike,
+    update: Callable[[Any], Any],
+    default: Any = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> Any:
+    """Read JSON at ``path``, apply ``update``, write the result back, all under the lock.
+
+    ``update`` receives the current value (``default`` if the file is missing)
+    and returns the new one, which is also returned. Concurrent callers in other
+    processes never lose each other's updates.
+    """
+    target = os.fspath(path)
+    with file_lock(target, lock_timeout):
+        try:
+            with open(target, encoding="utf-8") as handle:
+                current = json.load(handle)
+        except FileNotFoundError:
+            current = default
+        new = update(current)
+        with _atomic_file(target, "w", "utf-8") as handle:
+            json.dump(new, handle, indent=2)
+    return new

@@ -1,0 +1,273 @@
+"""FileManager: the one call for every backend.
+
+``fm.save(data, path, backend="x", **kw)`` resolves the backend by name and
+calls ``backend.save(data, path, **kw)``. Nothing else happens on that path;
+batch calls are the same with one resolution and an optional progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from polystore.backend_registry import BackendRegistry, normalize_backend_name
+from polystore.base import PathLike, StorageBackend
+from polystore.exceptions import StorageError
+from polystore.formats import IMAGE_EXTENSIONS
+
+__all__ = ["FileManager", "PROGRESS_THRESHOLD"]
+
+#: Batches at least this long show a progress bar when stderr is a terminal.
+PROGRESS_THRESHOLD = 200
+
+T = TypeVar("T")
+
+
+def _progress(items: Sequence[T], description: str) -> Iterable[T]:
+    from tqdm import tqdm
+
+    return tqdm(items, desc=description, total=len(items), unit="item")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class FileManager:
+    """Save, load and list through any backend, chosen per call by name.
+
+    Parameters
+    ----------
+    registry:
+        A :class:`BackendRegistry`, or a plain dict of name -> backend
+        instance. Names are case-insensitive; an enum value works too.
+
+    A FileManager is cheap; use one per thread (backends may be shared when
+    they are thread-safe).
+
+    Example::
+
+        fm = FileManager(BackendRegistry())
+        fm.save(np.zeros((2, 2)), "out.npy", backend="disk")
+        data = fm.load("out.npy", backend="disk")
+    """
+
+    def __init__(self, registry: BackendRegistry | Mapping[str, StorageBackend] | None = None) -> None:
+        if registry is None:
+            registry = BackendRegistry()
+        elif not isinstance(registry, BackendRegistry):
+            registry = BackendRegistry(dict(registry))
+        self.registry: BackendRegistry = registry
+        self._resolved: dict[Any, StorageBackend] = {}
+
+    def get_backend(self, backend: Any) -> StorageBackend:
+        """The backend instance for a name (``"disk"``, ``"Zarr"``, ``Backend.MEMORY``)."""
+        instance = self._resolved.get(backend)
+        if instance is None:
+            instance = self.registry.get_backend(normalize_backend_name(backend))
+            self._resolved[backend] = instance
+        return instance
+
+    def _backend_for(self, backend: Any, flag: str, operation: str) -> StorageBackend:
+        instance = self.get_backend(backend)
+        if not getattr(instance, flag, True):
+            raise StorageError(
+                f"backend {instance.backend_name!r} does not support {operation}"
+            )
+        return instance
+
+    # -- data -------------------------------------------------------------
+    def save(self, data: Any, output_path: PathLike, backend: Any, **kwargs: Any) -> None:
+        """Save ``data`` at ``output_path`` through ``backend``; kwargs go to the backend."""
+        instance = self._resolved.get(backend) or self.get_backend(backend)
+        instance.save(data, output_path, **kwargs)
+
+    def load(self, file_path: PathLike, backend: Any, **kwargs: Any) -> Any:
+        """Load and return the data at ``file_path`` (``framework="torch"`` etc. converts)."""
+        instance = self._resolved.get(backend) or self.get_backend(backend)
+        return instance.load(file_path, **kwargs)
+
+    def save_batch(
+        self,
+        data_list: Sequence[Any],
+        output_paths: Sequence[PathLike],
+        backend: Any,
+        progress: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Save ``data_list[i]`` at ``output_paths[i]`` for every i, in order.
+
+        Raises ``ValueError`` before writing anything if the lengths differ.
+        ``progress=True`` shows a tqdm bar; ``None`` shows one only for long
+        batches when stderr is a terminal.
+        """
+        if len(data_list) != len(output_paths):
+            raise ValueError(
+                f"save_batch: {len(data_list)} data items but {len(output_paths)} output paths"
+            )
+        instance = self.get_backend(backend)
+        if not self._wants_progress(len(data_list), progress):
+            instance.save_batch(data_list, output_paths, **kwargs)
+            return
+        pairs = list(zip(data_list, output_paths))
+        step = max(1, len(pairs) // 100)
+        bar = _progress(list(_chunks(pairs, step)), f"save {instance.backend_name}")
+        for chunk in bar:
+            instance.save_batch([d for d, _ in chunk], [p for _, p in chunk], **kwargs)
+
+    def load_batch(
+        self,
+        file_paths: Sequence[PathLike],
+        backend: Any,
+        progress: bool | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Load every path and return the results in the same order."""
+        instance = self.get_backend(backend)
+        if not self._wants_progress(len(file_paths), progress):
+            return instance.load_batch(file_paths, **kwargs)
+        step = max(1, len(file_paths) // 100)
+        out: list[Any] = []
+        for chunk in _progress(list(_chunks(file_paths, step)), f"load {instance.backend_name}"):
+            out.extend(instance.load_batch(chunk, **kwargs))
+        return out
+
+    @staticmethod
+    def _wants_progress(count: int, progress: bool | None) -> bool:
+        if progress is None:
+            return count >= PROGRESS_THRESHOLD and sys.stderr.isatty()
+        return progress
+
+    def save_array(self, array: Any, output_path: PathLike, backend: Any, **kwargs: Any) -> None:
+        """Save one array (NumPy, torch, JAX, ...) - the same as :meth:`save`."""
+        self.save(array, output_path, backend, **kwargs)
+
+    def load_array(self, file_path: PathLike, backend: Any, **kwargs: Any) -> Any:
+        """Load one array - the same as :meth:`load` (``framework=`` picks the array type)."""
+        return self.load(file_path, backend, **kwargs)
+
+    def load_metadata(self, file_path: PathLike, backend: Any) -> dict[str, Any] | None:
+        """The ``metadata=`` saved with a file, or None (disk and zarr backends)."""
+        instance = self.get_backend(backend)
+        reader = getattr(instance, "load_metadata", None)
+        if reader is None:
+            raise StorageError(f"backend {instance.backend_name!r} does not store metadata")
+        result: dict[str, Any] | None = reader(file_path)
+        return result
+
+    # -- listing ----------------------------------------------------------
+    def list_files(
+        self,
+        directory: PathLike,
+        backend: Any,
+        pattern: str | None = None,
+        extensions: Iterable[str] | None = None,
+        recursive: bool = False,
+    ) -> list[str]:
+        """Sorted paths of the files in ``directory`` (glob ``pattern``, ``extensions`` set)."""
+        instance = self._backend_for(backend, "supports_listing", "listing")
+        return instance.list_files(directory, pattern=pattern, extensions=extensions, recursive=recursive)
+
+    def list_image_files(
+        self,
+        directory: PathLike,
+        backend: Any,
+        extensions: Iterable[str] | None = None,
+        recursive: bool = False,
+        pattern: str | None = None,
+    ) -> list[str]:
+        """Like :meth:`list_files`, defaulting to image extensions (.tif, .tiff, .npy, .png, .jpg)."""
+        return self.list_files(
+            directory,
+            backend,
+            pattern=pattern,
+            extensions=IMAGE_EXTENSIONS if extensions is None else extensions,
+            recursive=recursive,
+        )
+
+    def list_dir(self, path: PathLike, backend: Any) -> list[str]:
+        """Sorted names of the entries directly inside ``path``."""
+        return self._backend_for(backend, "supports_listing", "listing").list_dir(path)
+
+    def exists(self, path: PathLike, backend: Any) -> bool:
+        """True if ``path`` exists in the backend."""
+        return self._backend_for(backend, "supports_listing", "exists").exists(path)
+
+    def is_file(self, path: PathLike, backend: Any) -> bool:
+        """True if ``path`` holds data."""
+        return self._backend_for(backend, "supports_listing", "is_file").is_file(path)
+
+    def is_dir(self, path: PathLike, backend: Any) -> bool:
+        """True if ``path`` is a directory (or zarr group)."""
+        return self._backend_for(backend, "supports_listing", "is_dir").is_dir(path)
+
+    # -- directories ------------------------------------------------------
+    def ensure_directory(self, directory: PathLike, backend: Any) -> str:
+        """Create ``directory`` if missing; return the path as ``str``."""
+        instance = self._backend_for(backend, "supports_directories", "directories")
+        return instance.ensure_directory(directory)
+
+    def delete(self, path: PathLike, backend: Any, recursive: bool = False) -> None:
+        """Delete a file, or a directory (``recursive=True`` when it is not empty)."""
+        self._backend_for(backend, "supports_directories", "delete").delete(path, recursive=recursive)
+
+    def copy(
+        self, source: PathLike, destination: PathLike, backend: Any, dest_backend: Any = None
+    ) -> None:
+        """Copy a file or tree; with ``dest_backend`` copy a file across backends."""
+        if dest_backend is None or self.get_backend(dest_backend) is self.get_backend(backend):
+            self._backend_for(backend, "supports_directories", "copy").copy(source, destination)
+            return
+        self.save(self.load(source, backend), destination, dest_backend)
+
+    def move(
+        self, source: PathLike, destination: PathLike, backend: Any, dest_backend: Any = None
+    ) -> None:
+        """Move a file or tree; with ``dest_backend`` move a file across backends."""
+        if dest_backend is None or self.get_backend(dest_backend) is self.get_backend(backend):
+            self._backend_for(backend, "supports_directories", "move").move(source, destination)
+            return
+        self.copy(source, destination, backend, dest_backend)
+        self.delete(source, backend)
+
+    def mirror_directory_structure(
+        self,
+        source_dir: PathLike,
+        target_dir: PathLike,
+        backend: Any,
+        recursive: bool = True,
+        target_backend: Any = None,
+    ) -> list[str]:
+        """Create in ``target_dir`` the folders found in ``source_dir``; return the created paths.
+
+        ``target_backend`` (default: the same backend) lets the tree be mirrored
+        into another backend, e.g. from disk into memory.
+        """
+        source = self._backend_for(backend, "supports_listing", "listing")
+        target_name = backend if target_backend is None else target_backend
+        target = self._backend_for(target_name, "supports_directories", "directories")
+        src_root = os.fspath(source_dir)
+        dst_root = os.fspath(target_dir)
+        created = [target.ensure_directory(dst_root)]
+        pending = [""]
+        while pending:
+            relative = pending.pop()
+            here = os.path.join(src_root, relative) if relative else src_root
+            for name in source.list_dir(here):
+                child = os.path.join(relative, name) if relative else name
+                if source.is_dir(os.path.join(src_root, child)):
+                    created.append(target.ensure_directory(os.path.join(dst_root, child)))
+                    if recursive:
+                        pending.append(child)
+        return created
+
+    def get_available_backends(self) -> list[str]:
+        """Names of the backends usable through this FileManager."""
+        return self.registry.get_available_backends()
+
+    def __repr__(self) -> str:
+        return f"FileManager({self.registry!r})"
+

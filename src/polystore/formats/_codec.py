@@ -1,0 +1,38 @@
+"""The interface of a file format codec used by the disk backend."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class Codec:
+    """Reads and writes one file format. Subclasses set ``name`` and ``extensions``.
+
+    ``write`` writes to a temporary path that the disk backend then renames over
+    the target, so a codec never has to care about atomicity.
+    """
+
+    name: ClassVar[str] = ""
+    extensions: ClassVar[tuple[str, ...]] = ()
+    #: True when ``metadata=`` is stored inside the file (else: a JSON sidecar).
+    embeds_metadata: ClassVar[bool] = False
+
+    def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
+        """Write ``data`` to ``path`` (a fresh temporary file name)."""
+        raise NotImplementedError
+
+    def read(self, path: str, **kwargs: Any) -> Any:
+        """Read and return the data stored in ``path``."""
+        raise NotImplementedError
+
+    def read_metadata(self, path: str) -> dict[str, Any] | None:
+        """Return metadata embedded in the file (only for ``embeds_metadata`` codecs)."""
+        return None
+
+
+def data_type_error(codec: Codec, expected: str, data: Any) -> TypeError:
+    """A TypeError naming what the codec accepts and what it got."""
+    return TypeError(
+        f"{codec.name} files ({', '.join(codec.extensions)}) hold {expected}, "
+        f"not {type(data).__module__}.{type(data).__qualname__}"
+    )

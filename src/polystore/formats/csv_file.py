@@ -1,0 +1,66 @@
+"""``.csv``: 2-D numeric arrays, and pandas DataFrames when pandas is installed.
+
+A file whose first row is numeric loads as a float array; a file with a header
+row loads as a DataFrame (``as_dataframe=True`` forces one).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from polystore.exceptions import MissingDependencyError
+from polystore.formats._codec import Codec, data_type_error
+
+
+def _is_dataframe(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and type(data).__module__.startswith("pandas")
+
+
+def _first_row_numeric(path: str) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline()
+    try:
+        [float(cell) for cell in first.strip().split(",") if cell.strip()]
+    except ValueError:
+        return False
+    return True
+
+
+class CsvCodec(Codec):
+    """Comma-separated values."""
+
+    name = "CSV"
+    extensions = (".csv",)
+
+    def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
+        """Write a 1-D/2-D array (``fmt=`` as in np.savetxt) or a DataFrame (without index)."""
+        if _is_dataframe(data):
+            with open(path, "x", encoding="utf-8", newline="") as handle:
+                data.to_csv(handle, index=kwargs.get("index", False))
+            return
+        if isinstance(data, (list, tuple)):
+            data = np.asarray(data)
+        if not isinstance(data, np.ndarray) or data.ndim > 2 or data.dtype.kind not in "biuf":
+            raise data_type_error(self, "1-D/2-D numeric arrays or pandas DataFrames", data)
+        default_fmt = "%d" if data.dtype.kind in "biu" else "%.18g"
+        buffer = io.StringIO()
+        np.savetxt(buffer, np.atleast_2d(data) if data.ndim else data.reshape(1, 1),
+                   delimiter=",", fmt=kwargs.get("fmt", default_fmt))
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
+
+    def read(self, path: str, **kwargs: Any) -> Any:
+        """Return a float array, or a DataFrame for a file with a header row."""
+        as_dataframe = kwargs.get("as_dataframe")
+        if as_dataframe is None:
+            as_dataframe = not _first_row_numeric(path)
+        if as_dataframe:
+            try:
+                import pandas
+            except ImportError as exc:
+                raise MissingDependencyError("pandas", "test", "CSV files with a header row") from exc
+            return pandas.read_csv(path)
+        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=kwargs.get("dtype", float))

@@ -1,0 +1,92 @@
+"""``.tif``/``.tiff`` through tifffile: 2-D images and N-D stacks.
+
+With ``axes=`` (e.g. ``"tzcyx"``) and a uint8/uint16/float32 array the file is
+an ImageJ hyperstack: the data is transposed to ImageJ's TZCYX order and user
+metadata goes into the ImageJ ``Info`` property as JSON. Otherwise the file
+is a tifffile "shaped" TIFF whose JSON description holds the axes and the
+user metadata. Either way :meth:`read_metadata` returns the user metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from polystore.formats._codec import Codec, data_type_error
+
+IMAGEJ_AXES = "TZCYXS"
+IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+_INFO_KEY = "polystore"
+
+
+def _imagej_order(array: np.ndarray[Any, Any], axes: str) -> tuple[np.ndarray[Any, Any], str]:
+    axes = axes.upper()
+    if len(axes) != array.ndim or len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} do not match an array of {array.ndim} dimensions")
+    unknown = set(axes) - set(IMAGEJ_AXES)
+    if unknown:
+        raise ValueError(f"axes {axes!r}: ImageJ knows only {IMAGEJ_AXES}, not {''.join(sorted(unknown))}")
+    ordered = "".join(a for a in IMAGEJ_AXES if a in axes)
+    return np.transpose(array, [axes.index(a) for a in ordered]), ordered
+
+
+class TiffCodec(Codec):
+    """TIFF images and stacks, with ImageJ hyperstack metadata when axes are given."""
+
+    name = "TIFF"
+    extensions = (".tif", ".tiff")
+    embeds_metadata = True
+
+    def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
+        """Write; keyword ``axes`` makes a hyperstack, ``compression`` passes to tifffile."""
+        import tifffile
+
+        if not isinstance(data, np.ndarray):
+            raise data_type_error(self, "NumPy arrays", data)
+        axes: str | None = kwargs.pop("axes", None)
+        options: dict[str, Any] = {}
+        if "compression" in kwargs:
+            options["compression"] = kwargs.pop("compression")
+        if axes and data.dtype in IMAGEJ_DTYPES:
+            data, ordered = _imagej_order(data, axes)
+            ij_meta: dict[str, Any] = {"axes": ordered}
+            if metadata:
+                ij_meta["Info"] = json.dumps({_INFO_KEY: metadata})
+            tifffile.imwrite(path, data, imagej=True, metadata=ij_meta, **options)
+            return
+        shaped: dict[str, Any] = dict(metadata or {})
+        if axes:
+            shaped["axes"] = axes.upper()
+        bigtiff = data.nbytes > 2**32 - 2**25
+        tifffile.imwrite(path, data, metadata=shaped, bigtiff=bigtiff, photometric="minisblack", **options)
+
+    def read(self, path: str, **kwargs: Any) -> Any:
+        """Read the whole image or stack (``key=`` selects pages, as in tifffile)."""
+        import tifffile
+
+        return tifffile.imread(path, **kwargs)
+
+    def read_metadata(self, path: str) -> dict[str, Any] | None:
+        """Return the user metadata and, when known, the stored ``axes``."""
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_imagej and tif.imagej_metadata is not None:
+                ij = tif.imagej_metadata
+                result: dict[str, Any] = {}
+                info = ij.get("Info")
+                if isinstance(info, str):
+                    try:
+                        result.update(json.loads(info).get(_INFO_KEY, {}))
+                    except (ValueError, AttributeError):
+                        pass
+                result["axes"] = tif.series[0].axes
+                return result
+            shaped = tif.shaped_metadata
+            if shaped:
+                meta = dict(shaped[0])
+                meta.pop("shape", None)
+                return meta
+        return None
