@@ -1,0 +1,651 @@
+package polystore.fiji;
+
+import ij.ImagePlus;
+import ij.WindowManager;
+import ij.io.FileSaver;
+
+import java.io.File;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.zeromq.ZMQ;
+
+/**
+ * The polystore receiver running inside ImageJ.
+ *
+ * <p>Three threads: the <b>receiver</b> owns the PULL socket (bound, loopback by
+ * default), validates each two-frame message and hands it to a small bounded queue;
+ * the <b>placer</b> decodes pixels into per-title hyperstacks ({@link Layer}); the
+ * <b>control</b> thread answers JSON requests on a REP socket. With a display a
+ * fourth thread redraws changed images at most {@link #REFRESH_MS} apart, so a fast
+ * stream never floods the GUI. No input can stop these threads: every problem is
+ * counted (malformed / dropped) and remembered in {@code last_error}.
+ */
+public final class Bridge {
+    /** Wire-protocol version spoken. */
+    public static final int PROTOCOL = 1;
+    /** Version of this plugin. */
+    public static final String VERSION = "0.1.0";
+    /** Default PULL port; the control port defaults to this + 1. */
+    public static final int DEFAULT_PORT = 5570;
+    static final int REFRESH_MS = 40;
+    static final int POLL_MS = 100;
+    static final int MAX_HEADER_BYTES = 64 * 1024;
+
+    final String host;
+    final int port;
+    final int controlPort;
+    final boolean gui;
+
+    private volatile boolean running;
+    private final ZMQ.Context ctx = ZMQ.context(1);
+    private final BlockingQueue<Object[]> queue = new ArrayBlockingQueue<Object[]>(2);
+    private final Map<String, Layer> layers = new LinkedHashMap<String, Layer>();
+    private final Map<String, long[]> streams = new LinkedHashMap<String, long[]>(); // {messages, last_seq}
+    private final AtomicLong received = new AtomicLong();
+    private final AtomicLong placed = new AtomicLong();
+    private final AtomicLong dropped = new AtomicLong();
+    private final AtomicLong malformed = new AtomicLong();
+    private final AtomicLong controlErrors = new AtomicLong();
+    private volatile String lastError = null;
+    private final CountDownLatch bound = new CountDownLatch(2);
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private volatile String bindError = null;
+    private final List<Thread> threads = new ArrayList<Thread>();
+    private Runnable onQuit = null;
+
+    /**
+     * @param host interface to bind ("127.0.0.1" unless the user asks otherwise)
+     * @param port PULL (data) port
+     * @param controlPort REP (control) port
+     * @param gui true to show images in windows (needs a display)
+     */
+    public Bridge(String host, int port, int controlPort, boolean gui) {
+        this.host = host;
+        this.port = port;
+        this.controlPort = controlPort;
+        this.gui = gui;
+    }
+
+    /** Called (on the control thread) after a "quit" request was answered. */
+    public void setOnQuit(Runnable r) {
+        onQuit = r;
+    }
+
+    /** Bind both sockets and start the threads; throws if a port cannot be bound. */
+    public synchronized void start() throws Exception {
+        if (running) {
+            return;
+        }
+        running = true;
+        threads.add(daemon("polystore-receiver", new Runnable() {
+            public void run() {
+                receiveLoop();
+            }
+        }));
+        threads.add(daemon("polystore-control", new Runnable() {
+            public void run() {
+                controlLoop();
+            }
+        }));
+        threads.add(daemon("polystore-placer", new Runnable() {
+            public void run() {
+                placeLoop();
+            }
+        }));
+        if (gui) {
+            threads.add(daemon("polystore-refresh", new Runnable() {
+                public void run() {
+                    refreshLoop();
+                }
+            }));
+        }
+        if (!bound.await(10, TimeUnit.SECONDS) || bindError != null) {
+            stop();
+            throw new Exception(bindError != null ? bindError : "sockets did not bind within 10 s");
+        }
+    }
+
+    private Thread daemon(String name, Runnable r) {
+        Thread t = new Thread(r, name);
+        t.setDaemon(true);
+        t.start();
+        return t;
+    }
+
+    /** True until {@link #stop} was called. */
+    public boolean isRunning() {
+        return running;
+    }
+
+    /** Stop all threads, close the sockets; images stay open. */
+    public void stop() {
+        running = false;
+        for (Thread t : threads) {
+            if (t != Thread.currentThread()) {
+                try {
+                    t.join(2000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+        try {
+            ctx.term();
+        } catch (Throwable t) {
+            // already terminated
+        }
+        stopped.countDown();
+    }
+
+    /** Block until {@link #stop} finished. */
+    public void awaitStop() throws InterruptedException {
+        stopped.await();
+    }
+
+    String endpoint(int p) {
+        String h = host.contains(":") && !host.startsWith("[") ? "[" + host + "]" : host;
+        return "tcp://" + h + ":" + p;
+    }
+
+    private void error(String msg) {
+        lastError = msg;
+    }
+
+    // ----------------------------------------------------------------- receiver
+
+    private void receiveLoop() {
+        ZMQ.Socket pull = null;
+        try {
+            pull = ctx.socket(ZMQ.PULL);
+            pull.setLinger(0);
+            pull.setRcvHWM(4);
+            pull.setMaxMsgSize(Integer.MAX_VALUE - 64);
+            pull.setReceiveTimeOut(POLL_MS);
+            pull.bind(endpoint(port));
+        } catch (Throwable t) {
+            bindError = "cannot bind the data socket " + endpoint(port) + ": " + t;
+            running = false;
+            bound.countDown();
+            bound.countDown();
+            if (pull != null) {
+                pull.close();
+            }
+            return;
+        }
+        bound.countDown();
+        List<byte[]> parts = new ArrayList<byte[]>(2);
+        while (running) {
+            try {
+                byte[] first = pull.recv(0);
+                if (first == null) {
+                    continue; // timeout: check running
+                }
+                parts.clear();
+                parts.add(first);
+                while (pull.hasReceiveMore()) {
+                    byte[] more = pull.recv(0);
+                    if (more == null) {
+                        break;
+                    }
+                    if (parts.size() < 3) {
+                        parts.add(more);
+                    }
+                }
+                accept(parts);
+            } catch (Throwable t) {
+                if (!running) {
+                    break;
+                }
+                malformed.incrementAndGet();
+                error("receiver: " + t);
+            }
+        }
+        try {
+            pull.close();
+        } catch (Throwable t) {
+            // closing
+        }
+    }
+
+    private void accept(List<byte[]> parts) throws InterruptedException {
+        if (parts.size() != 2) {
+            malformed.incrementAndGet();
+            error("malformed message: expected 2 frames (header, payload), got " + (parts.size() > 2 ? "more than 2" : "1"));
+            return;
+        }
+        byte[] head = parts.get(0);
+        byte[] payload = parts.get(1);
+        Header h;
+        try {
+            if (head.length > MAX_HEADER_BYTES) {
+                throw new Header.Invalid("header larger than " + MAX_HEADER_BYTES + " bytes");
+            }
+            String text;
+            try {
+                text = StandardCharsets.UTF_8.newDecoder()
+                        .onMalformedInput(CodingErrorAction.REPORT)
+                        .onUnmappableCharacter(CodingErrorAction.REPORT)
+                        .decode(ByteBuffer.wrap(head)).toString();
+            } catch (CharacterCodingException e) {
+                throw new Header.Invalid("header is not UTF-8");
+            }
+            h = Header.parse(text, payload.length);
+        } catch (Header.Invalid e) {
+            malformed.incrementAndGet();
+            error("malformed message: " + e.getMessage());
+            return;
+        }
+        received.incrementAndGet();
+        while (running) {
+            if (queue.offer(new Object[] {h, payload}, POLL_MS, TimeUnit.MILLISECONDS)) {
+                return;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------- placer
+
+    private void placeLoop() {
+        while (running || !queue.isEmpty()) {
+            Object[] item;
+            try {
+                item = queue.poll(POLL_MS, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                break;
+            }
+            if (item == null) {
+                continue;
+            }
+            Header h = (Header) item[0];
+            byte[] payload = (byte[]) item[1];
+            boolean ok = false;
+            try {
+                if (!"image".equals(h.kind)) {
+                    throw new Header.Unsupported("message kind '" + h.kind + "' is not shown by the Fiji bridge");
+                }
+                h.resolve();
+                place(h, payload);
+                ok = true;
+            } catch (Header.Unsupported e) {
+                error("dropped " + describe(h) + ": " + e.getMessage());
+            } catch (OutOfMemoryError e) {
+                error("dropped " + describe(h) + ": out of Java heap (start ImageJ with a larger -Xmx)");
+            } catch (Throwable e) {
+                error("dropped " + describe(h) + ": " + e);
+            }
+            (ok ? placed : dropped).incrementAndGet();
+            synchronized (this) {
+                long[] st = streams.get(h.stream);
+                if (st == null) {
+                    if (streams.size() > 1000) {
+                        streams.clear();
+                    }
+                    st = new long[] {0, -1};
+                    streams.put(h.stream, st);
+                }
+                st[0]++;
+                st[1] = h.seq;
+            }
+        }
+    }
+
+    private static String describe(Header h) {
+        return "message " + h.seq + " of stream '" + h.stream + "' (path '" + h.path + "')";
+    }
+
+    private void place(Header h, byte[] payload) {
+        ImagePlus toShow = null;
+        ImagePlus toClose = null;
+        synchronized (this) {
+            Layer layer = layers.get(h.title);
+            boolean plain = h.index.isEmpty();
+            boolean replace = false;
+            if (layer != null) {
+                if (!layer.fits(h)) {
+                    if (!plain && layer.indexed) {
+                        // an indexed frame that does not match its hyperstack: keep the stack
+                        throw new IllegalArgumentException("frame " + shapeString(h.shape) + " " + h.dtype
+                                + " does not match image '" + h.title + "' (" + layer.height + "x" + layer.width
+                                + ", " + layer.type.bitDepth + "-bit); close it first to start over");
+                    }
+                    replace = true;
+                } else if (plain && !sameBlock(layer, h)) {
+                    replace = true;
+                }
+            }
+            if (layer == null || replace) {
+                Layer fresh = new Layer(h.title, h.shape[h.shape.length - 1], h.shape[h.shape.length - 2], h.pixelType);
+                if (layer != null && layer.imp != null) {
+                    if (layer.type == h.pixelType) {
+                        fresh.imp = layer.imp; // keep the window; setStack swaps the pixels
+                    } else {
+                        toClose = layer.imp;
+                    }
+                }
+                layer = fresh;
+                layers.put(h.title, layer);
+            }
+            layer.indexed = !plain;
+            layer.place(h, payload);
+            boolean created = layer.syncImagePlus();
+            applyDisplay(layer.imp, h, created);
+            if (gui && created) {
+                toShow = layer.imp;
+            }
+        }
+        if (toClose != null) {
+            closeImage(toClose);
+        }
+        if (toShow != null) {
+            toShow.show();
+        }
+    }
+
+    /** A plain save fits in place when its block has exactly the layer's dimensions. */
+    private static boolean sameBlock(Layer layer, Header h) {
+        int c = 1;
+        int z = 1;
+        int t = 1;
+        for (int i = 0; i < h.blockAxes.length; i++) {
+            char a = h.blockAxes[i];
+            if (a == 'c') {
+                c = h.shape[i];
+            } else if (a == 'z') {
+                z = h.shape[i];
+            } else {
+                t = h.shape[i];
+            }
+        }
+        return !layer.indexed && c == layer.nC && z == layer.nZ && t == layer.nT;
+    }
+
+    private static String shapeString(int[] shape) {
+        StringBuilder sb = new StringBuilder("(");
+        for (int i = 0; i < shape.length; i++) {
+            sb.append(i > 0 ? ", " : "").append(shape[i]);
+        }
+        return sb.append(")").toString();
+    }
+
+    private static void applyDisplay(ImagePlus imp, Header h, boolean created) {
+        if (h.display == null) {
+            return;
+        }
+        Object lim = h.display.get("contrast_limits");
+        if (lim instanceof List && ((List<?>) lim).size() == 2) {
+            Object lo = ((List<?>) lim).get(0);
+            Object hi = ((List<?>) lim).get(1);
+            if (lo instanceof Number && hi instanceof Number) {
+                imp.setDisplayRange(((Number) lo).doubleValue(), ((Number) hi).doubleValue());
+            }
+        }
+    }
+
+    private void closeImage(ImagePlus imp) {
+        try {
+            imp.changes = false;
+            imp.close();
+        } catch (Throwable t) {
+            error("closing '" + imp.getTitle() + "': " + t);
+        }
+    }
+
+    // ------------------------------------------------------------------ refresh
+
+    private void refreshLoop() {
+        List<Layer> todo = new ArrayList<Layer>();
+        while (running) {
+            try {
+                Thread.sleep(REFRESH_MS);
+                todo.clear();
+                synchronized (this) {
+                    for (Layer l : layers.values()) {
+                        if (l.dirty && l.imp != null) {
+                            l.dirty = false;
+                            todo.add(l);
+                        }
+                    }
+                }
+                for (Layer l : todo) {
+                    ImagePlus imp = l.imp;
+                    if (imp.getWindow() == null) {
+                        imp.show(); // the user closed it: new data shows it again
+                    } else {
+                        imp.updateAndDraw();
+                    }
+                }
+            } catch (InterruptedException e) {
+                break;
+            } catch (Throwable t) {
+                error("refresh: " + t);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ control
+
+    private void controlLoop() {
+        ZMQ.Socket rep = null;
+        try {
+            rep = ctx.socket(ZMQ.REP);
+            rep.setLinger(0);
+            rep.setMaxMsgSize(1024 * 1024);
+            rep.setReceiveTimeOut(POLL_MS);
+            rep.setSendTimeOut(1000);
+            rep.bind(endpoint(controlPort));
+        } catch (Throwable t) {
+            bindError = "cannot bind the control socket " + endpoint(controlPort) + ": " + t;
+            running = false;
+            bound.countDown();
+            if (rep != null) {
+                rep.close();
+            }
+            return;
+        }
+        bound.countDown();
+        boolean quit = false;
+        while (running && !quit) {
+            try {
+                byte[] req = rep.recv(0);
+                if (req == null) {
+                    continue;
+                }
+                boolean multi = false;
+                while (rep.hasReceiveMore()) {
+                    rep.recv(0);
+                    multi = true;
+                }
+                Map<String, Object> reply;
+                if (multi) {
+                    reply = fail("a control request is one frame of JSON");
+                } else {
+                    reply = handle(req);
+                }
+                quit = Boolean.TRUE.equals(reply.remove("_quit"));
+                rep.send(Json.write(reply).getBytes(StandardCharsets.UTF_8), 0);
+            } catch (Throwable t) {
+                if (!running) {
+                    break;
+                }
+                controlErrors.incrementAndGet();
+                error("control: " + t);
+            }
+        }
+        try {
+            rep.close();
+        } catch (Throwable t) {
+            // closing
+        }
+        if (quit) {
+            Runnable r = onQuit;
+            new Thread(new Runnable() {
+                public void run() {
+                    stop();
+                    if (r != null) {
+                        r.run();
+                    }
+                }
+            }, "polystore-quit").start();
+        }
+    }
+
+    private Map<String, Object> fail(String message) {
+        controlErrors.incrementAndGet();
+        Map<String, Object> m = new LinkedHashMap<String, Object>();
+        m.put("ok", Boolean.FALSE);
+        m.put("error", message);
+        return m;
+    }
+
+    private static Map<String, Object> ok() {
+        Map<String, Object> m = new LinkedHashMap<String, Object>();
+        m.put("ok", Boolean.TRUE);
+        return m;
+    }
+
+    Map<String, Object> handle(byte[] raw) {
+        Object doc;
+        try {
+            String text = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(raw)).toString();
+            doc = Json.parse(text);
+        } catch (Exception e) {
+            return fail("request is not UTF-8 JSON: " + e.getMessage());
+        }
+        if (!(doc instanceof Map) || !(((Map<?, ?>) doc).get("cmd") instanceof String)) {
+            return fail("request must be a JSON object with a string 'cmd'");
+        }
+        Map<?, ?> req = (Map<?, ?>) doc;
+        String cmd = (String) req.get("cmd");
+        if (cmd.equals("ping")) {
+            Map<String, Object> m = ok();
+            m.put("reply", "pong");
+            m.put("protocol", Long.valueOf(PROTOCOL));
+            m.put("version", VERSION);
+            m.put("imagej", ij.IJ.getVersion());
+            m.put("gui", Boolean.valueOf(gui));
+            m.put("port", Long.valueOf(port));
+            m.put("control_port", Long.valueOf(controlPort));
+            m.put("pid", Long.valueOf(pid()));
+            return m;
+        }
+        if (cmd.equals("status")) {
+            return status();
+        }
+        if (cmd.equals("save_tiff")) {
+            Object title = req.get("title");
+            Object path = req.get("path");
+            if (!(title instanceof String) || !(path instanceof String)) {
+                return fail("save_tiff needs 'title' and 'path' strings");
+            }
+            return saveTiff((String) title, (String) path);
+        }
+        if (cmd.equals("close")) {
+            Object title = req.get("title");
+            if (!(title instanceof String)) {
+                return fail("close needs a 'title' string");
+            }
+            ImagePlus imp;
+            synchronized (this) {
+                Layer l = layers.remove(title);
+                imp = l == null ? null : l.imp;
+            }
+            if (imp == null) {
+                return fail("no image titled '" + title + "'");
+            }
+            closeImage(imp);
+            return ok();
+        }
+        if (cmd.equals("quit")) {
+            Map<String, Object> m = ok();
+            m.put("_quit", Boolean.TRUE);
+            return m;
+        }
+        return fail("unknown command '" + cmd + "' (ping, status, save_tiff, close, quit)");
+    }
+
+    private synchronized Map<String, Object> status() {
+        Map<String, Object> m = ok();
+        m.put("received", Long.valueOf(received.get()));
+        m.put("placed", Long.valueOf(placed.get()));
+        m.put("dropped", Long.valueOf(dropped.get()));
+        m.put("malformed", Long.valueOf(malformed.get()));
+        m.put("control_errors", Long.valueOf(controlErrors.get()));
+        m.put("queued", Long.valueOf(queue.size()));
+        m.put("last_error", lastError);
+        Map<String, Object> st = new LinkedHashMap<String, Object>();
+        for (Map.Entry<String, long[]> e : streams.entrySet()) {
+            Map<String, Object> one = new LinkedHashMap<String, Object>();
+            one.put("messages", Long.valueOf(e.getValue()[0]));
+            one.put("last_seq", Long.valueOf(e.getValue()[1]));
+            st.put(e.getKey(), one);
+        }
+        m.put("streams", st);
+        List<Object> images = new ArrayList<Object>();
+        for (Layer l : layers.values()) {
+            Map<String, Object> one = new LinkedHashMap<String, Object>();
+            one.put("title", l.title);
+            one.put("width", Long.valueOf(l.width));
+            one.put("height", Long.valueOf(l.height));
+            one.put("channels", Long.valueOf(l.nC));
+            one.put("slices", Long.valueOf(l.nZ));
+            one.put("frames", Long.valueOf(l.nT));
+            one.put("bit_depth", Long.valueOf(l.type.bitDepth));
+            one.put("updates", Long.valueOf(l.updates));
+            one.put("shown", Boolean.valueOf(l.imp != null && l.imp.getWindow() != null));
+            images.add(one);
+        }
+        m.put("images", images);
+        return m;
+    }
+
+    private Map<String, Object> saveTiff(String title, String path) {
+        ImagePlus imp;
+        synchronized (this) {
+            Layer l = layers.get(title);
+            imp = l == null ? null : l.imp;
+        }
+        if (imp == null && gui) {
+            imp = WindowManager.getImage(title);
+        }
+        if (imp == null) {
+            return fail("no image titled '" + title + "'");
+        }
+        File f = new File(path);
+        if (!f.isAbsolute()) {
+            return fail("save_tiff needs an absolute path, got '" + path + "'");
+        }
+        boolean saved;
+        synchronized (this) { // no frame lands half-way through the file
+            saved = new FileSaver(imp).saveAsTiff(f.getPath());
+        }
+        if (!saved) {
+            return fail("ImageJ could not write '" + path + "'");
+        }
+        Map<String, Object> m = ok();
+        m.put("path", f.getPath());
+        return m;
+    }
+
+    static long pid() {
+        try {
+            String name = java.lang.management.ManagementFactory.getRuntimeMXBean().getName();
+            return Long.parseLong(name.substring(0, name.indexOf('@')));
+        } catch (Throwable t) {
+            return -1;
+        }
+    }
+}

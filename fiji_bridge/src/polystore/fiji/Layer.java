@@ -1,0 +1,217 @@
+package polystore.fiji;
+
+import ij.ImagePlus;
+import ij.ImageStack;
+
+import java.nio.ByteBuffer;
+
+/**
+ * The hyperstack behind one image title: planes by (c, z, t), grown on demand.
+ *
+ * <p>Planes are kept as ImageJ pixel arrays ({@code byte[]}, {@code short[]},
+ * {@code float[]}); a plane received again at the same position is decoded into
+ * the existing array (no allocation), so a live stream into one image costs one
+ * copy per frame. Empty positions share one blank array. All methods run under the
+ * bridge's lock.
+ */
+final class Layer {
+    final String title;
+    final int width;
+    final int height;
+    final Header.PixelType type;
+    int nC;
+    int nZ;
+    int nT;
+    Object[] planes;
+    private Object blank;
+    ImagePlus imp;
+    /** The stack layout changed: rebuild the ImageStack before showing. */
+    boolean structureChanged = true;
+    /** Pixels changed since the last draw. */
+    volatile boolean dirty = true;
+    long updates;
+    /** Built from indexed frames (grows) rather than replaced by plain saves. */
+    boolean indexed;
+
+    Layer(String title, int width, int height, Header.PixelType type) {
+        this.title = title;
+        this.width = width;
+        this.height = height;
+        this.type = type;
+        nC = 1;
+        nZ = 1;
+        nT = 1;
+        planes = new Object[1];
+    }
+
+    boolean fits(Header h) {
+        int n = h.shape.length;
+        return h.shape[n - 1] == width && h.shape[n - 2] == height && h.pixelType == type;
+    }
+
+    private int slot(int c, int z, int t) {
+        return (t * nZ + z) * nC + c;
+    }
+
+    private void grow(int c, int z, int t) {
+        int nc = Math.max(nC, c + 1);
+        int nz = Math.max(nZ, z + 1);
+        int nt = Math.max(nT, t + 1);
+        if (nc == nC && nz == nZ && nt == nT) {
+            return;
+        }
+        long total = (long) nc * nz * nt;
+        if (total > 1000000L) {
+            throw new IllegalArgumentException("hyperstack of " + total + " planes is too large");
+        }
+        Object[] next = new Object[(int) total];
+        for (int tt = 0; tt < nT; tt++) {
+            for (int zz = 0; zz < nZ; zz++) {
+                for (int cc = 0; cc < nC; cc++) {
+                    next[(tt * nz + zz) * nc + cc] = planes[slot(cc, zz, tt)];
+                }
+            }
+        }
+        planes = next;
+        nC = nc;
+        nZ = nz;
+        nT = nt;
+        structureChanged = true;
+    }
+
+    /** Decode the payload's planes into this layer at the header's position. */
+    void place(Header h, byte[] payload) {
+        int[] base = {0, 0, 0}; // c, z, t
+        Integer v;
+        if ((v = h.index.get("c")) != null) {
+            base[0] = v.intValue();
+        }
+        if ((v = h.index.get("z")) != null) {
+            base[1] = v.intValue();
+        }
+        if ((v = h.index.get("t")) != null) {
+            base[2] = v.intValue();
+        }
+        int lead = h.blockAxes.length;
+        int[] extent = new int[lead];
+        int[] which = new int[lead]; // 0=c 1=z 2=t
+        long planesInBlock = 1;
+        for (int i = 0; i < lead; i++) {
+            extent[i] = h.shape[i];
+            which[i] = "czt".indexOf(h.blockAxes[i]);
+            planesInBlock *= extent[i];
+        }
+        if (planesInBlock == 0) {
+            return;
+        }
+        int[] last = base.clone();
+        for (int i = 0; i < lead; i++) {
+            last[which[i]] += extent[i] - 1;
+        }
+        grow(last[0], last[1], last[2]);
+        int planeBytes = width * height * type.itemsize;
+        int[] counter = new int[lead];
+        for (long p = 0; p < planesInBlock; p++) {
+            int[] pos = base.clone();
+            for (int i = 0; i < lead; i++) {
+                pos[which[i]] += counter[i];
+            }
+            int s = slot(pos[0], pos[1], pos[2]);
+            planes[s] = decode(payload, (int) (p * planeBytes), h, planes[s], planesInBlock == 1);
+            for (int i = lead - 1; i >= 0; i--) { // C order: last leading axis fastest
+                if (++counter[i] < extent[i]) {
+                    break;
+                }
+                counter[i] = 0;
+            }
+        }
+        updates++;
+        dirty = true;
+    }
+
+    private Object decode(byte[] payload, int offset, Header h, Object target, boolean whole) {
+        int n = width * height;
+        ByteBuffer bb = ByteBuffer.wrap(payload, offset, n * type.itemsize).order(h.byteOrder);
+        switch (type) {
+            case U8: {
+                if (target == null || target == blank) {
+                    if (whole && offset == 0 && payload.length == n) {
+                        structureChanged = true;
+                        return payload; // adopt the received buffer: zero copies
+                    }
+                    target = new byte[n];
+                    structureChanged = true;
+                }
+                System.arraycopy(payload, offset, (byte[]) target, 0, n);
+                return target;
+            }
+            case U16: {
+                if (target == null || target == blank) {
+                    target = new short[n];
+                    structureChanged = true;
+                }
+                bb.asShortBuffer().get((short[]) target);
+                return target;
+            }
+            default: {
+                if (target == null || target == blank) {
+                    target = new float[n];
+                    structureChanged = true;
+                }
+                bb.asFloatBuffer().get((float[]) target);
+                return target;
+            }
+        }
+    }
+
+    private Object blank() {
+        if (blank == null) {
+            int n = width * height;
+            blank = type == Header.PixelType.U8 ? new byte[n]
+                    : type == Header.PixelType.U16 ? (Object) new short[n] : new float[n];
+        }
+        return blank;
+    }
+
+    /** Build a fresh ImageStack in ImageJ order (c fastest, then z, then t). */
+    ImageStack buildStack() {
+        ImageStack stack = new ImageStack(width, height);
+        for (int t = 0; t < nT; t++) {
+            for (int z = 0; z < nZ; z++) {
+                for (int c = 0; c < nC; c++) {
+                    Object px = planes[slot(c, z, t)];
+                    String label = "c" + c + " z" + z + " t" + t;
+                    stack.addSlice(label, px == null ? blank() : px);
+                }
+            }
+        }
+        return stack;
+    }
+
+    /**
+     * Bring the ImagePlus up to date with the planes: a new ImagePlus the first
+     * time, {@code setStack} after the layout changed. Returns true when created.
+     */
+    boolean syncImagePlus() {
+        boolean created = false;
+        if (imp == null) {
+            imp = new ImagePlus(title, buildStack());
+            imp.setDimensions(nC, nZ, nT);
+            imp.setOpenAsHyperStack(nC * nZ * nT > 1);
+            imp.resetDisplayRange();
+            created = true;
+        } else if (structureChanged) {
+            boolean shown = imp.getWindow() != null;
+            int c = imp.getC();
+            int z = imp.getZ();
+            int t = imp.getT();
+            imp.setStack(buildStack(), nC, nZ, nT);
+            imp.setOpenAsHyperStack(nC * nZ * nT > 1);
+            if (shown) {
+                imp.setPosition(Math.min(c, nC), Math.min(z, nZ), Math.min(t, nT));
+            }
+        }
+        structureChanged = false;
+        return created;
+    }
+}
