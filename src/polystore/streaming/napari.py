@@ -1,0 +1,172 @@
+"""``backend="napari"``: stream images into a live napari viewer.
+
+The viewer side is the polystore napari plugin's **Stream receiver** widget
+(``polystore_napari``), which binds a PULL socket at the endpoint; this module
+only sends and never imports napari or Qt. ``launch=True`` starts a viewer
+process with the receiver already listening (``python -m polystore_napari``),
+records its PID and can stop it by that PID.
+
+Default endpoint: ``$POLYSTORE_NAPARI_ENDPOINT`` if set, else
+``ipc://<runtime dir>/napari.sock`` (a private 0700 directory; see
+:func:`polystore.streaming.endpoints.runtime_dir`), or ``tcp://127.0.0.1:5570``
+where ipc is unavailable (Windows).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from polystore.streaming.backend import StreamingBackend
+from polystore.streaming.endpoints import ipc_endpoint, runtime_dir, tcp_endpoint
+from polystore.streaming.errors import StreamingError
+from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT
+
+__all__ = ["NapariStreamingBackend", "default_napari_endpoint", "DEFAULT_NAPARI_PORT", "ENDPOINT_ENV"]
+
+#: TCP port of the default napari endpoint where ipc sockets are unavailable.
+DEFAULT_NAPARI_PORT = 5570
+#: Environment variable overriding the default napari endpoint (sender and plugin).
+ENDPOINT_ENV = "POLYSTORE_NAPARI_ENDPOINT"
+
+
+def default_napari_endpoint() -> str:
+    """The endpoint the napari backend and the plugin's receiver use by default."""
+    env = os.environ.get(ENDPOINT_ENV)
+    if env:
+        return env
+    if sys.platform.startswith("win"):
+        return tcp_endpoint(DEFAULT_NAPARI_PORT)
+    return ipc_endpoint("napari")
+
+
+class NapariStreamingBackend(StreamingBackend):
+    """Send images to a napari viewer running the polystore Stream receiver.
+
+    ``fm.save(img, "A01/site1_c2.tif", backend="napari")`` shows ``img`` in the
+    layer ``"A01/site1_c2"`` (a later save to it replaces what it shows);
+    ``layer="A01", index={"t": 3, "c": 1}`` places frames into an N-D layer
+    with named sliders, keeping every frame. ``colormap``, ``contrast_limits``
+    and ``scale`` pass through. With no viewer listening, ``save`` raises
+    :class:`~polystore.streaming.errors.NoReceiverError` after ``send_timeout``.
+
+    ``launch=True`` starts ``python -m polystore_napari`` (a viewer with the
+    receiver listening on this endpoint) and waits up to ``launch_timeout`` s
+    for it; :attr:`viewer_pid` is its PID and :meth:`stop_viewer` ends it.
+    """
+
+    _backend_type: ClassVar[str] = "napari"
+    receiver_hint: ClassVar[str] = (
+        "Start a receiver in napari (Plugins > polystore > Stream receiver, same endpoint), "
+        "run `python -m polystore_napari --endpoint ENDPOINT`, or use "
+        "NapariStreamingBackend(launch=True)."
+    )
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        launch: bool = False,
+        launch_timeout: float = 120.0,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        copy: bool = False,
+        curve_server_key: bytes | str | None = None,
+        curve_public_key: bytes | str | None = None,
+        curve_secret_key: bytes | str | None = None,
+    ) -> None:
+        if endpoint is None:
+            endpoint = tcp_endpoint(port, host) if port is not None else default_napari_endpoint()
+        super().__init__(
+            "push",
+            endpoint=endpoint,
+            send_timeout=send_timeout,
+            copy=copy,
+            curve_server_key=curve_server_key,
+            curve_public_key=curve_public_key,
+            curve_secret_key=curve_secret_key,
+        )
+        self.viewer_process: subprocess.Popen[bytes] | None = None
+        self.viewer_log: Path | None = None
+        if launch:
+            self.launch_viewer(timeout=launch_timeout)
+
+    @property
+    def viewer_pid(self) -> int | None:
+        """PID of the viewer started by :meth:`launch_viewer` (None if none)."""
+        return None if self.viewer_process is None else self.viewer_process.pid
+
+    def launch_viewer(self, timeout: float = 120.0, show: bool = True) -> int:
+        """Start a napari viewer process listening on :attr:`endpoint`; return its PID.
+
+        Waits until the receiver is bound (or raises :class:`StreamingError`
+        with the tail of the viewer's log if it exits or takes longer than
+        ``timeout`` seconds). Needs the ``napari`` extra and a display.
+        """
+        if self.viewer_process is not None and self.viewer_process.poll() is None:
+            return self.viewer_process.pid
+        workdir = Path(tempfile.mkdtemp(prefix="viewer-", dir=runtime_dir()))
+        ready = workdir / "ready"
+        self.viewer_log = workdir / "viewer.log"
+        command = [
+            sys.executable,
+            "-m",
+            "polystore_napari",
+            "--endpoint",
+            self.endpoint,
+            "--ready-file",
+            str(ready),
+        ]
+        if not show:
+            command.append("--hidden")
+        with open(self.viewer_log, "wb") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.viewer_process = process
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if process.poll() is not None:
+                self.viewer_process = None
+                raise StreamingError(
+                    f"the napari viewer process exited with code {process.returncode} before "
+                    f"listening on {self.endpoint}; log {self.viewer_log}:\n{self._log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop_viewer()
+                raise StreamingError(
+                    f"the napari viewer did not listen on {self.endpoint} within {timeout} s; "
+                    f"log {self.viewer_log}:\n{self._log_tail()}"
+                )
+            time.sleep(0.05)
+        return process.pid
+
+    def _log_tail(self, lines: int = 20) -> str:
+        if self.viewer_log is None or not self.viewer_log.exists():
+            return ""
+        return "\n".join(self.viewer_log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop_viewer(self, timeout: float = 10.0) -> None:
+        """Stop the launched viewer by its PID (SIGTERM, then SIGKILL after ``timeout``)."""
+        process, self.viewer_process = self.viewer_process, None
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        """Flush and close the socket; a launched viewer keeps running (see :meth:`stop_viewer`)."""
+        super().close()

@@ -1,0 +1,367 @@
+"""The polystore streaming wire format, version 1 (see ``docs/streaming-protocol.md``).
+
+One message per image: a ZeroMQ multipart message of exactly two frames,
+``[UTF-8 JSON header, raw C-contiguous payload]``. This module builds and
+validates headers and turns a validated ``(header, payload)`` pair back into a
+NumPy array without copying. It imports neither zmq nor Qt, and it never
+unpickles or evaluates anything it receives: a header is plain JSON checked
+field by field against the limits below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_HEADER_BYTES",
+    "MAX_NDIM",
+    "MAX_PATH_CHARS",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "ProtocolError",
+    "Header",
+    "build_header",
+    "encode_header",
+    "parse_header",
+    "decode_message",
+    "array_from_payload",
+    "as_payload_array",
+]
+
+#: The version this module writes and the only one it accepts.
+PROTOCOL_VERSION = 1
+#: Largest header accepted, in bytes (a header is a few hundred bytes).
+MAX_HEADER_BYTES = 64 * 1024
+#: Largest number of array dimensions accepted.
+MAX_NDIM = 16
+#: Longest ``path`` / ``layer`` / ``stream`` string accepted.
+MAX_PATH_CHARS = 4096
+#: Default largest payload a receiver accepts (2 GiB); receivers can change it.
+DEFAULT_MAX_FRAME_BYTES = 2 * 1024**3
+
+# Byte order + kind + item size: "<u2", "|u1", ">f8", "|b1", "<c16". Anything
+# else (structured, object, string, datetime dtypes) is refused.
+_DTYPE_RE = re.compile(r"^[<>|=]([biufc])(1|2|4|8|16)$")
+_AXIS_RE = re.compile(r"^[A-Za-z]$")
+_REQUIRED = ("v", "kind", "stream", "seq", "path", "dtype", "shape", "order", "nbytes", "sent")
+
+
+class ProtocolError(ValueError):
+    """A header or payload does not follow the wire protocol; the message is dropped."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated message header (the fields of ``docs/streaming-protocol.md``)."""
+
+    stream: str
+    seq: int
+    path: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    nbytes: int
+    sent: float
+    layer: str | None = None
+    axes: str | None = None
+    index: dict[str, int] | None = None
+    display: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+    kind: str = "image"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The header as the JSON-ready mapping that goes on the wire."""
+        return {
+            "v": self.v,
+            "kind": self.kind,
+            "stream": self.stream,
+            "seq": self.seq,
+            "path": self.path,
+            "dtype": self.dtype.str,
+            "shape": list(self.shape),
+            "order": "C",
+            "nbytes": self.nbytes,
+            "layer": self.layer,
+            "axes": self.axes,
+            "index": self.index,
+            "display": self.display,
+            "meta": self.meta,
+            "sent": self.sent,
+        }
+
+
+def as_payload_array(data: Any) -> np.ndarray[Any, Any]:
+    """Return ``data`` as a C-contiguous NumPy array of a streamable dtype.
+
+    Arrays already C-contiguous are returned as they are (no copy). Torch, JAX
+    and other array types are converted through ``polystore.frameworks`` when
+    it is available, else through ``np.asarray``.
+    """
+    try:
+        from polystore.frameworks import to_numpy
+    except ImportError:  # pragma: no cover - frameworks lands with the core
+        array = np.asarray(data)
+    else:
+        array = np.asarray(to_numpy(data))
+    if not _DTYPE_RE.match(array.dtype.str):
+        raise TypeError(
+            f"cannot stream arrays of dtype {array.dtype}: only bool, integer, "
+            "float and complex dtypes are sent"
+        )
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    if array.ndim > MAX_NDIM:
+        raise ValueError(f"cannot stream a {array.ndim}-D array (at most {MAX_NDIM} dims)")
+    return array
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """Check that ``value`` survives a JSON round trip unchanged in kind."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must contain only JSON values (str, numbers, lists, dicts): {exc}") from exc
+
+
+def build_header(
+    array: np.ndarray[Any, Any],
+    path: str,
+    *,
+    stream: str,
+    seq: int,
+    layer: str | None = None,
+    axes: str | None = None,
+    index: Mapping[str, int] | None = None,
+    display: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    sent: float | None = None,
+) -> Header:
+    """Build and validate the header for one C-contiguous ``array`` saved at ``path``.
+
+    Raises ``ValueError``/``TypeError`` for anything a receiver would refuse,
+    so a sender never puts an invalid message on the wire.
+    """
+    raw = {
+        "v": PROTOCOL_VERSION,
+        "kind": "image",
+        "stream": stream,
+        "seq": int(seq),
+        "path": str(path).replace("\\", "/"),
+        "dtype": array.dtype.str,
+        "shape": [int(n) for n in array.shape],
+        "order": "C",
+        "nbytes": int(array.nbytes),
+        "layer": layer,
+        "axes": axes,
+        "index": None if index is None else {str(k): _as_int(v, "index") for k, v in index.items()},
+        "display": _json_value(dict(display or {}), "display options"),
+        "meta": _json_value(dict(meta or {}), "metadata"),
+        "sent": time.time() if sent is None else float(sent),
+    }
+    try:
+        return validate_header(raw, payload_nbytes=int(array.nbytes))
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _as_int(value: Any, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} values must be integers, got {value!r}")
+    return int(value)
+
+
+def encode_header(header: Header) -> bytes:
+    """Serialise ``header`` to the compact UTF-8 JSON of the first frame."""
+    return json.dumps(header.to_dict(), separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _check_str(raw: Mapping[str, Any], key: str, *, nullable: bool = False) -> str | None:
+    value = raw.get(key)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"header field {key!r} must be a string")
+    if len(value) > MAX_PATH_CHARS:
+        raise ProtocolError(f"header field {key!r} is longer than {MAX_PATH_CHARS} characters")
+    return value
+
+
+def _check_display(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError("header field 'display' must be an object")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "colormap":
+            if not isinstance(item, str) or len(item) > 256:
+                raise ProtocolError("display.colormap must be a short string")
+        elif key == "contrast_limits":
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or not all(_is_number(x) for x in item)
+                or not item[0] < item[1]
+            ):
+                raise ProtocolError("display.contrast_limits must be [lo, hi] numbers with lo < hi")
+        elif key == "scale":
+            if (
+                not isinstance(item, list)
+                or not 0 < len(item) <= MAX_NDIM
+                or not all(_is_number(x) and x > 0 for x in item)
+            ):
+                raise ProtocolError("display.scale must be a list of positive numbers")
+        # Unknown display keys are kept: receivers ignore what they do not know.
+        out[key] = item
+    return out
+
+
+def validate_header(raw: Any, payload_nbytes: int) -> Header:
+    """Check a decoded JSON header against the protocol and the payload length.
+
+    Returns a :class:`Header`; raises :class:`ProtocolError` naming the first
+    problem found. Nothing is allocated from the declared sizes.
+    """
+    if not isinstance(raw, dict):
+        raise ProtocolError("header is not a JSON object")
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:
+        raise ProtocolError(f"header is missing fields: {', '.join(missing)}")
+    if not _is_int(raw["v"]) or raw["v"] != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {raw['v']!r} (this receiver speaks {PROTOCOL_VERSION})")
+    if raw["kind"] != "image":
+        raise ProtocolError(f"unknown message kind {raw['kind']!r}")
+    stream = _check_str(raw, "stream")
+    path = _check_str(raw, "path")
+    layer = _check_str(raw, "layer", nullable=True)
+    assert stream is not None and path is not None
+    seq = raw["seq"]
+    if not _is_int(seq) or seq < 0:
+        raise ProtocolError("header field 'seq' must be a non-negative integer")
+    dtype_str = raw["dtype"]
+    if not isinstance(dtype_str, str) or not _DTYPE_RE.match(dtype_str):
+        raise ProtocolError(f"unsupported dtype {dtype_str!r}")
+    dtype = np.dtype(dtype_str)
+    shape = raw["shape"]
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(n) and n >= 0 for n in shape):
+        raise ProtocolError(f"header field 'shape' must be a list of at most {MAX_NDIM} non-negative integers")
+    if raw["order"] != "C":
+        raise ProtocolError("header field 'order' must be 'C'")
+    nbytes = raw["nbytes"]
+    if not _is_int(nbytes) or nbytes < 0:
+        raise ProtocolError("header field 'nbytes' must be a non-negative integer")
+    expected = math.prod(shape) * dtype.itemsize  # exact: Python ints do not overflow
+    if nbytes != expected:
+        raise ProtocolError(f"nbytes {nbytes} does not match shape {shape} x itemsize {dtype.itemsize} = {expected}")
+    if nbytes != payload_nbytes:
+        raise ProtocolError(f"payload has {payload_nbytes} bytes but the header declares {nbytes}")
+    axes = raw.get("axes")
+    if axes is not None:
+        if (
+            not isinstance(axes, str)
+            or not 0 < len(axes) <= MAX_NDIM
+            or not all(_AXIS_RE.match(a) for a in axes)
+            or len(set(axes)) != len(axes)
+        ):
+            raise ProtocolError("header field 'axes' must be distinct axis letters, e.g. 'tczyx'")
+    index = raw.get("index")
+    if index is not None:
+        if not isinstance(index, dict) or len(index) > MAX_NDIM:
+            raise ProtocolError("header field 'index' must be an object of axis -> integer")
+        for key, value in index.items():
+            if not _AXIS_RE.match(key) or not _is_int(value) or not 0 <= value < 2**31:
+                raise ProtocolError(f"bad index entry {key!r}: {value!r}")
+        if axes is not None:
+            extra = set(index) - set(axes)
+            if extra:
+                raise ProtocolError(f"index axes {sorted(extra)} are not in axes {axes!r}")
+            if len(axes) < len(shape) or len(axes) - len(shape) < len(index):
+                raise ProtocolError(
+                    f"axes {axes!r} must name the stack axes and then the {len(shape)} frame axes"
+                )
+    display = _check_display(raw.get("display"))
+    meta = raw.get("meta")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ProtocolError("header field 'meta' must be an object")
+    sent = raw["sent"]
+    if not _is_number(sent):
+        raise ProtocolError("header field 'sent' must be a number")
+    return Header(
+        stream=stream,
+        seq=seq,
+        path=path,
+        dtype=dtype,
+        shape=tuple(shape),
+        nbytes=nbytes,
+        sent=float(sent),
+        layer=layer,
+        axes=axes,
+        index=None if index is None else dict(index),
+        display=display,
+        meta=meta,
+    )
+
+
+def parse_header(data: bytes | memoryview, payload_nbytes: int) -> Header:
+    """Decode and validate the first frame of a message.
+
+    ``payload_nbytes`` is the length of the second frame; a header whose
+    declared size differs is refused.
+    """
+    if len(data) > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header is larger than {MAX_HEADER_BYTES} bytes")
+    try:
+        text = bytes(data).decode("utf-8")
+        raw = json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"header is not UTF-8 JSON: {exc}") from None
+    return validate_header(raw, payload_nbytes)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a header")
+
+
+def array_from_payload(header: Header, payload: Any) -> np.ndarray[Any, Any]:
+    """View ``payload`` (any buffer of ``header.nbytes`` bytes) as the array it carries.
+
+    No copy: the array keeps the buffer alive and is read-only when the buffer is.
+    """
+    view = memoryview(payload).cast("B")
+    if view.nbytes != header.nbytes:
+        raise ProtocolError(f"payload has {view.nbytes} bytes but the header declares {header.nbytes}")
+    return np.frombuffer(view, dtype=header.dtype).reshape(header.shape)
+
+
+def decode_message(frames: list[Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> tuple[Header, np.ndarray[Any, Any]]:
+    """Validate a received multipart message and return ``(header, array)``.
+
+    ``frames`` are bytes, memoryviews or ``zmq.Frame`` objects (anything with
+    the buffer protocol, or a ``.buffer`` attribute).
+    """
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames (header, payload), got {len(frames)}")
+    head, body = (getattr(f, "buffer", f) for f in frames)
+    payload = memoryview(body)
+    if payload.nbytes > max_frame_bytes:
+        raise ProtocolError(f"payload of {payload.nbytes} bytes exceeds the limit of {max_frame_bytes}")
+    header = parse_header(memoryview(head), payload.nbytes)
+    return header, array_from_payload(header, payload)

@@ -1,0 +1,409 @@
+"""The PULL side, Qt-free: a background thread drains the socket into a bounded queue.
+
+:class:`StreamReceiver` binds a PULL socket and reads it on its own thread so
+a busy consumer (a GUI thread drawing frames) never stalls the socket. Frames
+go into a :class:`FrameQueue` that holds at most ``max_queued_bytes``:
+
+* live frames (no ``index``) are coalesced per layer, newest wins: a slow
+  consumer sees the latest image and memory stays flat;
+* indexed frames (``index`` set, N-D stacks) are all kept, in order.
+
+When the queue is full the thread stops reading, so ZeroMQ's high-water marks
+push back on the sender (which then waits, and after its timeout raises)
+instead of memory growing. Every message is validated by
+:mod:`polystore.streaming.protocol`; invalid ones are dropped and counted, as
+are gaps in each stream's sequence numbers.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from polystore.streaming._zmq import context, zmq
+from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
+from polystore.streaming.errors import ReceiveTimeoutError, StreamingError
+from polystore.streaming.placement import layer_name_from_path
+from polystore.streaming.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    MAX_HEADER_BYTES,
+    Header,
+    ProtocolError,
+    decode_message,
+)
+
+__all__ = ["Frame", "FrameQueue", "ReceiverStats", "StreamReceiver", "DEFAULT_MAX_QUEUED_BYTES"]
+
+#: Default byte budget of a receiver's queue (512 MiB).
+DEFAULT_MAX_QUEUED_BYTES = 512 * 1024**2
+_MAX_TRACKED_STREAMS = 1024
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One received image: its validated header, the array and when it arrived."""
+
+    header: Header
+    data: np.ndarray[Any, Any]
+    received: float  # time.time() when the receiver thread took it off the socket
+
+    @property
+    def layer(self) -> str:
+        """The target layer: the header's ``layer`` or the name derived from ``path``."""
+        return self.header.layer or layer_name_from_path(self.header.path)
+
+    @property
+    def live(self) -> bool:
+        """True for frames that replace what a layer shows (no ``index``)."""
+        return self.header.index is None
+
+
+@dataclass
+class ReceiverStats:
+    """A snapshot of a receiver's counters."""
+
+    listening: bool = False
+    endpoint: str = ""
+    peers: int = 0  # senders currently connected
+    received: int = 0  # valid messages taken off the socket
+    bytes_received: int = 0
+    malformed: int = 0  # messages dropped by validation
+    gaps: int = 0  # sequence numbers never seen (lost messages)
+    out_of_order: int = 0  # a stream's seq went backwards (sender restarted)
+    replaced: int = 0  # live frames superseded by a newer one before being taken
+    taken: int = 0  # frames handed to the consumer
+    queued_frames: int = 0
+    queued_bytes: int = 0
+    backpressure_waits: int = 0  # times reading paused because the queue was full
+    frames_per_second: float = 0.0
+    last_error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FrameQueue:
+    """A byte-bounded queue: newest-wins per live layer, every indexed frame kept.
+
+    Thread-safe. ``put`` never blocks; producers check :meth:`has_room` (or
+    :meth:`wait_for_room`) first. A frame larger than the whole budget is still
+    accepted into an empty queue so it cannot wedge the stream.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_QUEUED_BYTES, coalesce: bool = True) -> None:
+        self.max_bytes = int(max_bytes)
+        self.coalesce = coalesce
+        self._items: collections.OrderedDict[Any, Frame] = collections.OrderedDict()
+        self._bytes = 0
+        self._counter = 0
+        self.replaced = 0
+        self.taken = 0
+        self._cond = threading.Condition()
+
+    def _key(self, frame: Frame) -> Any:
+        if self.coalesce and frame.live:
+            return ("live", frame.layer)
+        self._counter += 1
+        return ("seq", self._counter)
+
+    def has_room(self) -> bool:
+        """True when the queue is under its byte budget (or empty)."""
+        with self._cond:
+            return not self._items or self._bytes < self.max_bytes
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for room; returns :meth:`has_room`."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._items or self._bytes < self.max_bytes, timeout)
+            return not self._items or self._bytes < self.max_bytes
+
+    def put(self, frame: Frame) -> bool:
+        """Queue ``frame``; returns True if the queue was empty before (wake the consumer)."""
+        with self._cond:
+            was_empty = not self._items
+            key = self._key(frame)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.data.nbytes
+                self.replaced += 1
+            self._items[key] = frame
+            self._bytes += frame.data.nbytes
+            self._cond.notify_all()
+            return was_empty
+
+    def take_all(self) -> list[Frame]:
+        """Remove and return every queued frame in arrival order."""
+        with self._cond:
+            frames = list(self._items.values())
+            self._items.clear()
+            self._bytes = 0
+            self.taken += len(frames)
+            self._cond.notify_all()
+            return frames
+
+    def take_first(self, path: str | None = None, timeout: float | None = None) -> Frame | None:
+        """Remove and return the oldest frame (whose path is ``path`` if given).
+
+        Waits up to ``timeout`` s (forever for ``None``); returns None on timeout.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for key, frame in self._items.items():
+                    if path is None or frame.header.path == path:
+                        del self._items[key]
+                        self._bytes -= frame.data.nbytes
+                        self.taken += 1
+                        self._cond.notify_all()
+                        return frame
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data currently queued."""
+        with self._cond:
+            return self._bytes
+
+
+class StreamReceiver:
+    """Bind a PULL socket at ``endpoint`` and drain it on a background thread.
+
+    Parameters
+    ----------
+    endpoint:
+        Where to listen: ``tcp://127.0.0.1:PORT`` (port 0 picks a free one; see
+        :attr:`endpoint` after :meth:`start`) or ``ipc:///path``.
+    coalesce:
+        Newest-wins for live frames (viewers). ``False`` keeps every frame
+        (pull backends).
+    max_queued_bytes:
+        Byte budget of the queue; above it the thread stops reading (backpressure).
+    max_frame_bytes:
+        Largest payload accepted; ZeroMQ drops a peer that sends a bigger frame
+        before allocating it (``ZMQ_MAXMSGSIZE``).
+    allow_remote:
+        Needed to bind a non-loopback tcp address.
+    curve_secret_key, curve_public_key:
+        Z85 server keypair: only CURVE clients knowing the public key can connect.
+    on_frame:
+        Called on the receiver thread when a frame arrives in an empty queue
+        (at most one wake-up per :meth:`take` by the consumer).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        coalesce: bool = True,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        rcvhwm: int = 16,
+        allow_remote: bool = False,
+        curve_secret_key: bytes | str | None = None,
+        curve_public_key: bytes | str | None = None,
+        on_frame: Callable[[], None] | None = None,
+    ) -> None:
+        check_bind_allowed(endpoint, allow_remote)
+        self.requested_endpoint = endpoint
+        self.endpoint = endpoint
+        self.max_frame_bytes = int(max_frame_bytes)
+        self.rcvhwm = int(rcvhwm)
+        self.queue = FrameQueue(max_queued_bytes, coalesce=coalesce)
+        self.on_frame = on_frame
+        self._curve = (curve_secret_key, curve_public_key)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._bind_error: BaseException | None = None
+        self._stats_lock = threading.Lock()
+        self._stats = ReceiverStats(endpoint=endpoint)
+        self._last_seq: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._arrivals: collections.deque[float] = collections.deque(maxlen=4096)
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> StreamReceiver:
+        """Bind and start the thread; raises :class:`StreamingError` if binding fails."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._stop.clear()
+        self._ready.clear()
+        self._bind_error = None
+        self._thread = threading.Thread(target=self._run, name=f"polystore-receiver {self.endpoint}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise StreamingError(f"receiver at {self.endpoint} did not start within {timeout} s")
+        if self._bind_error is not None:
+            self._thread.join()
+            raise StreamingError(f"cannot listen on {self.requested_endpoint}: {self._bind_error}") from self._bind_error
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading and close the socket (queued frames stay takeable)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        self._thread = None
+
+    @property
+    def listening(self) -> bool:
+        """True while the socket is bound and the thread runs."""
+        with self._stats_lock:
+            return self._stats.listening
+
+    def __enter__(self) -> StreamReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- consumer side -----------------------------------------------------
+    def take(self) -> list[Frame]:
+        """Every queued frame (newest only per live layer), oldest first."""
+        return self.queue.take_all()
+
+    def get(self, path: str | None = None, timeout: float | None = None) -> Frame:
+        """The oldest queued frame (for ``path`` if given), waiting up to ``timeout`` s."""
+        frame = self.queue.take_first(path, timeout)
+        if frame is None:
+            what = f"for {path!r} " if path is not None else ""
+            raise ReceiveTimeoutError(f"no message {what}arrived at {self.endpoint} within {timeout} s")
+        return frame
+
+    def stats(self) -> ReceiverStats:
+        """A snapshot of the counters (safe to call from any thread)."""
+        now = time.time()
+        with self._stats_lock:
+            snap = ReceiverStats(**{**self._stats.__dict__, "extra": dict(self._stats.extra)})
+            recent = [t for t in self._arrivals if now - t <= 1.0]
+        snap.frames_per_second = float(len(recent))
+        snap.replaced = self.queue.replaced
+        snap.taken = self.queue.taken
+        snap.queued_frames = len(self.queue)
+        snap.queued_bytes = self.queue.nbytes
+        return snap
+
+    # -- the thread ----------------------------------------------------------
+    def _open(self) -> tuple[Any, Any]:
+        sock = context().socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_frame_bytes, MAX_HEADER_BYTES))
+        secret, public = self._curve
+        if secret is not None:
+            if not zmq.has("curve"):
+                raise StreamingError("this libzmq was built without CURVE support")
+            sock.curve_server = True
+            sock.curve_secretkey = secret.encode("ascii") if isinstance(secret, str) else secret
+            if public is not None:
+                sock.curve_publickey = public.encode("ascii") if isinstance(public, str) else public
+        monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        prepare_ipc(self.requested_endpoint)
+        try:
+            sock.bind(self.requested_endpoint)
+        except zmq.ZMQError:
+            sock.disable_monitor()
+            monitor.close(0)
+            sock.close(0)
+            raise
+        last = sock.getsockopt(zmq.LAST_ENDPOINT)
+        self.endpoint = last.decode() if isinstance(last, bytes) else str(last)
+        return sock, monitor
+
+    def _run(self) -> None:
+        try:
+            sock, monitor = self._open()
+        except Exception as exc:  # noqa: BLE001 - reported to start()
+            self._bind_error = exc
+            self._ready.set()
+            return
+        with self._stats_lock:
+            self._stats.listening = True
+            self._stats.endpoint = self.endpoint
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if not self.queue.has_room():
+                    with self._stats_lock:
+                        self._stats.backpressure_waits += 1
+                    while not self._stop.is_set() and not self.queue.wait_for_room(0.05):
+                        self._drain_monitor(monitor)
+                    continue
+                events = dict(poller.poll(50))
+                if monitor in events:
+                    self._drain_monitor(monitor)
+                if sock in events:
+                    self._receive_one(sock)
+        finally:
+            with self._stats_lock:
+                self._stats.listening = False
+                self._stats.peers = 0
+            sock.disable_monitor()
+            monitor.close(0)
+            sock.close(0)
+
+    def _drain_monitor(self, monitor: Any) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            with self._stats_lock:
+                if event["event"] == zmq.EVENT_ACCEPTED:
+                    self._stats.peers += 1
+                elif event["event"] == zmq.EVENT_DISCONNECTED:
+                    self._stats.peers = max(0, self._stats.peers - 1)
+
+    def _receive_one(self, sock: Any) -> None:
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        now = time.time()
+        try:
+            header, array = decode_message(frames, self.max_frame_bytes)
+        except ProtocolError as exc:
+            with self._stats_lock:
+                self._stats.malformed += 1
+                self._stats.last_error = str(exc)[:500]
+            return
+        self._count(header, now)
+        if self.queue.put(Frame(header, array, now)) and self.on_frame is not None:
+            try:
+                self.on_frame()
+            except Exception as exc:  # noqa: BLE001 - a consumer bug must not kill the thread
+                with self._stats_lock:
+                    self._stats.last_error = f"on_frame callback failed: {exc!r}"[:500]
+
+    def _count(self, header: Header, now: float) -> None:
+        with self._stats_lock:
+            stats = self._stats
+            stats.received += 1
+            stats.bytes_received += header.nbytes
+            self._arrivals.append(now)
+            last = self._last_seq.pop(header.stream, None)
+            if last is not None:
+                if header.seq > last + 1:
+                    stats.gaps += header.seq - last - 1
+                elif header.seq <= last:
+                    stats.out_of_order += 1
+            self._last_seq[header.stream] = header.seq
+            while len(self._last_seq) > _MAX_TRACKED_STREAMS:
+                self._last_seq.popitem(last=False)

@@ -1,0 +1,226 @@
+"""The PUSH side: send one array per message to a receiver that binds PULL.
+
+:class:`StreamSender` is shared by every streaming backend (generic, napari,
+Fiji). It connects lazily, reconnects on its own when the receiver restarts
+(ZeroMQ does that), never queues messages for a receiver that is not
+connected (``ZMQ_IMMEDIATE``), and turns a send that cannot complete within
+``send_timeout`` seconds into :class:`NoReceiverError` naming the endpoint.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from polystore.streaming._zmq import context, zmq
+from polystore.streaming.errors import NoReceiverError, StreamingError
+from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
+
+__all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT"]
+
+#: Seconds a send may wait for a receiver before raising (the issue asks <= 5 s).
+DEFAULT_SEND_TIMEOUT = 5.0
+
+_live_senders: weakref.WeakSet[StreamSender] = weakref.WeakSet()
+
+
+class StreamSender:
+    """A PUSH socket connected to ``endpoint`` that sends ``[header, payload]`` messages.
+
+    Parameters
+    ----------
+    endpoint:
+        ``tcp://host:port`` or ``ipc:///path``; the receiver binds it.
+    send_timeout:
+        Seconds one message may wait for a receiver; then :class:`NoReceiverError`.
+    sndhwm:
+        Messages ZeroMQ may queue towards a connected receiver before ``send`` waits.
+    copy:
+        ``False`` (default) sends the array's memory without copying it: do not
+        modify the array until the receiver has it (a reused acquisition buffer
+        should pass ``copy=True``).
+    hint:
+        Text appended to the no-receiver error telling the user how to start one.
+    curve_server_key, curve_public_key, curve_secret_key:
+        Z85 CURVE keys (``zmq.curve_keypair()``) for an encrypted, authenticated
+        link to a receiver that listens with CURVE; a client keypair is generated
+        when only the server key is given.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        sndhwm: int = 64,
+        copy: bool = False,
+        hint: str = "",
+        stream_id: str | None = None,
+        curve_server_key: bytes | str | None = None,
+        curve_public_key: bytes | str | None = None,
+        curve_secret_key: bytes | str | None = None,
+    ) -> None:
+        if send_timeout < 0:
+            raise ValueError("send_timeout must be >= 0")
+        self.endpoint = endpoint
+        self.send_timeout = float(send_timeout)
+        self.sndhwm = int(sndhwm)
+        self.copy = bool(copy)
+        self.hint = hint
+        self.stream_id = stream_id or secrets.token_hex(8)
+        self._curve = (curve_server_key, curve_public_key, curve_secret_key)
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._socket: Any = None
+        self._pid = -1
+        _live_senders.add(self)
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next message will carry."""
+        return self._seq
+
+    def _connect(self) -> Any:
+        if self._socket is not None and self._pid == os.getpid():
+            return self._socket
+        # After a fork the parent's socket must not be touched: start afresh.
+        sock = context().socket(zmq.PUSH)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
+        sock.setsockopt(zmq.SNDTIMEO, int(self.send_timeout * 1000))
+        sock.setsockopt(zmq.LINGER, int(self.send_timeout * 1000))
+        sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        server_key, public_key, secret_key = self._curve
+        if server_key is not None:
+            if not zmq.has("curve"):
+                raise StreamingError("this libzmq was built without CURVE support")
+            if public_key is None or secret_key is None:
+                public_key, secret_key = zmq.curve_keypair()
+            sock.curve_serverkey = _key(server_key)
+            sock.curve_publickey = _key(public_key)
+            sock.curve_secretkey = _key(secret_key)
+        try:
+            sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise StreamingError(f"cannot connect to {self.endpoint!r}: {exc}") from exc
+        self._socket = sock
+        self._pid = os.getpid()
+        return sock
+
+    def build(
+        self,
+        data: Any,
+        path: str,
+        *,
+        layer: str | None = None,
+        axes: str | None = None,
+        index: Mapping[str, int] | None = None,
+        display: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> tuple[Header, np.ndarray[Any, Any]]:
+        """Validate ``data`` and build its header without sending (uses the next seq)."""
+        array = as_payload_array(data)
+        header = build_header(
+            array,
+            path,
+            stream=self.stream_id,
+            seq=self._seq,
+            layer=layer,
+            axes=axes,
+            index=index,
+            display=display,
+            meta=meta,
+        )
+        return header, array
+
+    def send(
+        self,
+        data: Any,
+        path: str,
+        *,
+        layer: str | None = None,
+        axes: str | None = None,
+        index: Mapping[str, int] | None = None,
+        display: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Header:
+        """Send one array; returns the header sent.
+
+        Returns once ZeroMQ has queued the message for a connected receiver;
+        raises :class:`NoReceiverError` if that does not happen within
+        ``send_timeout`` seconds (the message is then not sent).
+        """
+        with self._lock:
+            header, array = self.build(
+                data, path, layer=layer, axes=axes, index=index, display=display, meta=meta
+            )
+            self._send_locked(header, array)
+            return header
+
+    def send_many(
+        self,
+        items: Sequence[Any],
+        paths: Sequence[str],
+        **options: Any,
+    ) -> list[Header]:
+        """Send every item without waiting between them (ZeroMQ pipelines them)."""
+        if len(items) != len(paths):
+            raise ValueError(f"{len(items)} data items but {len(paths)} paths")
+        headers = []
+        with self._lock:
+            for data, path in zip(items, paths):
+                header, array = self.build(data, path, **options)
+                self._send_locked(header, array)
+                headers.append(header)
+        return headers
+
+    def _send_locked(self, header: Header, array: np.ndarray[Any, Any]) -> None:
+        sock = self._connect()
+        payload: Any = array.data if array.ndim else array.reshape(1).data
+        try:
+            sock.send_multipart([encode_header(header), payload], copy=self.copy)
+        except zmq.Again:
+            raise NoReceiverError(self.endpoint, self.send_timeout, self.hint) from None
+        except zmq.ZMQError as exc:
+            raise StreamingError(f"sending to {self.endpoint} failed: {exc}") from exc
+        self._seq += 1
+
+    def close(self, linger: float | None = None) -> None:
+        """Close the socket, waiting up to ``linger`` s (default: send_timeout) to flush."""
+        with self._lock:
+            sock, self._socket = self._socket, None
+            if sock is not None and self._pid == os.getpid():
+                wait = self.send_timeout if linger is None else linger
+                sock.close(int(wait * 1000))
+
+    def __enter__(self) -> StreamSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StreamSender({self.endpoint!r}, stream={self.stream_id}, next_seq={self._seq})"
+
+
+def _key(value: bytes | str) -> bytes:
+    return value.encode("ascii") if isinstance(value, str) else value
+
+
+@atexit.register
+def _flush_senders_at_exit() -> None:
+    """Give queued messages their linger time before the interpreter exits."""
+    for sender in list(_live_senders):
+        try:
+            sender.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
