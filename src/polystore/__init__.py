@@ -69,8 +69,16 @@ _LAZY_EXPORTS: dict[str, tuple[str, str]] = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_EXPORTS:
-        module_name, _extra = _LAZY_EXPORTS[name]
-        value = getattr(importlib.import_module(module_name), name)
+        module_name, extra = _LAZY_EXPORTS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except MissingDependencyError:
+            raise
+        except ImportError as exc:
+            if exc.name == module_name:
+                raise
+            raise MissingDependencyError(exc.name or module_name, extra, name) from exc
+        value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'polystore' has no attribute {name!r}")

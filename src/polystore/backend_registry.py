@@ -25,6 +25,7 @@ __all__ = [
     "KNOWN_BACKENDS",
     "register_backend_class",
     "normalize_backend_name",
+    "is_installed",
 ]
 
 
@@ -66,10 +67,18 @@ def register_backend_class(name: str, cls: type[StorageBackend]) -> None:
     _registered_classes[normalize_backend_name(name)] = cls
 
 
+def is_installed(module: str) -> bool:
+    """True if the top-level ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ValueError, ImportError):  # e.g. sys.modules[module] is None: import blocked
+        return False
+
+
 def _import_target(name: str, known: KnownBackend) -> type[StorageBackend]:
     module_name, _, class_name = known.target.partition(":")
     for module in known.requires:
-        if importlib.util.find_spec(module) is None:
+        if not is_installed(module):
             raise MissingDependencyError(module, known.extra or name, f"the {name!r} backend")
     module_obj = importlib.import_module(module_name)
     cls: type[StorageBackend] = getattr(module_obj, class_name)
@@ -94,7 +103,7 @@ def available_backend_names() -> list[str]:
     """Names of every registered backend and every built-in one whose runtime is installed."""
     names = set(_registered_classes)
     for key, known in KNOWN_BACKENDS.items():
-        if all(importlib.util.find_spec(m) is not None for m in known.requires):
+        if all(is_installed(m) for m in known.requires):
             names.add(key)
     return sorted(names)
 

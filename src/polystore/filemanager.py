@@ -25,15 +25,16 @@ PROGRESS_THRESHOLD = 200
 T = TypeVar("T")
 
 
-def _progress(items: Sequence[T], description: str) -> Iterable[T]:
+def _chunks_with_progress(items: Sequence[T], description: str) -> Iterator[Sequence[T]]:
+    """Yield about 100 slices of ``items`` while a tqdm bar counts the items done."""
     from tqdm import tqdm
 
-    return tqdm(items, desc=description, total=len(items), unit="item")
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    step = max(1, len(items) // 100)
+    with tqdm(total=len(items), desc=description, unit="item") as bar:
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
+            yield chunk
+            bar.update(len(chunk))
 
 
 class FileManager:
@@ -113,9 +114,7 @@ class FileManager:
             instance.save_batch(data_list, output_paths, **kwargs)
             return
         pairs = list(zip(data_list, output_paths))
-        step = max(1, len(pairs) // 100)
-        bar = _progress(list(_chunks(pairs, step)), f"save {instance.backend_name}")
-        for chunk in bar:
+        for chunk in _chunks_with_progress(pairs, f"save {instance.backend_name}"):
             instance.save_batch([d for d, _ in chunk], [p for _, p in chunk], **kwargs)
 
     def load_batch(
@@ -129,9 +128,8 @@ class FileManager:
         instance = self.get_backend(backend)
         if not self._wants_progress(len(file_paths), progress):
             return instance.load_batch(file_paths, **kwargs)
-        step = max(1, len(file_paths) // 100)
         out: list[Any] = []
-        for chunk in _progress(list(_chunks(file_paths, step)), f"load {instance.backend_name}"):
+        for chunk in _chunks_with_progress(file_paths, f"load {instance.backend_name}"):
             out.extend(instance.load_batch(chunk, **kwargs))
         return out
 

@@ -64,7 +64,7 @@ def write_npy(array: np.ndarray[Any, Any], path: str) -> None:
     if not (array.flags.c_contiguous or fortran):
         array = np.ascontiguousarray(array)
     header = _header_bytes(array.dtype, array.shape, fortran)
-    payload = memoryview(array.T if fortran else array).cast("B")
+    payload = (array.T if fortran else array).data.cast("B")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         if len(payload) <= 65536:
@@ -89,9 +89,9 @@ def read_npy(path: str) -> np.ndarray[Any, Any]:
     try:
         size = os.fstat(fd).st_size
         buffer = np.empty(size, dtype=np.uint8)
-        got = os.readv(fd, [buffer])
+        got = os.readv(fd, [buffer.data])
         while got < size:
-            more = os.readv(fd, [buffer[got:]])
+            more = os.readv(fd, [buffer[got:].data])
             if more == 0:
                 break
             got += more

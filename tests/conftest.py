@@ -1,0 +1,13 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from polystore import BackendRegistry, FileManager
+
+
+@pytest.fixture
+def fm() -> FileManager:
+    """A FileManager over a fresh registry (fresh memory backend each test)."""
+    return FileManager(BackendRegistry())
