@@ -38,7 +38,7 @@ public final class Bridge {
     /** Version of this plugin. */
     public static final String VERSION = "0.1.0";
     /** Default PULL port; the control port defaults to this + 1. */
-    public static final int DEFAULT_PORT = 5570;
+    public static final int DEFAULT_PORT = 5580;
     static final int REFRESH_MS = 40;
     static final int POLL_MS = 100;
     static final int MAX_HEADER_BYTES = 64 * 1024;

@@ -13,8 +13,8 @@ import java.awt.GraphicsEnvironment;
  *
  * <ul>
  * <li>Menu: <i>Plugins &gt; Polystore &gt; Start Polystore Bridge</i> (and <i>Stop</i>,
- *     <i>Status</i>); macro options {@code host=127.0.0.1 port=5570 control=5571}.</li>
- * <li>Macro/script: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5570")}.</li>
+ *     <i>Status</i>); macro options {@code host=127.0.0.1 port=5580 control=5581}.</li>
+ * <li>Macro/script: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5580")}.</li>
  * <li>Command line: {@code java -cp ij.jar:jeromq.jar:polystore_bridge.jar
  *     polystore.fiji.BridgePlugin [--port N] [--control-port M] [--host H] [--gui|--headless]}.</li>
  * </ul>
@@ -91,7 +91,7 @@ public class BridgePlugin implements PlugIn {
         return "Polystore bridge listening: data " + b.endpoint(port) + ", control " + b.endpoint(controlPort);
     }
 
-    /** Macro form: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5570 control=5571")}. */
+    /** Macro form: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5580 control=5581")}. */
     public static String startBridge(String options) {
         String o = options == null ? "" : options;
         int port = parseInt(Macro.getValue(o, "port", String.valueOf(Bridge.DEFAULT_PORT)), Bridge.DEFAULT_PORT);

@@ -271,6 +271,42 @@ final class Header {
                 }
             }
         }
-        title = layer != null && !layer.isEmpty() ? layer : path;
+        title = layer != null && !layer.isEmpty() ? layer : titleFromPath(path);
+    }
+
+    private static final String[] MULTI_SUFFIXES = {".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz", ".tar.gz"};
+
+    /**
+     * The image title for a message without a layer: the protocol's layer-naming rule
+     * ("A01/site1_c2.tif" -> "A01/site1_c2"; leading "/" and "./" dropped, extension removed).
+     */
+    static String titleFromPath(String path) {
+        String text = path.replace('\\', '/');
+        while (text.startsWith("./")) {
+            text = text.substring(2);
+        }
+        while (text.startsWith("/")) {
+            text = text.substring(1);
+        }
+        int slash = text.lastIndexOf('/');
+        String head = slash >= 0 ? text.substring(0, slash) : "";
+        String tail = slash >= 0 ? text.substring(slash + 1) : text;
+        String lowered = tail.toLowerCase();
+        boolean done = false;
+        for (String suffix : MULTI_SUFFIXES) {
+            if (lowered.endsWith(suffix) && tail.length() > suffix.length()) {
+                tail = tail.substring(0, tail.length() - suffix.length());
+                done = true;
+                break;
+            }
+        }
+        if (!done) {
+            int dot = tail.lastIndexOf('.');
+            if (dot > 0 && !tail.substring(0, dot).replace(".", "").isEmpty()) {
+                tail = tail.substring(0, dot); // as Python's posixpath.splitext
+            }
+        }
+        String name = head.isEmpty() ? tail : head + "/" + tail;
+        return name.isEmpty() ? "stream" : name;
     }
 }
