@@ -1,0 +1,59 @@
+"""``python -m polystore_napari``: open napari with the Stream receiver already listening.
+
+Used by ``NapariStreamingBackend(launch=True)``. Writes ``--ready-file`` once
+the socket is bound; stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a viewer with a listening receiver until the window closes or a signal arrives."""
+    parser = argparse.ArgumentParser(prog="python -m polystore_napari", description=__doc__)
+    parser.add_argument("--endpoint", default=None, help="endpoint to bind (default: the napari default)")
+    parser.add_argument("--ready-file", default=None, help="file written when the receiver listens")
+    parser.add_argument("--hidden", action="store_true", help="do not show the window")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtCore import QTimer
+
+    from polystore_napari._widgets import StreamReceiverWidget
+
+    viewer = napari.Viewer(show=not args.hidden, title="polystore stream")
+    widget = StreamReceiverWidget(viewer, endpoint=args.endpoint)
+    viewer.window.add_dock_widget(widget, name="Stream receiver", area="right")
+    try:
+        bound = widget.start()
+    except Exception as exc:  # noqa: BLE001 - reported to the launcher through the exit code
+        print(f"polystore_napari: cannot listen: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+    def _quit(*_args: object) -> None:
+        widget.stop()
+        viewer.close()
+
+    signal.signal(signal.SIGTERM, _quit)
+    signal.signal(signal.SIGINT, _quit)
+    keepalive = QTimer()  # lets Python run signal handlers while Qt's loop spins
+    keepalive.timeout.connect(lambda: None)
+    keepalive.start(200)
+
+    print(f"polystore_napari: listening on {bound} (pid {os.getpid()})", flush=True)
+    if args.ready_file:
+        tmp = f"{args.ready_file}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{os.getpid()} {bound}\n")
+        os.replace(tmp, args.ready_file)
+    napari.run()
+    widget.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
