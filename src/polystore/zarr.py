@@ -753,7 +753,7 @@ class ZarrBackend(StorageBackend):
     ``pyramid_levels``, ``channel_names``, ``channel_colors``, ``scale``,
     ``compressor``, ``compression_level``, ``attrs``, ``overwrite``.
     Load keywords: ``lazy`` (dask array, reads nothing yet), ``level``
-    (pyramid level of an OME-Zarr image).
+    (pyramid level of an OME-Zarr image), ``framework`` ("torch", "jax", ...).
     """
 
     _backend_type = "zarr"
@@ -914,7 +914,8 @@ class ZarrBackend(StorageBackend):
         ``channel_names`` / ``channel_colors`` (hex "RRGGBB"), ``scale``
         (physical size per axis), ``compressor`` / ``compression_level``
         (override the config), ``attrs`` (user attributes), ``overwrite``
-        (default True; False raises if the path exists).
+        (default True; False raises if the path exists), ``metadata`` (a
+        JSON-able dict, read back by :meth:`load_metadata`).
         """
         loc = self._locate(file_path)
         arr = self._prepare(data, loc.display)
@@ -933,6 +934,11 @@ class ZarrBackend(StorageBackend):
         if levels and axes is None:
             raise ValueError("pyramid_levels needs axes= (OME-Zarr multiscales)")
         attrs = dict(kwargs.get("attrs") or {})
+        metadata = kwargs.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, Mapping):
+                raise TypeError(f"metadata= must be a dict, not {type(metadata).__name__}")
+            attrs["polystore_metadata"] = _jsonable(dict(metadata))
         return _Image(
             arr,
             chunks,
@@ -1141,6 +1147,7 @@ class ZarrBackend(StorageBackend):
         """
         lazy = bool(kwargs.pop("lazy", False))
         level = int(kwargs.pop("level", 0))
+        framework = kwargs.pop("framework", None)
         if kwargs:
             raise TypeError(f"zarr backend: unexpected load keyword(s): {', '.join(sorted(kwargs))}")
         loc = self._locate(file_path)
@@ -1156,7 +1163,12 @@ class ZarrBackend(StorageBackend):
                     f"zarr: {self._where(loc)} is a group, not an array or OME-Zarr image"
                 )
             node = self._image_array(node, level, loc)
-        return self._read_node(loc, node, index, lazy)
+        data = self._read_node(loc, node, index, lazy)
+        if framework and not lazy:
+            from polystore.frameworks import from_numpy
+
+            return from_numpy(data, framework)
+        return data
 
     def _resolve_for_load(self, loc: _Loc) -> _Node:
         node = self._node(loc)
@@ -1512,6 +1524,16 @@ class ZarrBackend(StorageBackend):
 
     # ------------------------------------------------------------------ extras
 
+    def load_metadata(self, file_path: PathLike) -> dict[str, Any] | None:
+        """The ``metadata=`` dict saved with the array/image (or its batch), or None."""
+        loc = self._locate(file_path)
+        node = self._node(loc)
+        if node is None:
+            raise PathNotFoundError(loc.display, "zarr")
+        holder = node.member_of if node.kind == "member" and node.member_of else node
+        value = holder.attrs.get("polystore_metadata")
+        return dict(value) if isinstance(value, dict) else None
+
     def info(self, path: PathLike) -> dict[str, Any]:
         """Shape, dtype, chunks, axes and kind of what is stored at ``path``."""
         loc = self._locate(path)
@@ -1552,8 +1574,22 @@ _SAVE_KWARGS = frozenset(
         "compression_level",
         "attrs",
         "overwrite",
+        "metadata",
     }
 )
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with NumPy scalars/arrays turned into plain JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _validate_axes(axes: str, ndim: int) -> None:

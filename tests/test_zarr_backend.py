@@ -1,0 +1,294 @@
+"""The zarr backend on local stores: seed examples, paths, listing, batches, lazy loads, config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr")
+
+from polystore import BackendRegistry, FileManager  # noqa: E402
+from polystore.config import Backend, ZarrChunkStrategy, ZarrCompressor, ZarrConfig  # noqa: E402
+from polystore.exceptions import PathNotFoundError, UnsupportedFormatError  # noqa: E402
+from polystore.zarr import ZarrBackend, ZarrStorageBackend, adaptive_chunks, resolve_chunks  # noqa: E402
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> ZarrBackend:
+    return ZarrBackend(root=tmp_path)
+
+
+def _image(shape: tuple[int, ...], dtype: str = "uint16", seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 4000, size=shape).astype(dtype)
+
+
+def test_alias_and_registry() -> None:
+    assert ZarrStorageBackend is ZarrBackend
+    assert ZarrBackend._backend_type == "zarr"
+    assert isinstance(BackendRegistry().get_backend("zarr"), ZarrBackend)
+
+
+def test_seed_001_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = ZarrBackend()
+    large_data = np.random.rand(120, 130, 90)
+    backend.save(large_data, "data.zarr", chunks=(100, 100, 100))
+    loaded = backend.load("data.zarr")
+    np.testing.assert_array_equal(loaded, large_data)
+    # chunks larger than the array are clipped to it
+    z = zarr.open_array(str(tmp_path / "data.zarr"), mode="r")
+    assert z.chunks == (100, 100, 90)
+    np.testing.assert_array_equal(z[:], large_data)
+
+
+def test_seed_004_save_array_load_array(tmp_path: Path) -> None:
+    fm = FileManager(BackendRegistry(zarr=ZarrBackend(root=tmp_path)))
+    large_array = np.random.rand(300, 200)
+    fm.save_array(large_array, "/zarr/large_dataset", Backend.ZARR.value)
+    np.testing.assert_array_equal(fm.load_array("/zarr/large_dataset", Backend.ZARR.value), large_array)
+    # a path without ".zarr" is a store of its own; an existing one is found again
+    assert (tmp_path / "zarr" / "large_dataset" / "zarr.json").is_file()
+    from polystore.exceptions import ImageSaveError
+
+    with pytest.raises(ImageSaveError, match="is an array, not a group"):
+        fm.save_array(large_array[:10], "/zarr/large_dataset/part", "zarr")
+    assert fm.is_file("/zarr/large_dataset", "zarr")
+
+
+def test_filesystem_like_paths(backend: ZarrBackend, tmp_path: Path) -> None:
+    img = _image((64, 80))
+    backend.save(img, "plate.zarr/A01/site1")
+    backend.save(img + 1, "plate.zarr/A01/site2")
+    backend.save(img + 2, "plate.zarr/B02/site1")
+    np.testing.assert_array_equal(backend.load("plate.zarr/A01/site2"), img + 1)
+    assert backend.list_dir("plate.zarr") == ["A01", "B02"]
+    assert backend.list_dir("plate.zarr/A01") == ["site1", "site2"]
+    assert backend.list_files("plate.zarr/A01") == ["plate.zarr/A01/site1", "plate.zarr/A01/site2"]
+    assert backend.list_files("plate.zarr") == []
+    assert backend.list_files("plate.zarr", recursive=True) == [
+        "plate.zarr/A01/site1",
+        "plate.zarr/A01/site2",
+        "plate.zarr/B02/site1",
+    ]
+    assert backend.list_files("plate.zarr", pattern="site1", recursive=True) == [
+        "plate.zarr/A01/site1",
+        "plate.zarr/B02/site1",
+    ]
+    assert backend.is_dir("plate.zarr/A01") and not backend.is_file("plate.zarr/A01")
+    assert backend.is_file("plate.zarr/A01/site1") and not backend.is_dir("plate.zarr/A01/site1")
+    assert backend.exists("plate.zarr") and not backend.exists("plate.zarr/C03")
+    # the directory holding stores lists them as files
+    assert backend.list_files(".") == []
+    assert backend.list_dir(".") == ["plate.zarr"]
+    # zarr-python sees the same hierarchy
+    root = zarr.open_group(str(tmp_path / "plate.zarr"), mode="r")
+    np.testing.assert_array_equal(root["B02/site1"][:], img + 2)
+
+    backend.delete("plate.zarr/A01/site1")
+    assert backend.list_dir("plate.zarr/A01") == ["site2"]
+    with pytest.raises(OSError):
+        backend.delete("plate.zarr/A01")  # not empty
+    backend.delete("plate.zarr/A01", recursive=True)
+    assert backend.list_dir("plate.zarr") == ["B02"]
+    with pytest.raises(PathNotFoundError):
+        backend.load("plate.zarr/A01/site2")
+    with pytest.raises(PathNotFoundError):
+        backend.delete("plate.zarr/nothing")
+
+
+def test_copy_move_ensure_directory(backend: ZarrBackend) -> None:
+    img = _image((32, 32))
+    assert backend.ensure_directory("s.zarr/g/h") == "s.zarr/g/h"
+    assert backend.is_dir("s.zarr/g/h") and backend.list_dir("s.zarr/g/h") == []
+    backend.save(img, "s.zarr/g/a")
+    backend.copy("s.zarr/g/a", "s.zarr/other/b")
+    backend.move("s.zarr/g/a", "s.zarr/g/h/c")
+    assert not backend.exists("s.zarr/g/a")
+    np.testing.assert_array_equal(backend.load("s.zarr/other/b"), img)
+    np.testing.assert_array_equal(backend.load("s.zarr/g/h/c"), img)
+
+
+def test_overwrite_replaces_and_overwrite_false_refuses(backend: ZarrBackend, tmp_path: Path) -> None:
+    backend.save(_image((10, 10)), "o.zarr/a")
+    backend.save(_image((4, 5, 6), "float32"), "o.zarr/a")
+    assert backend.load("o.zarr/a").shape == (4, 5, 6)
+    leftovers = [n for n in os.listdir(tmp_path / "o.zarr") if n.startswith(".")]
+    assert leftovers == []
+    from polystore.exceptions import ImageSaveError
+
+    with pytest.raises(ImageSaveError, match="already exists"):
+        backend.save(_image((2, 2)), "o.zarr/a", overwrite=False)
+
+
+def test_save_batch_is_one_nd_array(backend: ZarrBackend, tmp_path: Path) -> None:
+    frames = [_image((48, 64), seed=i) for i in range(6)]
+    paths = [f"stack.zarr/frame_{i:03d}.tif" for i in range(6)]
+    backend.save_batch(frames, paths)
+    meta = json.loads((tmp_path / "stack.zarr" / "zarr.json").read_text())
+    assert meta["node_type"] == "array" and meta["shape"] == [6, 48, 64]
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"][0] == 1
+    assert not (tmp_path / "stack.zarr" / "frame_000.tif").exists()  # no per-image arrays
+    # names are listed like files, in order, with extension filtering
+    assert backend.list_files("stack.zarr", extensions={".tif"}) == sorted(paths)
+    assert backend.list_files("stack.zarr", extensions={".png"}) == []
+    assert backend.is_file(paths[2]) and backend.is_dir("stack.zarr")
+    got = backend.load_batch([paths[4], paths[1], paths[5]])
+    for g, i in zip(got, (4, 1, 5)):
+        np.testing.assert_array_equal(g, frames[i])
+    np.testing.assert_array_equal(backend.load("stack.zarr"), np.stack(frames))
+    # deleting a member hides it
+    backend.delete(paths[0])
+    assert not backend.exists(paths[0]) and backend.exists(paths[1])
+
+
+def test_load_of_one_batch_member_reads_only_its_chunks(backend: ZarrBackend, tmp_path: Path) -> None:
+    frames = [_image((40, 40), seed=i) for i in range(4)]
+    backend.save_batch(frames, [f"b.zarr/f{i}" for i in range(4)])
+    # remove every chunk of frames 0, 1 and 3: frame 2 still loads
+    for i in (0, 1, 3):
+        for chunk in (tmp_path / "b.zarr" / "c" / str(i)).rglob("*"):
+            if chunk.is_file():
+                chunk.unlink()
+    np.testing.assert_array_equal(backend.load("b.zarr/f2"), frames[2])
+    from polystore.exceptions import ImageLoadError
+
+    with pytest.raises(ImageLoadError):
+        backend.load("b.zarr/f1")
+
+
+def test_batches_with_mixed_shapes_and_parents_fall_back(backend: ZarrBackend) -> None:
+    a, b, c = _image((8, 8)), _image((9, 9)), _image((8, 8), seed=3)
+    backend.save_batch([a, b, c], ["m.zarr/x/a", "m.zarr/x/b", "m.zarr/y/c"])
+    np.testing.assert_array_equal(backend.load("m.zarr/x/a"), a)
+    np.testing.assert_array_equal(backend.load("m.zarr/x/b"), b)
+    np.testing.assert_array_equal(backend.load("m.zarr/y/c"), c)
+    with pytest.raises(ValueError):
+        backend.save_batch([a], ["m.zarr/q", "m.zarr/r"])
+
+
+def test_filemanager_batch_roundtrip(tmp_path: Path) -> None:
+    fm = FileManager(BackendRegistry(zarr=ZarrBackend(root=tmp_path)))
+    frames = [_image((16, 16), seed=i) for i in range(3)]
+    fm.save_batch(frames, ["/out/run.zarr/a", "/out/run.zarr/b", "/out/run.zarr/c"], "zarr")
+    assert fm.list_image_files("/out/run.zarr", "zarr", extensions=None) == []  # no image extensions
+    assert fm.list_files("/out/run.zarr", "zarr") == ["/out/run.zarr/a", "/out/run.zarr/b", "/out/run.zarr/c"]
+    loaded = fm.load_batch(["/out/run.zarr/c", "/out/run.zarr/a"], "zarr")
+    np.testing.assert_array_equal(loaded[0], frames[2])
+    np.testing.assert_array_equal(loaded[1], frames[0])
+
+
+def test_lazy_load_reads_only_touched_chunks(backend: ZarrBackend, tmp_path: Path) -> None:
+    da = pytest.importorskip("dask.array")
+    data = _image((4, 64, 64))
+    backend.save(data, "lazy.zarr", chunks=(1, 32, 32))
+    # damage a chunk that the slice below does not touch
+    (tmp_path / "lazy.zarr" / "c" / "3" / "1" / "1").write_bytes(b"garbage")
+    lazy = backend.load("lazy.zarr", lazy=True)
+    assert isinstance(lazy, da.Array)
+    assert lazy.shape == data.shape and lazy.dtype == data.dtype
+    assert lazy.chunksize == (1, 32, 32)
+    np.testing.assert_array_equal(lazy[1, 10:50, 5:60].compute(), data[1, 10:50, 5:60])
+    np.testing.assert_array_equal(lazy[3, :32].compute(), data[3, :32])
+    from polystore.exceptions import ImageLoadError
+
+    with pytest.raises(ImageLoadError, match=r"c/3/1/1"):
+        lazy[3].compute()
+
+
+def test_adaptive_chunk_rule() -> None:
+    assert adaptive_chunks((64, 2048, 2048), np.uint16) == (1, 1024, 1024)
+    assert adaptive_chunks((2, 3, 512, 512), np.uint16) == (1, 1, 512, 512)
+    assert adaptive_chunks((4096, 1024), np.float64) == (512, 512)
+    assert adaptive_chunks((10,), np.uint8) == (10,)
+    assert adaptive_chunks((), np.uint8) == ()
+    cfg = ZarrConfig()
+    assert resolve_chunks((10, 20, 30), np.dtype("u1"), (100, 100, 100), cfg) == (10, 20, 30)
+    assert resolve_chunks((10, 20, 30), np.dtype("u1"), (5, 7), cfg) == (1, 5, 7)
+    assert resolve_chunks((10, 20), np.dtype("u1"), (-1, 4), cfg) == (10, 4)
+    single = ZarrConfig(chunk_strategy=ZarrChunkStrategy.SINGLE)
+    assert resolve_chunks((10, 20), np.dtype("u1"), None, single) == (10, 20)
+    fixed = ZarrConfig(chunk_strategy=ZarrChunkStrategy.FIXED, chunks=(8, 8))
+    assert resolve_chunks((3, 10, 20), np.dtype("u1"), None, fixed) == (1, 8, 8)
+    with pytest.raises(ValueError):
+        resolve_chunks((10, 20), np.dtype("u1"), (1, 2, 3), cfg)
+
+
+@pytest.mark.parametrize("compressor", list(ZarrCompressor))
+def test_every_compressor_roundtrips_and_zarr_python_reads_it(tmp_path: Path, compressor: ZarrCompressor) -> None:
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(compressor=compressor, compression_level=3))
+    data = _image((3, 50, 70))
+    backend.save(data, "c.zarr")
+    np.testing.assert_array_equal(backend.load("c.zarr"), data)
+    z = zarr.open_array(str(tmp_path / "c.zarr"), mode="r")
+    np.testing.assert_array_equal(z[:], data)
+    codecs = [c["name"] for c in json.loads((tmp_path / "c.zarr" / "zarr.json").read_text())["codecs"]]
+    assert codecs == (["bytes"] if compressor == ZarrCompressor.NONE else ["bytes", "blosc"])
+
+
+@pytest.mark.parametrize(
+    "dtype", ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+              "float16", "float32", "float64", "complex64", "complex128", ">u2", ">f8"]
+)
+def test_dtypes_roundtrip_both_ways(tmp_path: Path, dtype: str) -> None:
+    backend = ZarrBackend(root=tmp_path)
+    data = (np.arange(7 * 9 * 5) % 7).astype(dtype).reshape(7, 9, 5)
+    backend.save(data, "d.zarr", chunks=(4, 4, 4))  # edge chunks are padded
+    got = backend.load("d.zarr")
+    assert got.dtype == data.dtype.newbyteorder("<")
+    np.testing.assert_array_equal(got, data)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "d.zarr"), mode="r")[:], data)
+    # and an array written by zarr-python with its own defaults loads through polystore
+    z = zarr.create_array(str(tmp_path / "z.zarr"), shape=data.shape, dtype=data.dtype.newbyteorder("<"), chunks=(3, 4, 5))
+    z[:] = data
+    np.testing.assert_array_equal(backend.load("z.zarr"), data)
+
+
+def test_zarr_v2_store_is_readable(backend: ZarrBackend, tmp_path: Path) -> None:
+    data = _image((20, 30))
+    z = zarr.create_array(str(tmp_path / "v2.zarr"), shape=data.shape, dtype=data.dtype, chunks=(7, 7), zarr_format=2)
+    z[:] = data
+    np.testing.assert_array_equal(backend.load("v2.zarr"), data)
+    assert backend.is_file("v2.zarr")
+    np.testing.assert_array_equal(backend.load("v2.zarr", lazy=True).compute(), data)
+
+
+def test_unsupported_dtypes_are_refused(backend: ZarrBackend) -> None:
+    for bad in (np.array(["a", "b"]), np.array([object(), 1], dtype=object),
+                np.array(["2020-01-01"], dtype="datetime64[D]")):
+        with pytest.raises(UnsupportedFormatError, match="supported dtypes"):
+            backend.save(bad, "bad.zarr")
+    with pytest.raises(UnsupportedFormatError):
+        backend.save({"not": "an array"}, "bad.zarr")
+
+
+def test_metadata_and_framework_kwargs(backend: ZarrBackend) -> None:
+    data = _image((8, 8))
+    backend.save(data, "m.zarr/img", metadata={"exposure_ms": np.float32(12.5), "well": "A01"})
+    assert backend.load_metadata("m.zarr/img") == {"exposure_ms": 12.5, "well": "A01"}
+    assert backend.info("m.zarr/img")["shape"] == (8, 8)
+    fm = FileManager(BackendRegistry(zarr=backend))
+    assert fm.load_metadata("m.zarr/img", "zarr") == {"exposure_ms": 12.5, "well": "A01"}
+    assert backend.load("m.zarr/img", framework="numpy").dtype == np.uint16
+    with pytest.raises(TypeError):
+        backend.save(data, "m.zarr/x", not_a_keyword=1)
+
+
+def test_torch_tensor_saves(backend: ZarrBackend) -> None:
+    torch = pytest.importorskip("torch")
+    t = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    backend.save(t, "t.zarr")
+    np.testing.assert_array_equal(backend.load("t.zarr"), t.numpy())
+    assert isinstance(backend.load("t.zarr", framework="torch"), torch.Tensor)
+
+
+def test_relative_paths_without_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = ZarrBackend()
+    backend.save(_image((5, 5)), str(tmp_path / "abs.zarr" / "x"))
+    assert backend.list_files("abs.zarr") == ["abs.zarr/x"]
+    assert backend.list_files(str(tmp_path / "abs.zarr")) == [str(tmp_path / "abs.zarr" / "x")]
