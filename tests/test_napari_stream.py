@@ -1,0 +1,134 @@
+"""End to end: another process calls fm.save(..., backend="napari"); a real viewer shows it.
+
+Runs a real napari Viewer (shown, so it draws) under Xvfb with the xcb Qt
+platform; napari draws black canvases offscreen.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+
+pytest.importorskip("napari")
+pytest.importorskip("zmq")
+
+from polystore_napari._widgets import StreamReceiverWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+SENDER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from polystore import BackendRegistry, FileManager
+
+    fm = FileManager(BackendRegistry())
+    image = np.zeros((64, 80), dtype=np.uint16)
+    image[16:48, 20:60] = 4000
+    image[0, 0] = 7
+    fm.save(image, "A01/site1_c2.tif", backend="napari", colormap="gray", contrast_limits=[0, 4000])
+    frames = [np.full((32, 40), 10 * t + c, dtype=np.uint8) for t in range(3) for c in range(2)]
+    fm.save_batch(frames, [f"A01/t{t}_c{c}.tif" for t in range(3) for c in range(2)],
+                  backend="napari", layer="stack", axes="tcyx",
+                  index={"t": 0, "c": 0})  # overridden per frame below
+    for t in range(3):
+        for c in range(2):
+            fm.save(frames[t * 2 + c], f"A01/t{t}_c{c}.tif", backend="napari",
+                    layer="A01", index={"t": t, "c": c})
+    """
+)
+
+
+def _run_sender(endpoint: str, script: str = SENDER) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "POLYSTORE_NAPARI_ENDPOINT": endpoint}
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def receiver(make_napari_viewer: Any, tmp_path: Path, qtbot: Any) -> tuple[Any, StreamReceiverWidget]:
+    viewer = make_napari_viewer(show=True)
+    widget = StreamReceiverWidget(viewer, endpoint=f"ipc://{tmp_path}/napari.sock")
+    viewer.window.add_dock_widget(widget, name="Stream receiver")
+    widget.start()
+    yield viewer, widget
+    widget.stop()
+
+
+def test_save_from_another_process_shows_layers(receiver: tuple[Any, StreamReceiverWidget], qtbot: Any) -> None:
+    viewer, widget = receiver
+    result = _run_sender(widget.controller.endpoint)
+    assert result.returncode == 0, result.stderr
+
+    def arrived() -> None:
+        assert "A01/site1_c2" in viewer.layers and "A01" in viewer.layers and "stack" in viewer.layers
+        assert viewer.layers["A01"].data.shape == (3, 2, 32, 40)
+
+    qtbot.waitUntil(arrived, timeout=20000)
+
+    live = viewer.layers["A01/site1_c2"]
+    expected = np.zeros((64, 80), dtype=np.uint16)
+    expected[16:48, 20:60] = 4000
+    expected[0, 0] = 7
+    assert live.data.dtype == np.uint16
+    np.testing.assert_array_equal(live.data, expected)
+    assert list(live.contrast_limits) == [0, 4000]
+    assert live.colormap.name == "gray"
+
+    stack = viewer.layers["A01"]
+    assert stack.data.dtype == np.uint8
+    for t in range(3):
+        for c in range(2):
+            assert np.all(stack.data[t, c] == 10 * t + c), (t, c)
+    assert tuple(stack.axis_labels) == ("t", "c", "y", "x")
+
+    # save_batch with one index for every frame: each replaced the same plane, all kept in order
+    batch = viewer.layers["stack"]
+    assert batch.data.shape == (1, 1, 32, 40)
+    assert np.all(batch.data[0, 0] == 21)  # the last frame sent to (0, 0)
+
+    status = widget.controller.status()
+    assert status.received == 13 and status.malformed == 0 and status.gaps == 0
+
+    # The image is on screen: the live layer alone, its bright square visible.
+    for name in ("A01", "stack"):
+        viewer.layers[name].visible = False
+    viewer.reset_view()
+    qtbot.wait(50)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot.shape[-1] == 4
+    rgb = shot[..., :3].astype(int)
+    assert rgb.max() > 200, "screenshot is black"
+    assert (rgb.sum(axis=-1) < 30).mean() > 0.1, "the dark background is missing"
+
+
+def test_live_layer_replaced_by_later_save(receiver: tuple[Any, StreamReceiverWidget], qtbot: Any) -> None:
+    viewer, widget = receiver
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from polystore.streaming.napari import NapariStreamingBackend
+        backend = NapariStreamingBackend()
+        for value in range(1, 51):
+            backend.save(np.full((16, 16), value, dtype=np.float32), "live/cam.tif")
+        backend.close()
+        """
+    )
+    result = _run_sender(widget.controller.endpoint, script)
+    assert result.returncode == 0, result.stderr
+    qtbot.waitUntil(lambda: widget.controller.status().received == 50, timeout=20000)
+    qtbot.waitUntil(lambda: "live/cam" in viewer.layers and viewer.layers["live/cam"].data[0, 0] == 50, timeout=5000)
+    status = widget.controller.status()
+    assert [layer.name for layer in viewer.layers].count("live/cam") == 1
+    assert status.shown + status.coalesced >= 50 - 1
+    assert viewer.layers["live/cam"].data.dtype == np.float32
