@@ -1524,6 +1524,26 @@ class ZarrBackend(StorageBackend):
 
     # ------------------------------------------------------------------ extras
 
+    def cleanup(self, directory: PathLike) -> list[str]:
+        """Remove what killed writers left under ``directory`` (local stores); return it.
+
+        An interrupted save leaves a hidden ``.<name>.polystore-tmp-*`` (or,
+        if killed between the two renames of an overwrite, ``-old-*``)
+        directory next to its target. Reads and listings ignore them; this
+        deletes them. Do not run it while another process is saving there.
+        """
+        loc = self._locate(directory)
+        removed: list[str] = []
+        if not isinstance(loc.fs, _LocalFS):
+            return removed
+        for dirpath, dirnames, _files in os.walk(loc.full):
+            for d in list(dirnames):
+                if d.startswith(".") and (_TMP_MARK in d or _OLD_MARK in d):
+                    shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
+                    removed.append(os.path.join(dirpath, d))
+                    dirnames.remove(d)
+        return sorted(removed)
+
     def load_metadata(self, file_path: PathLike) -> dict[str, Any] | None:
         """The ``metadata=`` dict saved with the array/image (or its batch), or None."""
         loc = self._locate(file_path)

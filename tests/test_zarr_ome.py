@@ -1,0 +1,134 @@
+"""OME-Zarr: stores written by polystore open in ome-zarr-py and napari-ome-zarr, and back."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+pytest.importorskip("ome_zarr")
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+
+from ome_zarr.io import parse_url  # noqa: E402
+from ome_zarr.reader import Multiscales, Reader  # noqa: E402
+
+from polystore import BackendRegistry, FileManager  # noqa: E402
+from polystore.zarr import ZarrBackend  # noqa: E402
+
+
+def _czyx() -> np.ndarray:
+    c, z, y, x = 2, 3, 96, 128
+    grid = np.add.outer(np.arange(y), np.arange(x)).astype(np.uint16)
+    return np.stack([np.stack([grid * (ci + 1) + zi for zi in range(z)]) for ci in range(c)])
+
+
+def _read_with_ome_zarr(path: Path) -> Any:
+    nodes = list(Reader(parse_url(str(path)))())
+    image = [n for n in nodes if Multiscales.matches(n.zarr)]
+    assert image, f"ome-zarr found no multiscales image in {path}"
+    return image[0]
+
+
+def test_polystore_store_opens_in_ome_zarr_reader(tmp_path: Path) -> None:
+    fm = FileManager(BackendRegistry(zarr=ZarrBackend(root=tmp_path)))
+    data = _czyx()
+    fm.save(
+        data,
+        "plate.zarr/A01/site1",
+        backend="zarr",
+        axes="czyx",
+        pyramid_levels=2,
+        channel_names=["DAPI", "GFP"],
+        channel_colors=["0000FF", "#00ff00"],
+        scale=(1.0, 2.0, 0.5, 0.5),
+    )
+    node = _read_with_ome_zarr(tmp_path / "plate.zarr" / "A01" / "site1")
+    assert [a["name"] for a in node.metadata["axes"]] == ["c", "z", "y", "x"]
+    assert [d.shape for d in node.data] == [(2, 3, 96, 128), (2, 3, 48, 64), (2, 3, 24, 32)]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), data)
+    np.testing.assert_array_equal(np.asarray(node.data[1])[0, 0, 0, :3], [1, 3, 5])  # 2x2 means
+    assert node.metadata["name"] == "site1"
+    assert node.metadata["channel_names"] == ["DAPI", "GFP"]
+    assert [cmap[-1] for cmap in node.metadata["colormap"]] == [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    transforms = node.metadata["coordinateTransformations"]
+    assert transforms[0][0]["scale"] == [1.0, 2.0, 0.5, 0.5]
+    assert transforms[2][0]["scale"] == [1.0, 2.0, 2.0, 2.0]
+    group_meta = json.loads((tmp_path / "plate.zarr" / "A01" / "site1" / "zarr.json").read_text())
+    assert group_meta["attributes"]["ome"]["version"] == "0.5"
+    array_meta = json.loads((tmp_path / "plate.zarr" / "A01" / "site1" / "0" / "zarr.json").read_text())
+    assert array_meta["dimension_names"] == ["c", "z", "y", "x"]
+    # polystore reads its own image back, any level, and reports the axes
+    backend = fm.get_backend("zarr")
+    np.testing.assert_array_equal(fm.load("plate.zarr/A01/site1", "zarr"), data)
+    assert fm.load("plate.zarr/A01/site1", "zarr", level=2).shape == (2, 3, 24, 32)
+    assert backend.info("plate.zarr/A01/site1")["axes"] == "czyx"  # type: ignore[attr-defined]
+    assert fm.is_file("plate.zarr/A01/site1", "zarr")
+    assert fm.list_files("plate.zarr", "zarr", recursive=True) == ["plate.zarr/A01/site1"]
+
+
+def test_batch_with_axes_is_an_ome_image(tmp_path: Path) -> None:
+    backend = ZarrBackend(root=tmp_path)
+    planes = [np.full((32, 48), i, np.uint8) for i in range(5)]
+    backend.save_batch(planes, [f"z.zarr/z{i:02d}.tif" for i in range(5)], axes="zyx")
+    node = _read_with_ome_zarr(tmp_path / "z.zarr")
+    assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
+    assert node.data[0].shape == (5, 32, 48)
+    np.testing.assert_array_equal(backend.load("z.zarr/z03.tif"), planes[3])
+    assert backend.list_files("z.zarr") == [f"z.zarr/z{i:02d}.tif" for i in range(5)]
+
+
+def test_ome_zarr_write_image_loads_through_polystore(tmp_path: Path) -> None:
+    import zarr
+    from ome_zarr.writer import write_image
+
+    data = _czyx()
+    group = zarr.open_group(str(tmp_path / "theirs.zarr"), mode="w")
+    write_image(data, group, axes="czyx", scale_factors=(2,))
+    backend = ZarrBackend(root=tmp_path)
+    info = backend.info("theirs.zarr")
+    assert info["kind"] == "image" and info["axes"] == "czyx" and info["levels"] == 2
+    np.testing.assert_array_equal(backend.load("theirs.zarr"), data)
+    assert backend.load("theirs.zarr", level=1).shape == (2, 3, 48, 64)
+    lazy = backend.load("theirs.zarr", lazy=True)
+    np.testing.assert_array_equal(lazy[1, 2].compute(), data[1, 2])
+    assert backend.list_files(".") == ["./theirs.zarr"]
+
+
+def test_invalid_axes_are_refused(tmp_path: Path) -> None:
+    backend = ZarrBackend(root=tmp_path)
+    data = np.zeros((2, 3, 4), np.uint8)
+    for axes, match in (("yxz", "order"), ("zy", "letters"), ("qyx", "distinct"), ("zxy", "order")):
+        with pytest.raises(ValueError, match=match):
+            backend.save(data, "bad.zarr", axes=axes)
+    with pytest.raises(ValueError, match="channel_names"):
+        backend.save(data, "bad.zarr", axes="cyx", channel_names=["only one"])
+    with pytest.raises(ValueError, match="axes"):
+        backend.save(data, "bad.zarr", pyramid_levels=2)
+
+
+napari = pytest.importorskip("napari")
+
+
+@pytest.mark.gui
+def test_polystore_store_opens_in_napari_ome_zarr(tmp_path: Path, make_napari_viewer: Any) -> None:
+    pytest.importorskip("napari_ome_zarr")
+    data = _czyx()
+    ZarrBackend(root=tmp_path).save(
+        data, "img.zarr", axes="czyx", pyramid_levels=1, channel_names=["DAPI", "GFP"],
+        channel_colors=["0000FF", "00FF00"],
+    )
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(str(tmp_path / "img.zarr"), plugin="napari-ome-zarr")
+    assert [layer.name for layer in layers] == ["img: DAPI", "img: GFP"]
+    first, second = layers
+    assert first.multiscale and len(first.data) == 2
+    np.testing.assert_array_equal(np.asarray(first.data[0]), data[0])
+    np.testing.assert_array_equal(np.asarray(second.data[0]), data[1])
+    assert tuple(second.data[1].shape) == (3, 48, 64)
+    assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")
