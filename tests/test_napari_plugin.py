@@ -1,0 +1,134 @@
+"""The npe2 plugin: manifest, Store browser (model and widget), zarr reader, launched viewer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+
+pytest.importorskip("napari")
+zarr = pytest.importorskip("zarr")
+psutil = pytest.importorskip("psutil")
+
+from polystore_napari._reader import get_reader  # noqa: E402
+from polystore_napari._store import StoreBrowserModel  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A folder with an image file, a sub-folder, a plain zarr store and an OME-Zarr store."""
+    root = tmp_path / "exp"
+    (root / "A01").mkdir(parents=True)
+    np.save(root / "A01" / "site1.npy", np.arange(20, dtype=np.uint16).reshape(4, 5))
+    (root / "notes.md").write_text("not an image")
+    plain = zarr.open_group(str(root / "plain.zarr"), mode="w")
+    plain.create_group("well").create_array("raw", data=np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    ome = zarr.open_group(str(root / "img.ome.zarr"), mode="w")
+    level0 = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
+    ome.create_array("0", data=level0)
+    ome.create_array("1", data=level0[:, ::2, ::2])
+    ome.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "name": "img",
+                "axes": [{"name": "c", "type": "channel"}, {"name": "y"}, {"name": "x"}],
+                "datasets": [{"path": "0"}, {"path": "1"}],
+            }
+        ],
+    }
+    return root
+
+
+def test_manifest_contributes_widgets_and_reader() -> None:
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("polystore")
+    widgets = {w.display_name for w in manifest.contributions.widgets or []}
+    assert widgets == {"Stream receiver", "Store browser"}
+    readers = manifest.contributions.readers or []
+    assert readers and readers[0].accepts_directories
+
+
+def test_store_browser_model_walks_folders_and_zarr(tree: Path) -> None:
+    model = StoreBrowserModel(tree)
+    root = model.root_node()
+    assert root.kind == "folder"
+    children = {n.name: n for n in model.children(root)}
+    assert set(children) == {"A01", "plain.zarr", "img.ome.zarr"}  # notes.md is not an image
+    assert children["img.ome.zarr"].kind == "ome-image"
+    (site,) = model.children(children["A01"])
+    data, kwargs = model.open(site)
+    np.testing.assert_array_equal(data, np.arange(20, dtype=np.uint16).reshape(4, 5))
+    assert kwargs["name"] == "site1"
+    (well,) = model.children(children["plain.zarr"])
+    (raw,) = model.children(well)
+    assert raw.kind == "zarr-array"
+    lazy, _ = model.open(raw)
+    assert type(lazy).__module__.startswith("dask")  # opened lazily
+    np.testing.assert_array_equal(np.asarray(lazy), np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    levels, kwargs = model.open(children["img.ome.zarr"])
+    assert kwargs["multiscale"] and kwargs["axis_labels"] == ("c", "y", "x")
+    assert [level.shape for level in levels] == [(2, 8, 8), (2, 4, 4)]
+
+
+def test_reader_opens_stores_in_a_viewer(tree: Path, make_napari_viewer: Any) -> None:
+    assert get_reader(str(tree / "A01")) is None
+    assert get_reader(str(tree / "img.ome.zarr")) is not None
+    viewer = make_napari_viewer(show=False)
+    (layer,) = viewer.open(str(tree / "img.ome.zarr"), plugin="polystore")
+    assert layer.multiscale and layer.name == "img"
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), np.arange(128, dtype=np.uint8).reshape(2, 8, 8))
+    (raw,) = viewer.open(str(tree / "plain.zarr"), plugin="polystore")
+    assert raw.data.shape == (2, 3, 4)
+
+
+def test_store_browser_widget_opens_items(tree: Path, make_napari_viewer: Any, qtbot: Any) -> None:
+    from polystore_napari._widgets import StoreBrowserWidget
+
+    viewer = make_napari_viewer(show=False)
+    widget = StoreBrowserWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.set_root(str(tree))
+    top = widget.tree.topLevelItem(0)
+    names = [top.child(i).text(0) for i in range(top.childCount())]
+    assert names == ["A01", "plain.zarr", "img.ome.zarr"]  # expandable entries first
+    ome_item = top.child(2)
+    layer = widget.open_item(ome_item)
+    assert layer is not None and layer.name == "img" and "img" in viewer.layers
+    folder = top.child(0)
+    folder.setExpanded(True)
+    assert folder.child(0).text(0) == "site1.npy"
+    widget.open_item(folder.child(0))
+    np.testing.assert_array_equal(viewer.layers["site1"].data, np.arange(20, dtype=np.uint16).reshape(4, 5))
+
+
+def test_launch_true_starts_a_viewer_and_stops_it_by_pid(tmp_path: Path) -> None:
+    from polystore.streaming.napari import NapariStreamingBackend
+
+    backend = NapariStreamingBackend(endpoint=f"ipc://{tmp_path}/launched.sock", launch=True, send_timeout=5)
+    pid = backend.viewer_pid
+    try:
+        assert pid is not None and psutil.pid_exists(pid)
+        assert "polystore_napari" in " ".join(psutil.Process(pid).cmdline())
+        backend.save(np.ones((8, 8), np.uint8), "launched.tif")  # raises if nobody listens
+    finally:
+        backend.stop_viewer()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert backend.viewer_pid is None
+    log = backend.viewer_log
+    assert log is not None and "listening on" in log.read_text()
+    with pytest.raises(Exception, match="no receiver"):
+        NapariStreamingBackend(endpoint=f"ipc://{tmp_path}/launched.sock", send_timeout=0.3).save(
+            np.ones(2), "after-stop"
+        )
