@@ -1,0 +1,198 @@
+"""The zarr backend on object storage: a real S3-protocol server (moto) started by the session."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+pytest.importorskip("s3fs")
+boto3 = pytest.importorskip("boto3")
+
+from polystore.exceptions import ImageLoadError, PathNotFoundError  # noqa: E402
+from polystore.zarr import ZarrBackend  # noqa: E402
+
+pytestmark = pytest.mark.s3
+
+
+def _moto_server_command(port: int) -> list[str]:
+    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    if not Path(exe).exists():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    return [exe, "-H", "127.0.0.1", "-p", str(port)]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """Start moto's standalone S3 server on a free 127.0.0.1 port; yield its endpoint URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        _moto_server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start on {url}") from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _options(url: str) -> dict[str, Any]:
+    return {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
+
+
+@pytest.fixture
+def bucket(s3_server: str) -> Iterator[str]:
+    """A fresh bucket on the session's server, deleted afterwards."""
+    name = f"polystore-{uuid.uuid4().hex[:12]}"
+    client = boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="testing",
+        aws_secret_access_key="testing", region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=name)
+    yield name
+    objects = client.list_objects_v2(Bucket=name).get("Contents", [])
+    for obj in objects:
+        client.delete_object(Bucket=name, Key=obj["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def s3_backend(s3_server: str, bucket: str) -> ZarrBackend:
+    return ZarrBackend(root=f"s3://{bucket}/prefix", storage_options=_options(s3_server))
+
+
+def _img(seed: int, shape: tuple[int, ...] = (3, 40, 50)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 60000, size=shape).astype(np.uint16)
+
+
+def test_save_load_list_like_a_local_store(s3_backend: ZarrBackend, s3_server: str, bucket: str) -> None:
+    a, b = _img(1), _img(2)
+    s3_backend.save(a, "plate.zarr/A01/site1", chunks=(1, 16, 16))
+    s3_backend.save(b, "plate.zarr/A01/site2")
+    s3_backend.save(a[0], "plate.zarr/B02/site1", metadata={"well": "B02"})
+    np.testing.assert_array_equal(s3_backend.load("plate.zarr/A01/site1"), a)
+    np.testing.assert_array_equal(s3_backend.load("plate.zarr/A01/site2"), b)
+    assert s3_backend.list_dir("plate.zarr") == ["A01", "B02"]
+    assert s3_backend.list_files("plate.zarr", recursive=True) == [
+        "plate.zarr/A01/site1", "plate.zarr/A01/site2", "plate.zarr/B02/site1",
+    ]
+    assert s3_backend.is_dir("plate.zarr/A01") and s3_backend.is_file("plate.zarr/A01/site1")
+    assert s3_backend.exists("plate.zarr/B02/site1") and not s3_backend.exists("plate.zarr/C03")
+    assert s3_backend.load_metadata("plate.zarr/B02/site1") == {"well": "B02"}
+    s3_backend.delete("plate.zarr/A01", recursive=True)
+    assert s3_backend.list_dir("plate.zarr") == ["B02"]
+    with pytest.raises(PathNotFoundError):
+        s3_backend.load("plate.zarr/A01/site1")
+    # the objects really are on the server, where zarr-python reads them
+    import zarr
+
+    store = zarr.storage.FsspecStore.from_url(f"s3://{bucket}/prefix/plate.zarr", storage_options=_options(s3_server), read_only=True)
+    np.testing.assert_array_equal(zarr.open_array(store=store, path="B02/site1", mode="r")[:], a[0])
+    # and a full URL path works without root=
+    plain = ZarrBackend(storage_options=_options(s3_server))
+    np.testing.assert_array_equal(plain.load(f"s3://{bucket}/prefix/plate.zarr/B02/site1"), a[0])
+
+
+def test_batches_lazy_loads_and_ome_on_s3(
+    s3_backend: ZarrBackend, s3_server: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = [_img(i, (32, 48)) for i in range(5)]
+    s3_backend.save_batch(frames, [f"stack.zarr/f{i}" for i in range(5)], axes="zyx")
+    assert s3_backend.list_files("stack.zarr") == [f"stack.zarr/f{i}" for i in range(5)]
+    got = s3_backend.load_batch(["stack.zarr/f3", "stack.zarr/f0"])
+    np.testing.assert_array_equal(got[0], frames[3])
+    np.testing.assert_array_equal(got[1], frames[0])
+    lazy = s3_backend.load("stack.zarr", lazy=True)
+    assert lazy.shape == (5, 32, 48)
+    np.testing.assert_array_equal(lazy[2, 5:20].compute(), frames[2][5:20])
+    # ome-zarr-py reads it from the server (it takes the endpoint from the environment)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    location = parse_url(f"s3://{bucket}/prefix/stack.zarr")
+    assert location is not None
+    node = list(Reader(location)())[0]
+    assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
+    np.testing.assert_array_equal(np.asarray(node.data[0][4]), frames[4])
+
+
+def test_damaged_chunk_on_s3_is_named(s3_backend: ZarrBackend, s3_server: str, bucket: str) -> None:
+    s3_backend.save(_img(3), "d.zarr/img", chunks=(1, 20, 25))
+    client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    client.delete_object(Bucket=bucket, Key="prefix/d.zarr/img/c/1/1/0")
+    with pytest.raises(ImageLoadError, match=r"'c/1/1/0' of array 'img'"):
+        s3_backend.load("d.zarr/img")
+    client.put_object(Bucket=bucket, Key="prefix/d.zarr/img/c/1/1/0", Body=b"junk")
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/1/1/0'"):
+        s3_backend.load("d.zarr/img")
+
+
+def test_writer_killed_mid_save_on_s3(s3_backend: ZarrBackend, s3_server: str, bucket: str) -> None:
+    killer = textwrap.dedent(
+        """
+        import os, sys, json
+        import numpy as np
+        import polystore.zarr as pz
+        pz._PUT_BATCH_BYTES = 1  # one request per chunk, so the kill lands between chunks
+        real = pz._FsspecFS.write_many
+        def dying(self, items):
+            for n, item in enumerate(items):
+                if n == 3:
+                    os._exit(9)
+                real(self, [item])
+        pz._FsspecFS.write_many = dying
+        backend = pz.ZarrBackend(root=sys.argv[1], storage_options=json.loads(sys.argv[2]))
+        backend.save(np.ones((8, 32, 32), np.uint16), "k.zarr/new", chunks=(1, 32, 32))
+        """
+    )
+    import json
+
+    s3_backend.save(np.zeros((4, 4), np.uint8), "k.zarr/old")
+    result = subprocess.run(
+        [sys.executable, "-c", killer, f"s3://{bucket}/prefix", json.dumps(_options(s3_server))],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 9, result.stderr
+    client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="prefix/k.zarr/new/")["Contents"]]
+    assert keys and "prefix/k.zarr/new/zarr.json" not in keys  # chunks, but no metadata
+    assert not s3_backend.exists("k.zarr/new")
+    assert s3_backend.list_files("k.zarr") == ["k.zarr/old"]
+    with pytest.raises(ImageLoadError, match="interrupted"):
+        s3_backend.load("k.zarr/new")
+    s3_backend.save(np.full((8, 32, 32), 3, np.uint16), "k.zarr/new")  # recovery: save again
+    assert int(s3_backend.load("k.zarr/new").max()) == 3
