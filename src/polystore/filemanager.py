@@ -83,12 +83,16 @@ class FileManager:
     # -- data -------------------------------------------------------------
     def save(self, data: Any, output_path: PathLike, backend: Any, **kwargs: Any) -> None:
         """Save ``data`` at ``output_path`` through ``backend``; kwargs go to the backend."""
-        instance = self._resolved.get(backend) or self.get_backend(backend)
+        instance = self._resolved.get(backend)
+        if instance is None:
+            instance = self.get_backend(backend)
         instance.save(data, output_path, **kwargs)
 
     def load(self, file_path: PathLike, backend: Any, **kwargs: Any) -> Any:
         """Load and return the data at ``file_path`` (``framework="torch"`` etc. converts)."""
-        instance = self._resolved.get(backend) or self.get_backend(backend)
+        instance = self._resolved.get(backend)
+        if instance is None:
+            instance = self.get_backend(backend)
         return instance.load(file_path, **kwargs)
 
     def save_batch(

@@ -235,10 +235,6 @@ class MemoryBackend(StorageBackend):
         """Remove everything."""
         self._store.clear()
 
-    def __len__(self) -> int:
-        """Number of stored objects (directories not counted)."""
-        return sum(1 for key in self._store.keys() if not key.endswith("/"))
-
 
 def _depth(key: str) -> int:
     if key in _ROOTS:

@@ -1,0 +1,160 @@
+"""``python -m bench core``: disk and memory backends against the raw calls, same run.
+
+Prints, for each case, polystore's figure, the raw library's figure and their
+ratio next to the target of issue 2. Files go to a temp folder on the same
+filesystem as the working directory (``--dir`` to choose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from bench._timing import report
+from polystore import BackendRegistry, FileManager
+
+
+def _alternate(ours: Callable[[], object], raw: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Best wall time of each, interleaving trials so machine noise hits both alike."""
+    ours()
+    raw()
+    best_ours = best_raw = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        ours()
+        best_ours = min(best_ours, time.perf_counter() - start)
+        start = time.perf_counter()
+        raw()
+        best_raw = min(best_raw, time.perf_counter() - start)
+    return best_ours, best_raw
+
+
+def bench_large(fm: FileManager, folder: str, repeat: int) -> None:
+    import tifffile
+
+    image = np.random.default_rng(0).integers(0, 4096, (2048, 2048), dtype=np.uint16)
+    gb = image.nbytes / 1e9
+    ours_npy, raw_npy = os.path.join(folder, "ours.npy"), os.path.join(folder, "raw.npy")
+    ours_tif, raw_tif = os.path.join(folder, "ours.tif"), os.path.join(folder, "raw.tif")
+
+    t_ours, t_raw = _alternate(lambda: fm.save(image, ours_npy, backend="disk"),
+                               lambda: np.save(raw_npy, image), repeat)
+    report("save 8 MB .npy (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
+    t_ours, t_raw = _alternate(lambda: fm.load(ours_npy, backend="disk"),
+                               lambda: np.load(raw_npy), repeat)
+    report("load 8 MB .npy (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
+    t_ours, t_raw = _alternate(lambda: fm.save(image, ours_tif, backend="disk"),
+                               lambda: tifffile.imwrite(raw_tif, image), repeat)
+    report("save 8 MB .tif (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
+    t_ours, t_raw = _alternate(lambda: fm.load(ours_tif, backend="disk"),
+                               lambda: tifffile.imread(raw_tif), repeat)
+    report("load 8 MB .tif (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
+
+
+def bench_small_batch(fm: FileManager, folder: str, count: int, repeat: int) -> None:
+    rng = np.random.default_rng(1)
+    data = [rng.random((64, 64), dtype=np.float32) for _ in range(count)]
+    ours_dir, raw_dir = os.path.join(folder, "ours"), os.path.join(folder, "raw")
+    os.makedirs(ours_dir, exist_ok=True)
+    os.makedirs(raw_dir, exist_ok=True)
+    ours_paths = [os.path.join(ours_dir, f"{i:05d}.npy") for i in range(count)]
+    raw_paths = [os.path.join(raw_dir, f"{i:05d}.npy") for i in range(count)]
+
+    def raw_save() -> None:
+        for array, path in zip(data, raw_paths):
+            np.save(path, array)
+
+    def raw_load() -> None:
+        for path in raw_paths:
+            np.load(path)
+
+    t_ours, t_raw = _alternate(lambda: fm.save_batch(data, ours_paths, backend="disk"), raw_save, repeat)
+    report(f"save_batch {count} x 64x64 f32 .npy (files/s)", count / t_ours, count / t_raw, "f/s", 1.0)
+    t_ours, t_raw = _alternate(lambda: fm.load_batch(ours_paths, backend="disk"), raw_load, repeat)
+    report(f"load_batch {count} x 64x64 f32 .npy (files/s)", count / t_ours, count / t_raw, "f/s", 2.0)
+
+
+def bench_memory(ops: int) -> None:
+    fm = FileManager(BackendRegistry())
+    backend = fm.get_backend("memory")
+    array = np.zeros((64, 64), np.float32)
+    paths = [f"/plate/A01/site{i}.npy" for i in range(1000)]
+    save, load = backend.save, backend.load
+    rounds = max(1, ops // len(paths))
+    for path in paths:
+        save(array, path)
+
+    def direct() -> None:
+        for _ in range(rounds):
+            for path in paths:
+                save(array, path)
+                load(path)
+
+    def plain_dict() -> None:
+        store: dict[str, object] = {}
+        for _ in range(rounds):
+            for path in paths:
+                store[path] = array
+                store[path]
+
+    def through_fm() -> None:
+        for _ in range(rounds):
+            for path in paths:
+                fm.save(array, path, "memory")
+                fm.load(path, "memory")
+
+    n = rounds * len(paths)
+    t_ours, t_dict = _alternate(direct, plain_dict, 5)
+    t_fm = min(_alternate(through_fm, plain_dict, 5)[0], t_ours * 100)
+    per_op = t_ours / n * 1e6
+    print(f"{'memory backend save+load pair (us)':<48} polystore {per_op:10.3f} us     "
+          f"dict {t_dict / n * 1e6:10.3f} us     per single op {per_op / 2:.3f} us "
+          f"(target <= 0.5 us) {'OK' if per_op / 2 <= 0.5 else 'MISS'}", flush=True)
+    print(f"{'  same through fm.save/fm.load (us)':<48} polystore {t_fm / n * 1e6:10.3f} us", flush=True)
+
+
+def bench_import(repeat: int) -> None:
+    def wall(code: str) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    wall("import numpy")
+    numpy_s = wall("import numpy")
+    ours_s = wall("import polystore")
+    extra_ms = (ours_s - numpy_s) * 1e3
+    print(f"{'python -c import (median ms)':<48} polystore {ours_s * 1e3:10.1f} ms     "
+          f"numpy {numpy_s * 1e3:10.1f} ms     +{extra_ms:.1f} ms (target <= +30 ms) "
+          f"{'OK' if extra_ms <= 30 else 'MISS'}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    """Run the core benchmarks and print ratios."""
+    parser = argparse.ArgumentParser(prog="python -m bench core", description=__doc__)
+    parser.add_argument("--dir", default=None, help="folder for the files (default: a temp folder)")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--count", type=int, default=2000, help="small files per batch")
+    args = parser.parse_args(argv)
+    folder = tempfile.mkdtemp(prefix="polystore-bench-", dir=args.dir)
+    fm = FileManager(BackendRegistry())
+    print(f"# polystore core benchmark, numpy {np.__version__}, python {sys.version.split()[0]}, {folder}")
+    try:
+        bench_large(fm, folder, args.repeat)
+        bench_small_batch(fm, folder, args.count, max(3, args.repeat // 2))
+        bench_memory(200_000)
+        bench_import(max(5, args.repeat))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
