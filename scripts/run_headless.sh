@@ -6,4 +6,5 @@ export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-xcb}"
 if [ -n "${DISPLAY:-}" ]; then
   exec "$@"
 fi
+export POLYSTORE_HEADLESS=1
 exec xvfb-run -a -s "-screen 0 1600x1200x24 -nolisten tcp" "$@"
