@@ -28,8 +28,9 @@ __all__ = ["MemoryBackend", "MemoryStorageBackend", "normalize_memory_path"]
 
 _ROOTS = ("/", ".")
 _MAX_CACHED_PATHS = 1 << 16
-# path as given -> (key, parent directory key); keeps normalisation off the hot path
-_path_cache: dict[Any, tuple[str, str]] = {}
+# path as given -> (key, parent, parent + "/", key + "/"): normalisation and string
+# building stay off the hot path
+_path_cache: dict[Any, tuple[str, str, str, str]] = {}
 
 
 def normalize_memory_path(path: PathLike) -> str:
@@ -41,12 +42,12 @@ def normalize_memory_path(path: PathLike) -> str:
     return text
 
 
-def _key_and_parent(path: PathLike) -> tuple[str, str]:
+def _key_and_parent(path: PathLike) -> tuple[str, str, str, str]:
     cached = _path_cache.get(path)
     if cached is None:
         key = normalize_memory_path(path)
         parent = posixpath.dirname(key) or "."
-        cached = (key, parent)
+        cached = (key, parent, parent + "/", key + "/")
         if len(_path_cache) < _MAX_CACHED_PATHS:
             _path_cache[path] = cached
     return cached
@@ -78,11 +79,11 @@ class MemoryBackend(StorageBackend):
     # -- data -------------------------------------------------------------
     def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:
         """Store ``data`` (the object itself) at ``file_path``, creating parent directories."""
-        key, parent = _key_and_parent(file_path)
+        key, parent, parent_dir, key_dir = _path_cache.get(file_path) or _key_and_parent(file_path)
         store = self._store
-        if parent + "/" not in store:
+        if parent_dir not in store:
             self._make_parents(key, parent)
-        elif key + "/" in store:
+        elif key_dir in store:
             raise StorageError(f"memory: cannot save to {key!r}: it is a directory")
         store[key] = data
 
@@ -101,7 +102,7 @@ class MemoryBackend(StorageBackend):
 
     def load(self, file_path: PathLike, framework: str | None = None, **kwargs: Any) -> Any:
         """Return the stored object itself (not a copy); ``framework=`` converts arrays."""
-        key = _key_and_parent(file_path)[0]
+        key = (_path_cache.get(file_path) or _key_and_parent(file_path))[0]
         try:
             data = self._store[key]
         except KeyError:
