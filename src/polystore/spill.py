@@ -80,7 +80,7 @@ class SpillManager:
         self._lock = threading.RLock()
         self._zarr: ZarrBackend | None = None
         self._tmpdir: str | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: Any = None
         #: Number of arrays written to zarr so far.
         self.spilled_count = 0
 

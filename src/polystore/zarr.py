@@ -288,6 +288,7 @@ def _dumps(meta: Mapping[str, Any]) -> bytes:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_SCRATCH = threading.local()
 _POOL_LOCK = threading.Lock()
 
 
@@ -620,7 +621,7 @@ class _ArrayReader:
             if dest is not None:
                 self.numcodec.decode(raw, out=dest)
                 return dest
-            out = np.empty(self.chunks, dtype=self.dtype)
+            out = self._scratch()
             self.numcodec.decode(raw, out=out)
             return out
         except Exception as exc:
@@ -665,7 +666,11 @@ class _ArrayReader:
         if isinstance(self.fs, _LocalFS):
             fs = self.fs
 
+            raw_codec = self.numcodec is None
+
             def local(idx: tuple[int, ...]) -> None:
+                if raw_codec and self._read_raw_into(idx, starts, stops, out):
+                    return
                 one(idx, fs.read(base + "/" + self.chunk_key(idx)))
 
             if len(jobs) <= 2:
@@ -687,6 +692,43 @@ class _ArrayReader:
                 for fut in [_pool().submit(one, idx, raw) for idx, raw in zip(part, raws)]:
                     fut.result()
         return out
+
+    def _scratch(self) -> np.ndarray:
+        """This thread's reusable chunk-sized buffer (valid until its next use)."""
+        scratch: np.ndarray | None = getattr(_SCRATCH, "buf", None)
+        if scratch is None or scratch.nbytes < self.chunk_nbytes:
+            scratch = np.empty(max(self.chunk_nbytes, 1), np.uint8)
+            _SCRATCH.buf = scratch
+        return scratch[: self.chunk_nbytes].view(self.dtype).reshape(self.chunks)
+
+    def _read_raw_into(
+        self, idx: tuple[int, ...], starts: Sequence[int], stops: Sequence[int], out: np.ndarray
+    ) -> bool:
+        """Uncompressed chunk wholly inside a contiguous part of ``out``: read it in place."""
+        c0 = [i * c for i, c in zip(idx, self.chunks)]
+        if any(a < s or a + c > e for a, c, s, e in zip(c0, self.chunks, starts, stops)):
+            return False
+        dest = out[tuple(slice(a - s, a - s + c) for a, c, s in zip(c0, self.chunks, starts))]
+        direct = dest.flags.c_contiguous
+        if direct:
+            target = dest
+        else:  # read into this thread's reusable buffer, then one strided copy
+            target = self._scratch()
+        try:
+            with open(self.path + "/" + self.chunk_key(idx), "rb", buffering=0) as f:
+                buf: Any = target.reshape(-1).view(np.uint8)
+                got = f.readinto(buf)
+                extra = f.read(1)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # the general path reports it (or fills it)
+        if got != self.chunk_nbytes or extra:
+            raise ImageLoadError(
+                f"zarr: corrupted chunk {self.chunk_key(idx)!r} of array {self.where}: "
+                f"expected {self.chunk_nbytes} bytes"
+            )
+        if not direct:
+            dest[...] = target
+        return True
 
     def __getitem__(self, item: Any) -> np.ndarray:
         """Basic indexing (ints and step-1 slices), used by dask for lazy loads."""
@@ -1050,7 +1092,7 @@ class ZarrBackend(StorageBackend):
         indices = list(itertools.product(*grid)) if data.ndim else [()]
         fill = _fill_value(data.dtype)
 
-        def encode(idx: tuple[int, ...]) -> bytes:
+        def encode(idx: tuple[int, ...]) -> bytes | np.ndarray:
             sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks))
             block = data[sel]
             if block.shape != chunks:
@@ -1059,7 +1101,7 @@ class ZarrBackend(StorageBackend):
                 block = padded
             block = np.ascontiguousarray(block)
             if numcodec is None:
-                return block.tobytes()
+                return block  # raw little-endian bytes: written straight from the buffer
             return bytes(numcodec.encode(block))
 
         def key(idx: tuple[int, ...]) -> str:
@@ -1072,7 +1114,8 @@ class ZarrBackend(StorageBackend):
 
             def work(idx: tuple[int, ...]) -> None:
                 with open(key(idx), "wb") as f:
-                    f.write(encode(idx))
+                    blob: Any = encode(idx)
+                    f.write(blob)
 
             if len(indices) <= 2:
                 for idx in indices:
@@ -1088,7 +1131,7 @@ class ZarrBackend(StorageBackend):
             for i in range(0, len(indices), step):
                 part = indices[i : i + step]
                 for idx, blob in zip(part, _pool().map(encode, part)):
-                    yield key(idx), blob
+                    yield key(idx), blob if isinstance(blob, bytes) else blob.tobytes()
 
         fs.write_many(encoded())
         cast_fs: Any = fs
