@@ -63,22 +63,30 @@ def bench_large(fm: FileManager, folder: str, repeat: int) -> None:
 def bench_small_batch(fm: FileManager, folder: str, count: int, repeat: int) -> None:
     rng = np.random.default_rng(1)
     data = [rng.random((64, 64), dtype=np.float32) for _ in range(count)]
-    ours_dir, raw_dir = os.path.join(folder, "ours"), os.path.join(folder, "raw")
-    os.makedirs(ours_dir, exist_ok=True)
-    os.makedirs(raw_dir, exist_ok=True)
-    ours_paths = [os.path.join(ours_dir, f"{i:05d}.npy") for i in range(count)]
-    raw_paths = [os.path.join(raw_dir, f"{i:05d}.npy") for i in range(count)]
+    trial = iter(range(10**6))
 
-    def raw_save() -> None:
-        for array, path in zip(data, raw_paths):
+    def fresh_paths(kind: str) -> list[str]:
+        sub = os.path.join(folder, f"{kind}{next(trial)}")
+        os.makedirs(sub)
+        return [os.path.join(sub, f"{i:05d}.npy") for i in range(count)]
+
+    def raw_save(paths: list[str]) -> None:
+        for array, path in zip(data, paths):
             np.save(path, array)
+
+    # New files each trial (what a pipeline does), then overwriting the same files.
+    t_ours, t_raw = _alternate(lambda: fm.save_batch(data, fresh_paths("o"), backend="disk"),
+                               lambda: raw_save(fresh_paths("r")), repeat)
+    report(f"save_batch {count} new 64x64 f32 .npy (files/s)", count / t_ours, count / t_raw, "f/s", 1.0)
+    ours_paths, raw_paths = fresh_paths("ours"), fresh_paths("raw")
+    t_ours, t_raw = _alternate(lambda: fm.save_batch(data, ours_paths, backend="disk"),
+                               lambda: raw_save(raw_paths), repeat)
+    report(f"save_batch {count} overwritten .npy (files/s)", count / t_ours, count / t_raw, "f/s", 1.0)
 
     def raw_load() -> None:
         for path in raw_paths:
             np.load(path)
 
-    t_ours, t_raw = _alternate(lambda: fm.save_batch(data, ours_paths, backend="disk"), raw_save, repeat)
-    report(f"save_batch {count} x 64x64 f32 .npy (files/s)", count / t_ours, count / t_raw, "f/s", 1.0)
     t_ours, t_raw = _alternate(lambda: fm.load_batch(ours_paths, backend="disk"), raw_load, repeat)
     report(f"load_batch {count} x 64x64 f32 .npy (files/s)", count / t_ours, count / t_raw, "f/s", 2.0)
 

@@ -177,6 +177,15 @@ def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["keep.tif"]  # no temp file left behind
 
 
+def test_save_onto_a_directory_keeps_it(tmp_path: Path) -> None:
+    (tmp_path / "img.npy").mkdir()
+    (tmp_path / "img.npy" / "inside.txt").write_text("keep me")
+    with pytest.raises(ImageSaveError, match="img.npy"):
+        DiskBackend().save(np.zeros(3), tmp_path / "img.npy")
+    assert (tmp_path / "img.npy" / "inside.txt").read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["img.npy"]
+
+
 WRITER = """
 import sys, numpy as np
 from polystore import DiskBackend

@@ -75,7 +75,11 @@ def replace_atomically(tmp: str, path: str, durable: bool = False) -> bool:
     if _renameat2 is not None:
         tmp_b, path_b = os.fsencode(tmp), os.fsencode(path)
         if _renameat2(_AT_FDCWD, tmp_b, _AT_FDCWD, path_b, _RENAME_EXCHANGE) == 0:
-            os.unlink(tmp)  # now the old content
+            try:
+                os.unlink(tmp)  # now the old content
+            except IsADirectoryError:
+                _renameat2(_AT_FDCWD, tmp_b, _AT_FDCWD, path_b, _RENAME_EXCHANGE)  # put it back
+                raise IsADirectoryError(errno.EISDIR, "a directory is in the way", path) from None
             replaced = True
         elif ctypes.get_errno() != errno.ENOENT:  # exchange unsupported here
             replaced = os.path.exists(path)
