@@ -171,7 +171,7 @@ class FijiControl:
         sock = self._context.socket(zmq.REQ)
         try:
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDTIMEO, int(wait * 1000))
             sock.connect(self.endpoint)
             sock.send(json.dumps({"cmd": cmd, **fields}).encode("utf-8"))
             if not sock.poll(int(wait * 1000), zmq.POLLIN):
@@ -179,6 +179,10 @@ class FijiControl:
                     f"no Fiji bridge answered {cmd!r} at {self.endpoint} within {wait:g} s. {_START_HINT}"
                 )
             reply = json.loads(sock.recv().decode("utf-8"))
+        except zmq.Again:
+            raise FijiBridgeError(
+                f"no Fiji bridge took {cmd!r} at {self.endpoint} within {wait:g} s. {_START_HINT}"
+            ) from None
         except zmq.ZMQError as exc:
             raise FijiBridgeError(f"control request {cmd!r} to {self.endpoint} failed: {exc}") from exc
         finally:
@@ -203,6 +207,14 @@ class FijiControl:
         target = Path(path).absolute()
         self.request("save_tiff", timeout, title=title, path=str(target))
         return target
+
+    def screenshot(self, title: str, path: PathLike, timeout: float | None = None) -> dict[str, Any]:
+        """Capture the window showing ``title`` (GUI bridge only) as TIFF, or PNG for ``*.png``.
+
+        Returns the reply: ``path``, ``window_title`` and ``bounds`` [x, y, w, h].
+        """
+        target = Path(path).absolute()
+        return self.request("screenshot", timeout, title=title, path=str(target))
 
     def close_image(self, title: str, timeout: float | None = None) -> None:
         """Close the image ``title`` in ImageJ (the next frame for it starts afresh)."""
@@ -510,10 +522,17 @@ class FijiBridge:
                 time.sleep(0.05)
                 continue
             if int(reply.get("pid", -1)) != self._pid:
+                # Someone else answers on this port; ours most likely failed to bind.
+                try:
+                    code = self.process.wait(min(5.0, max(0.5, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    code = None
+                tail = self.log_tail()
                 self.stop()
                 raise FijiBridgeError(
-                    f"another Fiji bridge (pid {reply.get('pid')}) already answers on "
-                    f"{self.control.endpoint}; stop it or choose another port"
+                    f"another process (pid {reply.get('pid')}) already answers on "
+                    f"{self.control.endpoint}; stop it or choose other ports"
+                    + (f". The new bridge exited with code {code}:\n{tail}" if code is not None else "")
                 )
             return self
 
@@ -535,9 +554,11 @@ class FijiBridge:
         if process is None or process.poll() is not None:
             return
         try:
-            self.control.quit(timeout=min(2.0, timeout))
-            process.wait(timeout)
-            return
+            # Only ask it to quit if the control port really is ours (not another bridge's).
+            if int(self.control.ping(timeout=min(1.0, timeout)).get("pid", -1)) == process.pid:
+                self.control.quit(timeout=min(2.0, timeout))
+                process.wait(timeout)
+                return
         except (FijiBridgeError, subprocess.TimeoutExpired):
             pass
         _signal_pid(process.pid, process, timeout)

@@ -569,12 +569,20 @@ public final class Bridge {
             closeImage(imp);
             return ok();
         }
+        if (cmd.equals("screenshot")) {
+            Object title = req.get("title");
+            Object path = req.get("path");
+            if (!(title instanceof String) || !(path instanceof String)) {
+                return fail("screenshot needs 'title' and 'path' strings");
+            }
+            return screenshot((String) title, (String) path);
+        }
         if (cmd.equals("quit")) {
             Map<String, Object> m = ok();
             m.put("_quit", Boolean.TRUE);
             return m;
         }
-        return fail("unknown command '" + cmd + "' (ping, status, save_tiff, close, quit)");
+        return fail("unknown command '" + cmd + "' (ping, status, save_tiff, screenshot, close, quit)");
     }
 
     private synchronized Map<String, Object> status() {
@@ -638,6 +646,66 @@ public final class Bridge {
         Map<String, Object> m = ok();
         m.put("path", f.getPath());
         return m;
+    }
+
+    /** Capture the screen area of an image's window (GUI only) and save it as TIFF or PNG. */
+    private Map<String, Object> screenshot(String title, String path) {
+        if (!gui) {
+            return fail("screenshot needs the GUI bridge (started with a display)");
+        }
+        ImagePlus imp;
+        synchronized (this) {
+            Layer l = layers.get(title);
+            imp = l == null ? null : l.imp;
+        }
+        if (imp == null) {
+            imp = WindowManager.getImage(title);
+        }
+        final ij.gui.ImageWindow win = imp == null ? null : imp.getWindow();
+        if (win == null || !win.isShowing()) {
+            return fail("no window shows an image titled '" + title + "'");
+        }
+        File f = new File(path);
+        if (!f.isAbsolute()) {
+            return fail("screenshot needs an absolute path, got '" + path + "'");
+        }
+        try {
+            imp.updateAndDraw();
+            java.awt.EventQueue.invokeAndWait(new Runnable() {
+                public void run() {
+                    win.toFront();
+                    win.getCanvas().repaint();
+                }
+            });
+            java.awt.Toolkit.getDefaultToolkit().sync();
+            java.awt.EventQueue.invokeAndWait(new Runnable() {
+                public void run() {
+                }
+            });
+            java.awt.Rectangle r = win.getBounds();
+            java.awt.image.BufferedImage shot = new java.awt.Robot().createScreenCapture(r);
+            boolean ok;
+            if (f.getName().toLowerCase().endsWith(".png")) {
+                ok = javax.imageio.ImageIO.write(shot, "png", f);
+            } else {
+                ok = new FileSaver(new ImagePlus("screenshot of " + title, shot)).saveAsTiff(f.getPath());
+            }
+            if (!ok) {
+                return fail("could not write '" + path + "'");
+            }
+            Map<String, Object> m = ok();
+            m.put("path", f.getPath());
+            m.put("window_title", win.getTitle());
+            List<Object> bounds = new ArrayList<Object>();
+            bounds.add(Long.valueOf(r.x));
+            bounds.add(Long.valueOf(r.y));
+            bounds.add(Long.valueOf(r.width));
+            bounds.add(Long.valueOf(r.height));
+            m.put("bounds", bounds);
+            return m;
+        } catch (Throwable t) {
+            return fail("screenshot failed: " + t);
+        }
     }
 
     static long pid() {

@@ -1,0 +1,56 @@
+"""Helpers shared by the Fiji bridge tests (not a test module)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_SCRIPT = ROOT / "fiji_bridge" / "build.sh"
+JAR = ROOT / "fiji_bridge" / "build" / "polystore_bridge.jar"
+NEEDS = "openjdk-17-jdk-headless imagej libjeromq-java (apt-get install)"
+
+
+def build_jar() -> Path:
+    """Compile the bridge with fiji_bridge/build.sh; skip when Java or the jars are absent."""
+    if shutil.which("javac") is None or not Path("/usr/share/java/ij.jar").exists() or not Path(
+        "/usr/share/java/jeromq.jar"
+    ).exists():
+        pytest.skip(f"the Fiji bridge tests need {NEEDS}")
+    result = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert JAR.is_file()
+    return JAR
+
+
+def free_ports(n: int = 2) -> list[int]:
+    """``n`` TCP ports that were free on 127.0.0.1 a moment ago."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
