@@ -292,3 +292,33 @@ def test_relative_paths_without_root(tmp_path: Path, monkeypatch: pytest.MonkeyP
     backend.save(_image((5, 5)), str(tmp_path / "abs.zarr" / "x"))
     assert backend.list_files("abs.zarr") == ["abs.zarr/x"]
     assert backend.list_files(str(tmp_path / "abs.zarr")) == [str(tmp_path / "abs.zarr" / "x")]
+
+
+def test_saving_one_member_of_a_batch_replaces_it_in_place(backend: ZarrBackend) -> None:
+    frames = [_image((16, 24), seed=i) for i in range(3)]
+    backend.save_batch(frames, ["b.zarr/a", "b.zarr/b", "b.zarr/c"])
+    new = _image((16, 24), seed=99)
+    backend.save(new, "b.zarr/b")
+    np.testing.assert_array_equal(backend.load("b.zarr/b"), new)
+    np.testing.assert_array_equal(backend.load("b.zarr/c"), frames[2])
+    from polystore.exceptions import ImageSaveError
+
+    with pytest.raises(ImageSaveError, match="shape"):
+        backend.save(_image((5, 5)), "b.zarr/a")
+
+
+def test_save_never_deletes_unrelated_content(backend: ZarrBackend, tmp_path: Path) -> None:
+    from polystore.exceptions import ImageSaveError
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "precious.txt").write_text("keep me")
+    with pytest.raises(ImageSaveError, match="not a zarr array or group"):
+        backend.save(_image((4, 4)), "folder")
+    assert (tmp_path / "folder" / "precious.txt").read_text() == "keep me"
+    backend.save(_image((4, 4)), "g.zarr/grp/a")
+    with pytest.raises(ImageSaveError, match="group with content"):
+        backend.save(_image((4, 4)), "g.zarr/grp")
+    assert backend.exists("g.zarr/grp/a")
+    # a batch whose parent holds other arrays keeps them: the images are saved one by one
+    backend.save_batch([_image((4, 4)), _image((4, 4), seed=1)], ["g.zarr/grp/b", "g.zarr/grp/c"])
+    assert backend.list_files("g.zarr/grp") == ["g.zarr/grp/a", "g.zarr/grp/b", "g.zarr/grp/c"]

@@ -1003,8 +1003,17 @@ class ZarrBackend(StorageBackend):
         name = (loc.key or loc.store).rstrip("/").rpartition("/")[2]
         if name.lower().endswith(".zarr"):
             name = name[:-5]
-        if not overwrite and self._node(loc) is not None:
+        existing = self._node(loc)
+        if existing is not None and not overwrite:
             raise ImageSaveError(f"zarr: {self._where(loc)} already exists (overwrite=False)")
+        if existing is not None and existing.kind == "member" and image.names is None:
+            if image.axes is not None:
+                raise ImageSaveError(f"zarr: {self._where(loc)} is a member of a batch; axes= cannot apply")
+            self._write_member(loc, existing, image.data, kwargs)
+            return
+        refusal = self._replace_refusal(loc, existing)
+        if refusal:
+            raise ImageSaveError(refusal)
         try:
             self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True)
 
@@ -1031,6 +1040,31 @@ class ZarrBackend(StorageBackend):
             raise
         except Exception as exc:
             raise ImageSaveError(f"zarr: could not write {self._where(loc)}: {exc}") from exc
+
+    def _replace_refusal(self, loc: _Loc, existing: _Node | None) -> str | None:
+        """Why saving at ``loc`` must not replace what is there (None: it may).
+
+        Arrays, images, batches, empty groups and leftovers of interrupted
+        writes are replaced; a group holding other nodes, or a non-empty folder
+        that is not zarr, is never deleted by a save.
+        """
+        if existing is not None:
+            if existing.kind == "group" and not existing.is_image and existing.names is None:
+                if any(f or d for _, f, d in self._children(loc, existing)):
+                    return (
+                        f"zarr: {self._where(loc)} is a group with content; saving there would delete it "
+                        "(delete it first with delete(path, recursive=True))"
+                    )
+            return None
+        entries = loc.fs.listdir(loc.full)
+        if not entries:
+            return None
+        if loc.key and self._has_zarr_meta(loc.fs, loc.store):
+            return None  # chunks of an interrupted write: replace them
+        return (
+            f"zarr: {loc.fs.url(loc.full)!r} is a folder that is not a zarr array or group; "
+            "refusing to replace it"
+        )
 
     @staticmethod
     def _swap_into_place(tmp: str, target: str) -> None:
@@ -1087,6 +1121,20 @@ class ZarrBackend(StorageBackend):
         meta = _array_metadata(
             data.shape, data.dtype, chunks, codec, {**attrs, "polystore": info}, dimension_names
         )
+        self._write_chunks(fs, dest, data, chunks, codec)
+        cast_fs: Any = fs
+        cast_fs.write_atomic(fs.join(dest, _META), _dumps(meta))
+
+    def _write_chunks(
+        self,
+        fs: _FS,
+        dest: str,
+        data: np.ndarray,
+        chunks: tuple[int, ...],
+        codec: _Codec,
+        lead_offset: int = 0,
+    ) -> None:
+        """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``)."""
         numcodec = codec.numcodec()
         grid = [range(max(1, math.ceil(s / c))) if s else range(0) for s, c in zip(data.shape, chunks)]
         indices = list(itertools.product(*grid)) if data.ndim else [()]
@@ -1105,6 +1153,8 @@ class ZarrBackend(StorageBackend):
             return bytes(numcodec.encode(block))
 
         def key(idx: tuple[int, ...]) -> str:
+            if lead_offset and idx:
+                idx = (idx[0] + lead_offset,) + idx[1:]
             return dest + "/c" + "".join("/" + str(i) for i in idx)
 
         if isinstance(fs, _LocalFS):
@@ -1123,7 +1173,6 @@ class ZarrBackend(StorageBackend):
             else:
                 for fut in [_pool().submit(work, idx) for idx in indices]:
                     fut.result()
-            fs.write_atomic(os.path.join(dest, _META), _dumps(meta))
             return
 
         def encoded() -> Iterator[tuple[str, bytes]]:
@@ -1134,8 +1183,36 @@ class ZarrBackend(StorageBackend):
                     yield key(idx), blob if isinstance(blob, bytes) else blob.tobytes()
 
         fs.write_many(encoded())
-        cast_fs: Any = fs
-        cast_fs.write_atomic(fs.join(dest, _META), _dumps(meta))
+
+    def _write_member(self, loc: _Loc, node: _Node, arr: np.ndarray, kwargs: Mapping[str, Any]) -> None:
+        """Replace one image of a batch in place (same shape and dtype; chunk 1 on axis 0)."""
+        assert node.member_of is not None
+        holder = node.member_of
+        target = holder
+        if holder.kind == "group":
+            ome = holder.ome
+            if ome is None or len(ome["multiscales"][0].get("datasets") or []) != 1:
+                raise ImageSaveError(
+                    f"zarr: cannot replace {self._where(loc)} in place: its batch is a pyramid; "
+                    "save the whole batch again"
+                )
+            target = self._image_array(holder, 0, loc)
+        meta = target.meta
+        reader = self._reader(loc, target)
+        bad = [k for k in kwargs if k not in ("overwrite", "compressor", "compression_level")]
+        if (
+            reader is None
+            or reader.chunks[0] != 1
+            or reader.shape[1:] != arr.shape
+            or reader.dtype != arr.dtype
+            or bad
+        ):
+            raise ImageSaveError(
+                f"zarr: cannot replace {self._where(loc)} in place: a member of a batch takes an "
+                f"image of shape {tuple(meta.get('shape', ()))[1:]} and dtype "
+                f"{_dtype_from_meta(meta)} (no other keywords); save the whole batch again"
+            )
+        self._write_chunks(loc.fs, target.path, arr[None], reader.chunks, reader.codec, node.index)
 
     def _write_ome(self, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str) -> None:
         """Write an OME-NGFF 0.5 image group: levels "0".."N", then the group metadata."""
@@ -1331,6 +1408,13 @@ class ZarrBackend(StorageBackend):
             first = locs[members[0]]
             parent_display = first.display.rstrip("/").rpartition("/")[0]
             loc = _Loc(first.fs, first.store, parent_key, parent_display)
+            parent = self._node(loc)
+            if (parent is not None and parent.kind == "member") or self._replace_refusal(loc, parent):
+                # the parent holds other things: keep them, save the images one by one
+                single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+                for i in members:
+                    self.save(arrays[i], identifiers[i], **single_kwargs)
+                continue
             stack = np.stack([arrays[i] for i in members])
             image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
             image.names = names
