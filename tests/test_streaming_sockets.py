@@ -23,7 +23,7 @@ from polystore.streaming import (  # noqa: E402
     StreamReceiver,
     StreamSender,
 )
-from polystore.streaming.endpoints import RemoteBindError, runtime_dir  # noqa: E402
+from polystore.streaming.endpoints import RemoteBindError, ipc_endpoint, runtime_dir  # noqa: E402
 from polystore.streaming.napari import NapariStreamingBackend, default_napari_endpoint  # noqa: E402
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT  # noqa: E402
 
@@ -249,17 +249,21 @@ def test_bind_failure_names_the_endpoint() -> None:
             StreamReceiver(first.endpoint).start()
 
 
-def test_default_ipc_endpoint_is_private(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_endpoints_are_loopback_or_private_ipc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("POLYSTORE_NAPARI_ENDPOINT", raising=False)
+    assert default_napari_endpoint() == "tcp://127.0.0.1:5570"
+    assert NapariStreamingBackend().endpoint == "tcp://127.0.0.1:5570"
+    assert StreamingBackend().endpoint == "tcp://127.0.0.1:5555"
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    endpoint = default_napari_endpoint()
+    endpoint = ipc_endpoint("napari")
     assert endpoint == f"ipc://{tmp_path}/polystore/napari.sock"
     assert stat.S_IMODE(os.stat(runtime_dir()).st_mode) == 0o700
+    monkeypatch.setenv("POLYSTORE_NAPARI_ENDPOINT", endpoint)
     with StreamReceiver(endpoint) as receiver:
-        NapariStreamingBackend(send_timeout=2).save(np.ones((2, 2)), "x.tif")
+        sender = NapariStreamingBackend(send_timeout=2)
+        sender.save(np.ones((2, 2)), "x.tif")
         assert receiver.get(timeout=5).layer == "x"
-    monkeypatch.setenv("POLYSTORE_NAPARI_ENDPOINT", "tcp://127.0.0.1:1234")
-    assert NapariStreamingBackend().endpoint == "tcp://127.0.0.1:1234"
+        sender.close()
 
 
 def test_import_polystore_does_not_import_zmq_and_missing_zmq_names_extra() -> None:

@@ -7,9 +7,9 @@ process with the receiver already listening (``python -m polystore_napari``),
 records its PID and can stop it by that PID.
 
 Default endpoint: ``$POLYSTORE_NAPARI_ENDPOINT`` if set, else
-``ipc://<runtime dir>/napari.sock`` (a private 0700 directory; see
-:func:`polystore.streaming.endpoints.runtime_dir`), or ``tcp://127.0.0.1:5570``
-where ipc is unavailable (Windows).
+``tcp://127.0.0.1:5570`` (loopback only). An ``ipc://`` socket in the private
+0700 runtime directory (:func:`polystore.streaming.endpoints.ipc_endpoint`)
+works too.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from polystore.streaming.backend import StreamingBackend
-from polystore.streaming.endpoints import ipc_endpoint, runtime_dir, tcp_endpoint
+from polystore.streaming.endpoints import runtime_dir, tcp_endpoint
 from polystore.streaming.errors import StreamingError
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT
 
@@ -37,13 +37,17 @@ ENDPOINT_ENV = "POLYSTORE_NAPARI_ENDPOINT"
 
 
 def default_napari_endpoint() -> str:
-    """The endpoint the napari backend and the plugin's receiver use by default."""
+    """The endpoint the napari backend and the plugin's receiver use by default.
+
+    ``$POLYSTORE_NAPARI_ENDPOINT`` if set, else ``tcp://127.0.0.1:5570``
+    (loopback only). Pass ``endpoint=ipc_endpoint("napari")`` (a socket in the
+    private 0700 runtime directory) to keep other local users out; see
+    ``docs/streaming-protocol.md`` for why tcp is the default.
+    """
     env = os.environ.get(ENDPOINT_ENV)
     if env:
         return env
-    if sys.platform.startswith("win"):
-        return tcp_endpoint(DEFAULT_NAPARI_PORT)
-    return ipc_endpoint("napari")
+    return tcp_endpoint(DEFAULT_NAPARI_PORT)
 
 
 class NapariStreamingBackend(StreamingBackend):

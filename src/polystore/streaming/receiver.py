@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from polystore.streaming._zmq import context, zmq
+from zmq.utils.monitor import recv_monitor_message
 from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
 from polystore.streaming.errors import ReceiveTimeoutError, StreamingError
 from polystore.streaming.placement import layer_name_from_path
@@ -348,7 +349,11 @@ class StreamReceiver:
                 if monitor in events:
                     self._drain_monitor(monitor)
                 if sock in events:
-                    self._receive_one(sock)
+                    # Drain what is there (bounded) before polling again: fewer
+                    # GIL round trips, so ZeroMQ's small pipe rarely fills.
+                    for _ in range(256):
+                        if not self._receive_one(sock) or not self.queue.has_room():
+                            break
         finally:
             with self._stats_lock:
                 self._stats.listening = False
@@ -358,8 +363,6 @@ class StreamReceiver:
             sock.close(0)
 
     def _drain_monitor(self, monitor: Any) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-
         while True:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
@@ -371,11 +374,12 @@ class StreamReceiver:
                 elif event["event"] == zmq.EVENT_DISCONNECTED:
                     self._stats.peers = max(0, self._stats.peers - 1)
 
-    def _receive_one(self, sock: Any) -> None:
+    def _receive_one(self, sock: Any) -> bool:
+        """Take one message off the socket; False when none was waiting."""
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            return
+            return False
         now = time.time()
         try:
             header, array = decode_message(frames, self.max_frame_bytes)
@@ -383,7 +387,7 @@ class StreamReceiver:
             with self._stats_lock:
                 self._stats.malformed += 1
                 self._stats.last_error = str(exc)[:500]
-            return
+            return True
         self._count(header, now)
         if self.queue.put(Frame(header, array, now)) and self.on_frame is not None:
             try:
@@ -391,6 +395,7 @@ class StreamReceiver:
             except Exception as exc:  # noqa: BLE001 - a consumer bug must not kill the thread
                 with self._stats_lock:
                     self._stats.last_error = f"on_frame callback failed: {exc!r}"[:500]
+        return True
 
     def _count(self, header: Header, now: float) -> None:
         with self._stats_lock:

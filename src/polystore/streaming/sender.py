@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from polystore.streaming._zmq import context, zmq
+from polystore.streaming._zmq import zmq
 from polystore.streaming.errors import NoReceiverError, StreamingError
 from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
 
@@ -79,6 +79,7 @@ class StreamSender:
         self._seq = 0
         self._lock = threading.Lock()
         self._socket: Any = None
+        self._context: Any = None
         self._pid = -1
         _live_senders.add(self)
 
@@ -91,7 +92,10 @@ class StreamSender:
         if self._socket is not None and self._pid == os.getpid():
             return self._socket
         # After a fork the parent's socket must not be touched: start afresh.
-        sock = context().socket(zmq.PUSH)
+        # Each sender owns its context so close() can wait for queued messages
+        # to leave (zmq_ctx_term honours the linger time) before returning.
+        self._context = zmq.Context()
+        sock = self._context.socket(zmq.PUSH)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.SNDHWM, self.sndhwm)
         sock.setsockopt(zmq.SNDTIMEO, int(self.send_timeout * 1000))
@@ -111,6 +115,8 @@ class StreamSender:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
             sock.close(0)
+            self._context.term()
+            self._context = None
             raise StreamingError(f"cannot connect to {self.endpoint!r}: {exc}") from exc
         self._socket = sock
         self._pid = os.getpid()
@@ -195,12 +201,15 @@ class StreamSender:
         self._seq += 1
 
     def close(self, linger: float | None = None) -> None:
-        """Close the socket, waiting up to ``linger`` s (default: send_timeout) to flush."""
+        """Close the socket, waiting up to ``linger`` s (default: send_timeout) for queued
+        messages to reach the receiver. A later :meth:`send` reconnects."""
         with self._lock:
             sock, self._socket = self._socket, None
+            ctx, self._context = self._context, None
             if sock is not None and self._pid == os.getpid():
                 wait = self.send_timeout if linger is None else linger
                 sock.close(int(wait * 1000))
+                ctx.term()
 
     def __enter__(self) -> StreamSender:
         return self
