@@ -322,3 +322,19 @@ def test_save_never_deletes_unrelated_content(backend: ZarrBackend, tmp_path: Pa
     # a batch whose parent holds other arrays keeps them: the images are saved one by one
     backend.save_batch([_image((4, 4)), _image((4, 4), seed=1)], ["g.zarr/grp/b", "g.zarr/grp/c"])
     assert backend.list_files("g.zarr/grp") == ["g.zarr/grp/a", "g.zarr/grp/b", "g.zarr/grp/c"]
+
+
+def test_dask_arrays_are_written_slab_by_slab(backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    da = pytest.importorskip("dask.array")
+    import polystore.zarr as pz
+
+    monkeypatch.setattr(pz, "_SLAB_BYTES", 3 * 40 * 50 * 2)  # three planes per slab
+    data = _image((10, 40, 50))
+    lazy = da.from_array(data, chunks=(4, 40, 25))
+    backend.save(lazy, "d.zarr", chunks=(1, 16, 16))
+    np.testing.assert_array_equal(backend.load("d.zarr"), data)
+    backend.save(lazy.astype(">u2"), "img.zarr", axes="zyx", chunks=(2, 40, 50))  # slabs of two planes
+    np.testing.assert_array_equal(backend.load("img.zarr"), data)
+    # a lazy load -> compute -> save pipeline never materialises the whole stack
+    backend.save(backend.load("d.zarr", lazy=True) + 1, "plus.zarr")
+    np.testing.assert_array_equal(backend.load("plus.zarr"), data + 1)

@@ -72,6 +72,8 @@ _META = "zarr.json"
 _V2_META = (".zarray", ".zgroup")
 _TMP_MARK = ".polystore-tmp-"
 _OLD_MARK = ".polystore-old-"
+#: Bytes of a dask array computed at once when saving it (whole chunks along axis 0).
+_SLAB_BYTES = 256 * 1024 * 1024
 #: Bytes of encoded chunks handed to an object store in one request batch.
 _PUT_BATCH_BYTES = 64 * 1024 * 1024
 
@@ -927,13 +929,20 @@ class ZarrBackend(StorageBackend):
 
     # ------------------------------------------------------------------ save
 
-    def _prepare(self, data: Any, where: str) -> np.ndarray:
+    def _prepare(self, data: Any, where: str, allow_lazy: bool = False) -> Any:
+        """``data`` as a little-endian NumPy array (or, if ``allow_lazy``, a dask array)."""
         to_numpy: Callable[[Any], Any]
         try:
             from polystore.frameworks import to_numpy  # the core's converter, when present
         except ImportError:  # pragma: no cover - core not built yet
             to_numpy = np.asarray
-        if hasattr(data, "compute") and not isinstance(data, np.ndarray):
+        if _is_dask(data):
+            if allow_lazy and data.ndim >= 1 and data.size:
+                dtype = np.dtype(data.dtype)
+                _check_dtype(dtype, where)
+                return data.astype(dtype.newbyteorder("<")) if dtype.byteorder == ">" else data
+            data = data.compute()
+        elif hasattr(data, "compute") and not isinstance(data, np.ndarray):
             data = data.compute()
         try:
             arr = to_numpy(data)
@@ -960,7 +969,7 @@ class ZarrBackend(StorageBackend):
         JSON-able dict, read back by :meth:`load_metadata`).
         """
         loc = self._locate(file_path)
-        arr = self._prepare(data, loc.display)
+        arr = self._prepare(data, loc.display, allow_lazy=not kwargs.get("pyramid_levels"))
         image = self._image_from_kwargs(arr, kwargs)
         self._save_image(loc, image, kwargs)
 
@@ -1134,7 +1143,19 @@ class ZarrBackend(StorageBackend):
         codec: _Codec,
         lead_offset: int = 0,
     ) -> None:
-        """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``)."""
+        """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
+
+        A dask array is computed and written one slab of about ``_SLAB_BYTES``
+        (whole chunks along axis 0) at a time, so it never has to fit in RAM.
+        """
+        if not isinstance(data, np.ndarray):
+            step = chunks[0]
+            row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+            rows = max(step, (_SLAB_BYTES // max(1, row_bytes)) // step * step)
+            for start in range(0, data.shape[0], rows):
+                slab = np.ascontiguousarray(np.asarray(data[start : start + rows].compute()))
+                self._write_chunks(fs, dest, slab, chunks, codec, lead_offset + start // step)
+            return
         numcodec = codec.numcodec()
         grid = [range(max(1, math.ceil(s / c))) if s else range(0) for s, c in zip(data.shape, chunks)]
         indices = list(itertools.product(*grid)) if data.ndim else [()]
@@ -1724,6 +1745,10 @@ _SAVE_KWARGS = frozenset(
         "metadata",
     }
 )
+
+
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.startswith("dask.") and hasattr(data, "dask") and hasattr(data, "chunks")
 
 
 def _jsonable(value: Any) -> Any:
