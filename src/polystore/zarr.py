@@ -291,6 +291,8 @@ def _dumps(meta: Mapping[str, Any]) -> bytes:
 
 _POOL: ThreadPoolExecutor | None = None
 _SCRATCH = threading.local()
+#: Largest chunk whose decode buffer a worker thread keeps for reuse.
+_SCRATCH_MAX = 64 * 1024 * 1024
 _POOL_LOCK = threading.Lock()
 
 
@@ -620,6 +622,9 @@ class _ArrayReader:
                     dest[...] = arr
                     return dest
                 return arr
+            nbytes = numcodecs.blosc.cbuffer_sizes(raw)[0]
+            if nbytes != self.chunk_nbytes:
+                raise ValueError(f"it holds {nbytes} bytes, expected {self.chunk_nbytes}")
             if dest is not None:
                 self.numcodec.decode(raw, out=dest)
                 return dest
@@ -700,7 +705,8 @@ class _ArrayReader:
         scratch: np.ndarray | None = getattr(_SCRATCH, "buf", None)
         if scratch is None or scratch.nbytes < self.chunk_nbytes:
             scratch = np.empty(max(self.chunk_nbytes, 1), np.uint8)
-            _SCRATCH.buf = scratch
+            if self.chunk_nbytes <= _SCRATCH_MAX:  # huge chunks get a buffer of their own
+                _SCRATCH.buf = scratch
         return scratch[: self.chunk_nbytes].view(self.dtype).reshape(self.chunks)
 
     def _read_raw_into(
@@ -795,7 +801,9 @@ class ZarrBackend(StorageBackend):
 
     Save keywords: ``chunks``, ``axes`` ("tczyx", "zyx", "yx", ...),
     ``pyramid_levels``, ``channel_names``, ``channel_colors``, ``scale``,
-    ``compressor``, ``compression_level``, ``attrs``, ``overwrite``.
+    ``compressor``, ``compression_level``, ``attrs``, ``metadata``,
+    ``overwrite``. NumPy arrays, framework tensors and dask arrays (written
+    slab by slab) are accepted.
     Load keywords: ``lazy`` (dask array, reads nothing yet), ``level``
     (pyramid level of an OME-Zarr image), ``framework`` ("torch", "jax", ...).
     """
