@@ -622,7 +622,8 @@ class _ArrayReader:
                     dest[...] = arr
                     return dest
                 return arr
-            nbytes = numcodecs.blosc.cbuffer_sizes(raw)[0]
+            # blosc1 header: bytes 4-7 hold the decompressed size (little-endian)
+            nbytes = int.from_bytes(raw[4:8], "little") if len(raw) >= 16 else -1
             if nbytes != self.chunk_nbytes:
                 raise ValueError(f"it holds {nbytes} bytes, expected {self.chunk_nbytes}")
             if dest is not None:
