@@ -50,7 +50,6 @@ from polystore.exceptions import (
 )
 
 try:
-    import numcodecs
     import zarr
     from numcodecs import Blosc
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
