@@ -10,6 +10,7 @@ field by field against the limits below.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -149,27 +150,46 @@ def build_header(
     Raises ``ValueError``/``TypeError`` for anything a receiver would refuse,
     so a sender never puts an invalid message on the wire.
     """
-    raw = {
-        "v": PROTOCOL_VERSION,
-        "kind": "image",
-        "stream": stream,
-        "seq": int(seq),
-        "path": str(path).replace("\\", "/"),
-        "dtype": array.dtype.str,
-        "shape": [int(n) for n in array.shape],
-        "order": "C",
-        "nbytes": int(array.nbytes),
-        "layer": layer,
-        "axes": axes,
-        "index": None if index is None else {str(k): _as_int(v, "index") for k, v in index.items()},
-        "display": _json_value(dict(display or {}), "display options"),
-        "meta": _json_value(dict(meta or {}), "metadata"),
-        "sent": time.time() if sent is None else float(sent),
-    }
+    # Trusted fields come from the array itself; only what the caller chose is
+    # checked (the same checks a receiver makes), which keeps sending cheap.
+    dtype = array.dtype
+    if not _DTYPE_RE.match(dtype.str):
+        raise TypeError(f"cannot stream arrays of dtype {dtype}")
+    shape = tuple(int(n) for n in array.shape)
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"cannot stream a {len(shape)}-D array (at most {MAX_NDIM} dims)")
+    path = str(path).replace("\\", "/")
+    for key, value in (("stream", stream), ("path", path), ("layer", layer)):
+        if value is None and key == "layer":
+            continue
+        if not isinstance(value, str) or len(value) > MAX_PATH_CHARS:
+            raise ValueError(f"{key} must be a string of at most {MAX_PATH_CHARS} characters")
+    clean_index = None if index is None else {str(k): _as_int(v, "index") for k, v in index.items()}
+    clean_display = _json_value(dict(display), "display options") if display else {}
+    clean_meta = _json_value(dict(meta), "metadata") if meta else {}
     try:
-        return validate_header(raw, payload_nbytes=int(array.nbytes))
+        if axes is not None or clean_index is not None:
+            _check_placement(axes, clean_index, len(shape))
+        if clean_display:
+            clean_display = _check_display(clean_display)
     except ProtocolError as exc:
         raise ValueError(str(exc)) from exc
+    if not isinstance(seq, int) or seq < 0:
+        raise ValueError("seq must be a non-negative integer")
+    return Header(
+        stream=stream,
+        seq=seq,
+        path=path,
+        dtype=dtype,
+        shape=shape,
+        nbytes=int(array.nbytes),
+        sent=time.time() if sent is None else float(sent),
+        layer=layer,
+        axes=axes,
+        index=clean_index,
+        display=clean_display,
+        meta=clean_meta,
+    )
 
 
 def _as_int(value: Any, what: str) -> int:
@@ -178,9 +198,12 @@ def _as_int(value: Any, what: str) -> int:
     return int(value)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_header(header: Header) -> bytes:
     """Serialise ``header`` to the compact UTF-8 JSON of the first frame."""
-    return json.dumps(header.to_dict(), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(header.to_dict()).encode("utf-8")
 
 
 def _is_int(value: Any) -> bool:
@@ -232,6 +255,30 @@ def _check_display(value: Any) -> dict[str, Any]:
     return out
 
 
+def _check_placement(axes: Any, index: Any, ndim: int) -> None:
+    """Check the ``axes`` and ``index`` fields against each other and the frame's ndim."""
+    if axes is not None:
+        if (
+            not isinstance(axes, str)
+            or not 0 < len(axes) <= MAX_NDIM
+            or not all(_AXIS_RE.match(a) for a in axes)
+            or len(set(axes)) != len(axes)
+        ):
+            raise ProtocolError("header field 'axes' must be distinct axis letters, e.g. 'tczyx'")
+    if index is not None:
+        if not isinstance(index, dict) or len(index) > MAX_NDIM:
+            raise ProtocolError("header field 'index' must be an object of axis -> integer")
+        for key, value in index.items():
+            if not isinstance(key, str) or not _AXIS_RE.match(key) or not _is_int(value) or not 0 <= value < 2**31:
+                raise ProtocolError(f"bad index entry {key!r}: {value!r}")
+        if axes is not None:
+            extra = set(index) - set(axes)
+            if extra:
+                raise ProtocolError(f"index axes {sorted(extra)} are not in axes {axes!r}")
+            if len(axes) < ndim or len(axes) - ndim < len(index):
+                raise ProtocolError(f"axes {axes!r} must name the stack axes and then the {ndim} frame axes")
+
+
 def validate_header(raw: Any, payload_nbytes: int) -> Header:
     """Check a decoded JSON header against the protocol and the payload length.
 
@@ -257,7 +304,7 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     dtype_str = raw["dtype"]
     if not isinstance(dtype_str, str) or not _DTYPE_RE.match(dtype_str):
         raise ProtocolError(f"unsupported dtype {dtype_str!r}")
-    dtype = np.dtype(dtype_str)
+    dtype = _dtype(dtype_str)
     shape = raw["shape"]
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(n) and n >= 0 for n in shape):
         raise ProtocolError(f"header field 'shape' must be a list of at most {MAX_NDIM} non-negative integers")
@@ -272,29 +319,9 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     if nbytes != payload_nbytes:
         raise ProtocolError(f"payload has {payload_nbytes} bytes but the header declares {nbytes}")
     axes = raw.get("axes")
-    if axes is not None:
-        if (
-            not isinstance(axes, str)
-            or not 0 < len(axes) <= MAX_NDIM
-            or not all(_AXIS_RE.match(a) for a in axes)
-            or len(set(axes)) != len(axes)
-        ):
-            raise ProtocolError("header field 'axes' must be distinct axis letters, e.g. 'tczyx'")
     index = raw.get("index")
-    if index is not None:
-        if not isinstance(index, dict) or len(index) > MAX_NDIM:
-            raise ProtocolError("header field 'index' must be an object of axis -> integer")
-        for key, value in index.items():
-            if not _AXIS_RE.match(key) or not _is_int(value) or not 0 <= value < 2**31:
-                raise ProtocolError(f"bad index entry {key!r}: {value!r}")
-        if axes is not None:
-            extra = set(index) - set(axes)
-            if extra:
-                raise ProtocolError(f"index axes {sorted(extra)} are not in axes {axes!r}")
-            if len(axes) < len(shape) or len(axes) - len(shape) < len(index):
-                raise ProtocolError(
-                    f"axes {axes!r} must name the stack axes and then the {len(shape)} frame axes"
-                )
+    if axes is not None or index is not None:
+        _check_placement(axes, index, len(shape))
     display = _check_display(raw.get("display"))
     meta = raw.get("meta")
     if meta is None:
@@ -330,7 +357,7 @@ def parse_header(data: bytes | memoryview, payload_nbytes: int) -> Header:
         raise ProtocolError(f"header is larger than {MAX_HEADER_BYTES} bytes")
     try:
         text = bytes(data).decode("utf-8")
-        raw = json.loads(text, parse_constant=_refuse_constant)
+        raw = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"header is not UTF-8 JSON: {exc}") from None
     return validate_header(raw, payload_nbytes)
@@ -338,6 +365,14 @@ def parse_header(data: bytes | memoryview, payload_nbytes: int) -> Header:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in a header")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(text: str) -> np.dtype[Any]:
+    return np.dtype(text)
 
 
 def array_from_payload(header: Header, payload: Any) -> np.ndarray[Any, Any]:

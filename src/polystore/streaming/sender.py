@@ -41,7 +41,13 @@ class StreamSender:
     send_timeout:
         Seconds one message may wait for a receiver; then :class:`NoReceiverError`.
     sndhwm:
-        Messages ZeroMQ may queue towards a connected receiver before ``send`` waits.
+        Messages ZeroMQ may queue towards a connected receiver before ``send``
+        waits. ``None`` (default) sizes it from the first message so that about
+        ``queue_bytes`` are queued (at least 2, at most 1000 messages): a short
+        queue keeps save-to-display latency low when the receiver is the
+        bottleneck.
+    queue_bytes:
+        Byte budget used to size ``sndhwm`` automatically (default 32 MiB).
     copy:
         ``False`` (default) sends the array's memory without copying it: do not
         modify the array until the receiver has it (a reused acquisition buffer
@@ -59,7 +65,8 @@ class StreamSender:
         endpoint: str,
         *,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        sndhwm: int = 64,
+        sndhwm: int | None = None,
+        queue_bytes: int = 32 * 1024**2,
         copy: bool = False,
         hint: str = "",
         stream_id: str | None = None,
@@ -71,7 +78,8 @@ class StreamSender:
             raise ValueError("send_timeout must be >= 0")
         self.endpoint = endpoint
         self.send_timeout = float(send_timeout)
-        self.sndhwm = int(sndhwm)
+        self.sndhwm = sndhwm
+        self.queue_bytes = int(queue_bytes)
         self.copy = bool(copy)
         self.hint = hint
         self.stream_id = stream_id or secrets.token_hex(8)
@@ -88,16 +96,19 @@ class StreamSender:
         """The sequence number the next message will carry."""
         return self._seq
 
-    def _connect(self) -> Any:
+    def _connect(self, nbytes: int = 0) -> Any:
         if self._socket is not None and self._pid == os.getpid():
             return self._socket
+        hwm = self.sndhwm
+        if hwm is None:
+            hwm = max(2, min(1000, self.queue_bytes // max(nbytes, 1)))
         # After a fork the parent's socket must not be touched: start afresh.
         # Each sender owns its context so close() can wait for queued messages
         # to leave (zmq_ctx_term honours the linger time) before returning.
         self._context = zmq.Context()
         sock = self._context.socket(zmq.PUSH)
         sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
+        sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.SNDTIMEO, int(self.send_timeout * 1000))
         sock.setsockopt(zmq.LINGER, int(self.send_timeout * 1000))
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
@@ -190,7 +201,7 @@ class StreamSender:
         return headers
 
     def _send_locked(self, header: Header, array: np.ndarray[Any, Any]) -> None:
-        sock = self._connect()
+        sock = self._connect(array.nbytes)
         payload: Any = array.data if array.ndim else array.reshape(1).data
         try:
             sock.send_multipart([encode_header(header), payload], copy=self.copy)

@@ -1,0 +1,357 @@
+"""``python -m bench stream``: streaming throughput and into-the-viewer figures.
+
+Part 1, same run, separate processes (receiver in a child): StreamingBackend
+push -> StreamingBackend pull (validation, receiver thread, queue, consumer)
+against raw pyzmq PUSH -> PULL with the same [JSON header, buffer] zero-copy
+messages, over ipc and tcp loopback, for 8 MiB and 128 KiB frames. Prints
+GB/s and message rates and the ratio ours/raw (target >= 0.9).
+
+Part 2: an unpaced sender calls NapariStreamingBackend.save (2048x2048 uint16,
+one live layer) into a real napari viewer process under Xvfb for --seconds
+(default 30). The viewer process records every canvas draw that shows a new
+frame: frames shown per second, save-to-draw latency (sender clock in the
+header to the draw, same machine) p50/p95, and RSS growth after a 3 s warm-up.
+Targets: >= 20 frames/s, p50 <= 50 ms, RSS growth <= 200 MB.
+
+Options: --quick (fewer frames, 10 s viewer run), --seconds N, --no-viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._timing import report
+
+BIG = (2048, 2048)  # uint16: 8 MiB
+SMALL = (256, 256)  # uint16: 128 KiB
+
+
+# -- child processes -------------------------------------------------------------
+def _child_raw(endpoint: str, count: int) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.bind(endpoint)
+    print("ready", flush=True)
+    for _round in iter(sys.stdin.readline, ""):
+        for _ in range(count):
+            frames = sock.recv_multipart(copy=False)
+            header = json.loads(frames[0].bytes)
+            np.frombuffer(frames[1].buffer, dtype=header["dtype"]).reshape(header["shape"])
+        print("done", flush=True)
+
+
+def _child_ours(endpoint: str, count: int) -> None:
+    from polystore.streaming import StreamingBackend
+
+    pull = StreamingBackend(mode="pull", endpoint=endpoint, max_queued_bytes=256 * 1024**2)
+    print("ready", flush=True)
+    receiver = pull.receiver
+    for _round in iter(sys.stdin.readline, ""):
+        got = 0
+        while got < count:  # a batch consumer, like the napari GUI thread
+            frames = receiver.take() or [receiver.get(timeout=60)]
+            got += len(frames)
+        print("done", flush=True)
+
+
+def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
+    import napari
+    import psutil
+    from qtpy.QtCore import QTimer
+
+    from polystore_napari._widgets import StreamReceiverWidget
+
+    viewer = napari.Viewer(show=True)
+    widget = StreamReceiverWidget(viewer, endpoint=endpoint)
+    viewer.window.add_dock_widget(widget, name="Stream receiver")
+    controller = widget.controller
+    pending: list[float] = []
+    latencies: list[float] = []
+    draws: list[float] = []
+    rss: list[tuple[float, int]] = []
+    proc = psutil.Process()
+    state = {"first": 0.0}
+
+    def on_applied(updates: list[Any]) -> None:
+        pending.extend(u.sent for u in updates)
+
+    def on_draw(_event: Any) -> None:
+        if pending:
+            now = time.time()
+            if not state["first"]:
+                state["first"] = now
+            latencies.extend(now - s for s in pending)
+            draws.append(now)
+            pending.clear()
+
+    controller.on_applied = on_applied
+    viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(on_draw)
+    sampler = QTimer()
+    sampler.timeout.connect(lambda: rss.append((time.time(), proc.memory_info().rss)))
+    sampler.start(250)
+    widget.start()
+    Path(out + ".ready").write_text("ok")
+
+    def finish() -> None:
+        first = state["first"]
+        warm = first + 3.0
+        shown = [t for t in draws if t >= warm]
+        span = (shown[-1] - shown[0]) if len(shown) > 1 else float("nan")
+        base = [r for t, r in rss if t >= warm]
+        stats = controller.status()
+        result = {
+            "frames_shown_per_s": (len(shown) - 1) / span if span == span and span > 0 else 0.0,
+            "latency_p50_ms": 1000 * float(np.percentile(latencies[len(latencies) // 10 :], 50)) if latencies else float("nan"),
+            "latency_p95_ms": 1000 * float(np.percentile(latencies[len(latencies) // 10 :], 95)) if latencies else float("nan"),
+            "rss_growth_mb": (max(base) - base[0]) / 1e6 if base else float("nan"),
+            "rss_start_mb": rss[0][1] / 1e6 if rss else float("nan"),
+            "received": stats.received,
+            "coalesced": stats.coalesced,
+            "shown_updates": stats.shown,
+            "malformed": stats.malformed,
+            "gaps": stats.gaps,
+        }
+        Path(out).write_text(json.dumps(result))
+        widget.stop()
+        viewer.close()
+
+    QTimer.singleShot(int(seconds * 1000), finish)
+    napari.run()
+
+
+# -- part 1 ------------------------------------------------------------------------
+def _spawn(kind: str, endpoint: str, count: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.stream_bench", f"--child-{kind}", endpoint, str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _raw_sender(endpoint: str) -> Any:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.connect(endpoint)
+
+    def send(array: np.ndarray[Any, Any], seq: int) -> None:
+        header = {"v": 1, "kind": "image", "stream": "raw", "seq": seq, "path": "p", "dtype": array.dtype.str,
+                  "shape": list(array.shape), "order": "C", "nbytes": array.nbytes, "layer": None, "axes": None,
+                  "index": None, "display": {}, "meta": {}, "sent": time.time()}
+        sock.send_multipart([json.dumps(header).encode(), array], copy=False)
+
+    return send, lambda: (sock.close(5000), ctx.term())
+
+
+def _our_sender(endpoint: str) -> Any:
+    from polystore.streaming import StreamingBackend
+
+    push = StreamingBackend(mode="push", endpoint=endpoint, send_timeout=30)
+
+    def send(array: np.ndarray[Any, Any], _seq: int) -> None:
+        push.save(array, "p")
+
+    return send, push.close
+
+
+class _Pair:
+    """A receiver child and a sender for one implementation (raw or ours)."""
+
+    def __init__(self, kind: str, endpoint: str, count: int) -> None:
+        self.count = count
+        self.child = _spawn(kind, endpoint, count)
+        self.send, self.close = (_raw_sender if kind == "raw" else _our_sender)(endpoint)
+        self.seq = 0
+
+    def run(self, array: np.ndarray[Any, Any]) -> float:
+        """Send ``count`` messages; return messages/s until the receiver has them all."""
+        assert self.child.stdin is not None and self.child.stdout is not None
+        self.child.stdin.write("go\n")
+        self.child.stdin.flush()
+        start = time.perf_counter()
+        for _ in range(self.count):
+            self.send(array, self.seq)
+            self.seq += 1
+        assert self.child.stdout.readline().strip() == "done"
+        return self.count / (time.perf_counter() - start)
+
+    def stop(self) -> None:
+        self.close()
+        self.child.kill()
+        self.child.wait()
+
+
+def _compare(endpoints: dict[str, str], array: np.ndarray[Any, Any], count: int, rounds: int) -> dict[str, float]:
+    """Best messages/s of raw and ours, alternating rounds so both see the same noise."""
+    pairs = {kind: _Pair(kind, endpoint, count) for kind, endpoint in endpoints.items()}
+    best = dict.fromkeys(pairs, 0.0)
+    try:
+        for r in range(rounds + 1):  # round 0 warms up
+            for kind, pair in pairs.items():
+                rate = pair.run(array)
+                if r:
+                    best[kind] = max(best[kind], rate)
+    finally:
+        for pair in pairs.values():
+            pair.stop()
+    return best
+
+
+def part1(quick: bool) -> list[str]:
+    lines = []
+    tmp = tempfile.mkdtemp(prefix="polystore-bench-")
+    big = np.random.default_rng(0).integers(0, 4000, size=BIG, dtype=np.uint16)
+    small = np.random.default_rng(1).integers(0, 4000, size=SMALL, dtype=np.uint16)
+    cases = [("8 MiB", big, 30 if quick else 60, "GB/s"), ("128 KiB", small, 1000 if quick else 3000, "msg/s")]
+    rounds = 3 if quick else 7
+    try:
+        for transport in ("ipc", "tcp"):
+            for label, array, count, unit in cases:
+                endpoints = {}
+                for kind in ("raw", "ours"):
+                    if transport == "ipc":
+                        endpoints[kind] = f"ipc://{tmp}/{kind}-{label.replace(' ', '')}.sock"
+                    else:
+                        endpoints[kind] = f"tcp://127.0.0.1:{_free_port()}"
+                rates = _compare(endpoints, array, count, rounds)
+                scale = array.nbytes / 1e9 if unit == "GB/s" else 1.0
+                lines.append(
+                    report(
+                        f"StreamingBackend vs raw pyzmq, {transport}, {label}",
+                        rates["ours"] * scale,
+                        rates["raw"] * scale,
+                        unit,
+                        0.9,
+                    )
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return lines
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- part 2 ------------------------------------------------------------------------
+def _display_env() -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
+    env = dict(os.environ)
+    env.setdefault("QT_QPA_PLATFORM", "xcb")
+    if env.get("DISPLAY"):
+        return env, None
+    xvfb = shutil.which("Xvfb") or "/usr/bin/Xvfb"
+    display = f":{100 + os.getpid() % 500}"
+    proc = subprocess.Popen([xvfb, display, "-screen", "0", "1600x1200x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    env["DISPLAY"] = display
+    return env, proc
+
+
+def part2(seconds: float) -> list[str]:
+    from polystore.streaming import NoReceiverError
+    from polystore.streaming.napari import NapariStreamingBackend
+
+    env, xvfb = _display_env()
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    out = tempfile.mktemp(prefix="polystore-viewer-", suffix=".json")
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "bench.stream_bench", "--child-viewer", endpoint, str(seconds + 6), out],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(out + ".ready"):
+            if viewer.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("viewer process did not start")
+            time.sleep(0.1)
+        backend = NapariStreamingBackend(endpoint=endpoint, send_timeout=5)
+        frames = []
+        for k in range(2):
+            frame = np.zeros(BIG, np.uint16)
+            frame[::64] = 60000  # stripes that move between the two frames
+            frames.append(np.roll(frame, 32 * k, axis=0))
+        sent = 0
+        save_times: list[float] = []
+        stop_at = time.monotonic() + seconds + 4
+        while time.monotonic() < stop_at:  # unpaced
+            t0 = time.perf_counter()
+            try:
+                backend.save(frames[sent % 2], "bench/live.tif", contrast_limits=[0, 60000])
+            except NoReceiverError:
+                break
+            save_times.append(time.perf_counter() - t0)
+            sent += 1
+        backend.close()
+        viewer.wait(timeout=120)
+        result = json.loads(Path(out).read_text())
+    finally:
+        if viewer.poll() is None:
+            viewer.send_signal(signal.SIGTERM)
+            viewer.wait(10)
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait()
+        for path in (out, out + ".ready"):
+            if os.path.exists(path):
+                os.unlink(path)
+    p50_save = 1000 * float(np.percentile(save_times, 50)) if save_times else float("nan")
+    lines.append(f"into the viewer ({seconds:.0f} s unpaced, 2048x2048 uint16, live layer): sent {sent} frames "
+                 f"({sent / (seconds + 4):.0f}/s), save() p50 {p50_save:.2f} ms; viewer received {result['received']}, "
+                 f"coalesced {result['coalesced']}, malformed {result['malformed']}")
+    fps, p50, p95, rss = (result["frames_shown_per_s"], result["latency_p50_ms"], result["latency_p95_ms"],
+                          result["rss_growth_mb"])
+    lines.append(f"  frames shown/s      {fps:8.1f}   target >= 20     ratio {fps / 20:5.2f}x {'OK' if fps >= 20 else 'MISS'}")
+    lines.append(f"  save-to-draw p50 ms {p50:8.1f}   target <= 50     ratio {p50 / 50:5.2f}x {'OK' if p50 <= 50 else 'MISS'}  (p95 {p95:.1f} ms)")
+    lines.append(f"  RSS growth MB       {rss:8.1f}   target <= 200    ratio {rss / 200:5.2f}x {'OK' if rss <= 200 else 'MISS'}  (start {result['rss_start_mb']:.0f} MB)")
+    for line in lines:
+        print(line, flush=True)
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    """Run the streaming benchmarks; see the module docstring."""
+    if argv and argv[0].startswith("--child-"):
+        kind = argv[0][len("--child-") :]
+        if kind == "viewer":
+            _child_viewer(argv[1], float(argv[2]), argv[3])
+        else:
+            (_child_raw if kind == "raw" else _child_ours)(argv[1], int(argv[2]))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench stream")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--no-viewer", action="store_true")
+    args = parser.parse_args(argv)
+    print("## stream: StreamingBackend vs raw pyzmq (same run, receiver in another process)", flush=True)
+    part1(args.quick)
+    if not args.no_viewer:
+        part2(args.seconds or (10.0 if args.quick else 30.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
