@@ -1,0 +1,79 @@
+"""``polystore view``: open a store or file in napari through the polystore plugin's reader."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polystore.cli._common import guess_backend, is_url
+
+__all__ = ["view", "open_in_viewer"]
+
+
+def open_in_viewer(viewer: Any, path: str) -> list[str]:
+    """Add the layers for ``path`` to ``viewer``; return their names.
+
+    Zarr stores, groups, arrays and OME-Zarr images open lazily through the
+    plugin's reader (``viewer.open(path, plugin="polystore")``); a member of a
+    batch array and disk files (.tif, .npy, ...) load through FileManager.
+    """
+    from polystore_napari._reader import get_reader
+
+    local = path.rstrip("/")
+    if not is_url(local) and get_reader(local) is not None:
+        layers = viewer.open(local, plugin="polystore")
+        return [layer.name for layer in layers]
+    from polystore import FileManager
+
+    fm = FileManager()
+    backend = guess_backend(local)
+    if not fm.exists(local, backend):
+        raise click.ClickException(f"no such file, store or array: {path!r}")
+    if not fm.is_file(local, backend):
+        raise click.ClickException(
+            f"{path!r} is a folder, not an image or zarr store; open a file or a store inside it"
+        )
+    data = fm.load(local, backend, **({"lazy": True} if backend == "zarr" else {}))
+    layer = viewer.add_image(data, name=Path(local).stem)
+    return [layer.name]
+
+
+def _screenshot(viewer: Any, png: str) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(25):  # let Qt lay out and vispy draw
+        QApplication.processEvents()
+        time.sleep(0.02)
+    viewer.screenshot(png, canvas_only=False)
+
+
+@click.command("view")
+@click.argument("path")
+@click.option("--screenshot", "png", type=click.Path(dir_okay=False), default=None,
+              help="Render the viewer to this PNG and exit instead of staying open.")
+def view(path: str, png: str | None) -> None:
+    """Open PATH (a zarr/OME-Zarr store, group, array, or an image file) in napari.
+
+    Stores open lazily through the polystore napari plugin's reader, so only
+    the planes on screen are read. Needs the napari extra and a display
+    (under Xvfb: QT_QPA_PLATFORM=xcb).
+    """
+    if not is_url(path) and not os.path.exists(path) and guess_backend(path) == "disk":
+        raise click.ClickException(f"no such file or directory: {path!r}")
+    import napari
+
+    viewer = napari.Viewer(title=f"polystore: {path}", show=True)
+    try:
+        names = open_in_viewer(viewer, path)
+        click.echo(f"opened {path}: layers {', '.join(names)}")
+        if png:
+            _screenshot(viewer, png)
+            click.echo(f"screenshot: {png}")
+            return
+        napari.run()
+    finally:
+        viewer.close()
