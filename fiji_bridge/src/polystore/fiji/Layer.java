@@ -180,7 +180,7 @@ final class Layer {
             for (int z = 0; z < nZ; z++) {
                 for (int c = 0; c < nC; c++) {
                     Object px = planes[slot(c, z, t)];
-                    String label = "c" + c + " z" + z + " t" + t;
+                    String label = nC * nZ * nT == 1 ? null : "c" + c + " z" + z + " t" + t;
                     stack.addSlice(label, px == null ? blank() : px);
                 }
             }
