@@ -338,3 +338,17 @@ def test_dask_arrays_are_written_slab_by_slab(backend: ZarrBackend, monkeypatch:
     # a lazy load -> compute -> save pipeline never materialises the whole stack
     backend.save(backend.load("d.zarr", lazy=True) + 1, "plus.zarr")
     np.testing.assert_array_equal(backend.load("plus.zarr"), data + 1)
+
+
+def test_filemanager_path_operations_on_groups_and_arrays(tmp_path: Path) -> None:
+    fm = FileManager(BackendRegistry(zarr=ZarrBackend(root=tmp_path)))
+    img = _image((24, 24))
+    fm.save(img, "plate.zarr/A01/site1", backend="zarr")
+    fm.save(img, "plate.zarr/A01/site2", backend="zarr", axes="yx")
+    assert fm.list_files("plate.zarr/A01", "zarr") == ["plate.zarr/A01/site1", "plate.zarr/A01/site2"]
+    assert fm.list_dir("plate.zarr", "zarr") == ["A01"]
+    assert fm.exists("plate.zarr/A01", "zarr") and fm.is_dir("plate.zarr/A01", "zarr")
+    assert fm.is_file("plate.zarr/A01/site2", "zarr") and not fm.is_dir("plate.zarr/A01/site2", "zarr")
+    fm.delete("plate.zarr/A01/site2", "zarr")
+    assert fm.list_files("plate.zarr", "zarr", recursive=True) == ["plate.zarr/A01/site1"]
+    np.testing.assert_array_equal(fm.load("plate.zarr/A01/site1", "zarr"), img)

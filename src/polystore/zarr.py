@@ -288,22 +288,36 @@ def _dumps(meta: Mapping[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- filesystems
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[str, ThreadPoolExecutor] = {}
 _SCRATCH = threading.local()
 #: Largest chunk whose decode buffer a worker thread keeps for reuse.
 _SCRATCH_MAX = 64 * 1024 * 1024
 _POOL_LOCK = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
-    """Two worker threads encode/decode and do I/O (blosc and file I/O release the GIL)."""
-    global _POOL
-    if _POOL is None:
+def _pool(kind: str = "write") -> ThreadPoolExecutor:
+    """Worker threads that encode/decode chunks and do their I/O (both release the GIL).
+
+    Writes use one thread per core (more only adds contention on the page
+    cache); reads use two per core, which measured faster on a busy machine
+    (see docs/performance.md). ``POLYSTORE_ZARR_THREADS`` overrides both.
+    """
+    pool = _POOLS.get(kind)
+    if pool is None:
         with _POOL_LOCK:
-            if _POOL is None:
-                workers = max(2, min(4, os.cpu_count() or 2))
-                _POOL = ThreadPoolExecutor(workers, thread_name_prefix="polystore-zarr")
-    return _POOL
+            pool = _POOLS.get(kind)
+            if pool is None:
+                cpus = os.cpu_count() or 2
+                env = os.environ.get("POLYSTORE_ZARR_THREADS", "")
+                if env.isdigit() and int(env) > 0:
+                    workers = int(env)
+                elif kind == "read":
+                    workers = max(2, min(8, 2 * cpus))
+                else:
+                    workers = max(2, min(8, cpus))
+                pool = ThreadPoolExecutor(workers, thread_name_prefix=f"polystore-zarr-{kind}")
+                _POOLS[kind] = pool
+    return pool
 
 
 class _FS:
@@ -684,7 +698,7 @@ class _ArrayReader:
                 for idx in jobs:
                     local(idx)
             else:
-                for fut in [_pool().submit(local, idx) for idx in jobs]:
+                for fut in [_pool("read").submit(local, idx) for idx in jobs]:
                     fut.result()
             return out
         # object store: fetch a window of chunks concurrently, decode in the pool
@@ -696,7 +710,7 @@ class _ArrayReader:
                 for idx, raw in zip(part, raws):
                     one(idx, raw)
             else:
-                for fut in [_pool().submit(one, idx, raw) for idx, raw in zip(part, raws)]:
+                for fut in [_pool("read").submit(one, idx, raw) for idx, raw in zip(part, raws)]:
                     fut.result()
         return out
 
