@@ -62,6 +62,10 @@ def serve(viewer: str, endpoint: str | None, timeout: float, headless: bool) -> 
     """
     _terminate_on_sigterm()
     if viewer == "napari":
+        if not headless:
+            from polystore.cli.view import require_display
+
+            require_display()
         return _serve_napari(endpoint, timeout, headless)
     return _serve_fiji(endpoint, timeout, headless)
 
@@ -96,7 +100,10 @@ def _serve_fiji(endpoint: str | None, timeout: float, headless: bool) -> int:
     try:
         bridge.start(timeout=timeout)
         click.echo(f"Fiji bridge (pid {bridge.pid}) listening on {bridge.endpoint} (control {bridge.control.endpoint})")
-        click.echo('send with: fm.save(image, path, backend="fiji")')
+        if port == DEFAULT_FIJI_PORT:
+            click.echo('send with: fm.save(image, path, backend="fiji")')
+        else:
+            click.echo(f'send with: FileManager(BackendRegistry(fiji=FijiStreamingBackend(port={port}))).save(...)')
         sys.stdout.flush()
         process = bridge.process
         assert process is not None

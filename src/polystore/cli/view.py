@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import click
 
 from polystore.cli._common import guess_backend, is_url
 
-__all__ = ["view", "open_in_viewer"]
+__all__ = ["view", "open_in_viewer", "require_display"]
 
 
 def open_in_viewer(viewer: Any, path: str) -> list[str]:
@@ -42,6 +43,17 @@ def open_in_viewer(viewer: Any, path: str) -> list[str]:
     return [layer.name]
 
 
+def require_display() -> None:
+    """Raise a one-line error when Qt would find no display (instead of Qt aborting the process)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if sys.platform.startswith("linux") and platform in ("", "xcb") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise click.ClickException(
+            "no display (DISPLAY is not set); run under Xvfb, e.g. xvfb-run -a polystore ..."
+        )
+
+
 def _screenshot(viewer: Any, png: str) -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -62,8 +74,9 @@ def view(path: str, png: str | None) -> None:
     the planes on screen are read. Needs the napari extra and a display
     (under Xvfb: QT_QPA_PLATFORM=xcb).
     """
-    if not is_url(path) and not os.path.exists(path) and guess_backend(path) == "disk":
-        raise click.ClickException(f"no such file or directory: {path!r}")
+    if not is_url(path) and not os.path.exists(path.rstrip("/")):
+        raise click.ClickException(f"no such file, store or array: {path!r}")
+    require_display()
     import napari
 
     viewer = napari.Viewer(title=f"polystore: {path}", show=True)
