@@ -32,14 +32,14 @@ case "$target" in
 esac
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-stamp=".venv/.setup-$target-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
+stamp=".venv/.setup-$target-$(cat pyproject.toml scripts/setup.sh requirements/constraints.txt | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   if [ "$target" = test ]; then
     # The CPU build that lies on these machines; a bare "torch" would fetch a CUDA build.
     .venv/bin/python -m pip install -q "torch==2.13.0"
   fi
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[$extras]"
   touch "$stamp"
 fi
 echo "setup: $target ready (.venv)"
