@@ -352,3 +352,12 @@ def test_filemanager_path_operations_on_groups_and_arrays(tmp_path: Path) -> Non
     fm.delete("plate.zarr/A01/site2", "zarr")
     assert fm.list_files("plate.zarr", "zarr", recursive=True) == ["plate.zarr/A01/site1"]
     np.testing.assert_array_equal(fm.load("plate.zarr/A01/site1", "zarr"), img)
+
+
+def test_backend_pickles_for_process_pools(backend: ZarrBackend) -> None:
+    import pickle
+
+    backend.save(_image((6, 6)), "p.zarr")
+    clone = pickle.loads(pickle.dumps(backend))
+    assert clone.root == backend.root and clone.config == backend.config
+    np.testing.assert_array_equal(clone.load("p.zarr"), backend.load("p.zarr"))

@@ -837,6 +837,16 @@ class ZarrBackend(StorageBackend):
         self._remote: dict[str, _FsspecFS] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for process pools): settings only; connections are re-made."""
+        return {"root": self.root, "storage_options": self.storage_options, "config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"], state["storage_options"], state["config"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"ZarrBackend(root={self.root!r}, config={self.config!r})"
+
     # ------------------------------------------------------------------ paths
 
     def _fs_for(self, url: str) -> tuple[_FS, str]:
