@@ -59,12 +59,9 @@ def _child_ours(endpoint: str, count: int) -> None:
 
     pull = StreamingBackend(mode="pull", endpoint=endpoint, max_queued_bytes=256 * 1024**2)
     print("ready", flush=True)
-    receiver = pull.receiver
     for _round in iter(sys.stdin.readline, ""):
-        got = 0
-        while got < count:  # a batch consumer, like the napari GUI thread
-            frames = receiver.take() or [receiver.get(timeout=60)]
-            got += len(frames)
+        for _ in range(count):
+            pull.load("*", timeout=60)
         print("done", flush=True)
 
 

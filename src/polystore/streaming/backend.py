@@ -111,6 +111,7 @@ class StreamingBackend(StorageBackend):
             self._receiver = StreamReceiver(
                 self.endpoint,
                 coalesce=False,
+                threaded=False,
                 max_queued_bytes=max_queued_bytes,
                 max_frame_bytes=max_frame_bytes,
                 allow_remote=allow_remote,

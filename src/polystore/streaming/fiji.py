@@ -198,7 +198,7 @@ class FijiControl:
         return self.request("ping", timeout)
 
     def status(self, timeout: float | None = None) -> dict[str, Any]:
-        """Counters (``received``, ``placed``, ``dropped``, ``malformed``), ``last_error``,
+        """Counters (``received``, ``placed``, ``dropped``, ``replaced``, ``malformed``), ``last_error``,
         per-stream ``{"messages", "last_seq"}`` and the images with their dimensions."""
         return self.request("status", timeout)
 
@@ -227,22 +227,17 @@ class FijiControl:
     def wait_for_stream(self, stream_id: str, last_seq: int, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until the bridge has handled message ``last_seq`` of ``stream_id``; return status.
 
-        Raises :class:`FijiBridgeError` after ``timeout`` seconds.
+        "Handled" means placed, dropped (see ``last_error``) or replaced by a newer
+        frame for the same image. The bridge answers as soon as that happens (no
+        polling); raises :class:`FijiBridgeError` after ``timeout`` seconds.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            status = self.status(timeout=max(0.2, min(remaining, self.timeout)))
-            stream = status.get("streams", {}).get(stream_id)
-            if stream is not None and int(stream.get("last_seq", -1)) >= last_seq:
-                return status
-            if remaining <= 0:
-                raise FijiBridgeError(
-                    f"the Fiji bridge at {self.endpoint} had not handled message {last_seq} of "
-                    f"stream {stream_id} after {timeout:g} s (it saw {stream}); last error: "
-                    f"{status.get('last_error')}"
-                )
-            time.sleep(0.01)
+        return self.request(
+            "wait",
+            timeout + self.timeout,
+            stream=stream_id,
+            seq=int(last_seq),
+            timeout_ms=int(timeout * 1000),
+        )
 
 
 def _control_endpoint(endpoint: str, control_port: int | None) -> str:

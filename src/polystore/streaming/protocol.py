@@ -106,11 +106,11 @@ def as_payload_array(data: Any) -> np.ndarray[Any, Any]:
     and other array types are converted through ``polystore.frameworks`` when
     it is available, else through ``np.asarray``.
     """
-    try:
-        from polystore.frameworks import to_numpy
-    except ImportError:  # pragma: no cover - frameworks lands with the core
-        array = np.asarray(data)
+    if type(data) is np.ndarray:
+        array = data
     else:
+        from polystore.frameworks import to_numpy
+
         array = np.asarray(to_numpy(data))
     if not _DTYPE_RE.match(array.dtype.str):
         raise TypeError(

@@ -200,6 +200,11 @@ class StreamReceiver:
     on_frame:
         Called on the receiver thread when a frame arrives in an empty queue
         (at most one wake-up per :meth:`take` by the consumer).
+    threaded:
+        ``True`` (default): a background thread drains the socket (viewers).
+        ``False``: no thread; :meth:`get` and :meth:`take` read the socket in
+        the calling thread (pull backends: no hand-off between threads, and
+        unread messages wait in ZeroMQ, which pushes back on the sender).
     """
 
     def __init__(
@@ -214,8 +219,12 @@ class StreamReceiver:
         curve_secret_key: bytes | str | None = None,
         curve_public_key: bytes | str | None = None,
         on_frame: Callable[[], None] | None = None,
+        threaded: bool = True,
     ) -> None:
         check_bind_allowed(endpoint, allow_remote)
+        self.threaded = threaded
+        self._sock: Any = None
+        self._pump_lock = threading.Lock()
         self.requested_endpoint = endpoint
         self.endpoint = endpoint
         self.max_frame_bytes = int(max_frame_bytes)
@@ -235,6 +244,16 @@ class StreamReceiver:
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout: float = 10.0) -> StreamReceiver:
         """Bind and start the thread; raises :class:`StreamingError` if binding fails."""
+        if not self.threaded:
+            if self._sock is None:
+                try:
+                    self._sock = self._open(monitor=False)[0]
+                except Exception as exc:  # noqa: BLE001 - reported as a StreamingError
+                    raise StreamingError(f"cannot listen on {self.requested_endpoint}: {exc}") from exc
+                with self._stats_lock:
+                    self._stats.listening = True
+                    self._stats.endpoint = self.endpoint
+            return self
         if self._thread is not None and self._thread.is_alive():
             return self
         self._stop.clear()
@@ -252,6 +271,14 @@ class StreamReceiver:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading and close the socket (queued frames stay takeable)."""
+        if not self.threaded:
+            with self._pump_lock:
+                sock, self._sock = self._sock, None
+                if sock is not None:
+                    sock.close(0)
+                with self._stats_lock:
+                    self._stats.listening = False
+            return
         self._stop.set()
         thread = self._thread
         if thread is not None:
@@ -273,15 +300,46 @@ class StreamReceiver:
     # -- consumer side -----------------------------------------------------
     def take(self) -> list[Frame]:
         """Every queued frame (newest only per live layer), oldest first."""
+        if not self.threaded:
+            with self._pump_lock:
+                self._pump(0)
         return self.queue.take_all()
 
     def get(self, path: str | None = None, timeout: float | None = None) -> Frame:
         """The oldest queued frame (for ``path`` if given), waiting up to ``timeout`` s."""
-        frame = self.queue.take_first(path, timeout)
+        frame = self.queue.take_first(path, timeout) if self.threaded else self._get_unthreaded(path, timeout)
         if frame is None:
             what = f"for {path!r} " if path is not None else ""
             raise ReceiveTimeoutError(f"no message {what}arrived at {self.endpoint} within {timeout} s")
         return frame
+
+    def _get_unthreaded(self, path: str | None, timeout: float | None) -> Frame | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._pump_lock:
+            while True:
+                frame = self.queue.take_first(path, 0)
+                if frame is not None:
+                    return frame
+                if not self.queue.has_room():
+                    raise ReceiveTimeoutError(
+                        f"no message for {path!r} at {self.endpoint}: the queue is full "
+                        f"({self.queue.nbytes} bytes of other paths); load those first"
+                    )
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                if self._sock is None:
+                    raise StreamingError(f"receiver at {self.endpoint} is not listening")
+                self._pump(-1 if remaining is None else max(1, int(remaining * 1000)))
+
+    def _pump(self, timeout_ms: int) -> None:
+        """Read what is waiting (after up to ``timeout_ms`` for the first message)."""
+        sock = self._sock
+        if sock is None or not sock.poll(timeout_ms, zmq.POLLIN):
+            return
+        for _ in range(256):
+            if not self._receive_one(sock) or not self.queue.has_room():
+                break
 
     def stats(self) -> ReceiverStats:
         """A snapshot of the counters (safe to call from any thread)."""
@@ -297,7 +355,7 @@ class StreamReceiver:
         return snap
 
     # -- the thread ----------------------------------------------------------
-    def _open(self) -> tuple[Any, Any]:
+    def _open(self, monitor: bool = True) -> tuple[Any, Any]:
         sock = context().socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
         sock.setsockopt(zmq.LINGER, 0)
@@ -310,18 +368,19 @@ class StreamReceiver:
             sock.curve_secretkey = secret.encode("ascii") if isinstance(secret, str) else secret
             if public is not None:
                 sock.curve_publickey = public.encode("ascii") if isinstance(public, str) else public
-        monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        mon = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED) if monitor else None
         prepare_ipc(self.requested_endpoint)
         try:
             sock.bind(self.requested_endpoint)
         except zmq.ZMQError:
-            sock.disable_monitor()
-            monitor.close(0)
+            if mon is not None:
+                sock.disable_monitor()
+                mon.close(0)
             sock.close(0)
             raise
         last = sock.getsockopt(zmq.LAST_ENDPOINT)
         self.endpoint = last.decode() if isinstance(last, bytes) else str(last)
-        return sock, monitor
+        return sock, mon
 
     def _run(self) -> None:
         try:
