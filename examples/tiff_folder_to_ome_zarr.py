@@ -9,8 +9,8 @@ axes="tcyx", ...)``. It then reads one plane back lazily, as a viewer would.
 The command line does the file-for-file version of this (each TIFF becomes
 its own image, resumably): ``polystore cp tiffs/ plate.zarr``.
 
-Run: ``python examples/tiff_folder_to_ome_zarr.py [SRC] [DST]``; without SRC
-it first writes a small sample folder.
+Run: ``python examples/tiff_folder_to_ome_zarr.py [SRC] [--out DST]``; without
+SRC it first writes a small sample folder next to DST.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     """Convert SRC (or a generated sample) into DST and check one plane."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", nargs="?", type=Path, default=None, help="folder of well folders of TIFFs")
-    parser.add_argument("dst", nargs="?", type=Path, default=Path("out/plate.zarr"), help="OME-Zarr store to write")
+    parser.add_argument("--out", dest="dst", type=Path, default=Path("out/plate.zarr"), help="OME-Zarr store to write")
     args = parser.parse_args(argv)
     src = args.src
     if src is None:

@@ -30,11 +30,13 @@ def find_bench_root() -> Path | None:
 
 @click.command(
     "bench",
+    add_help_option=False,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
-@click.argument("suite", type=click.Choice(SUITES), default="core")
+@click.argument("suite", default="core", metavar="[core|zarr|stream|fiji]")
 @click.argument("options", nargs=-1, type=click.UNPROCESSED)
-def bench(suite: str, options: tuple[str, ...]) -> int:
+@click.pass_context
+def bench(ctx: click.Context, suite: str, options: tuple[str, ...]) -> int:
     """Run benchmark SUITE (core, zarr, stream or fiji); OPTIONS go to it.
 
     The benchmarks live in the source tree (bench/, not installed); this runs
@@ -42,6 +44,11 @@ def bench(suite: str, options: tuple[str, ...]) -> int:
     checkout if polystore is installed elsewhere). ``polystore bench core --help``
     shows a suite's options. Commands and latest figures: docs/performance.md.
     """
+    if suite in ("-h", "--help"):
+        click.echo(ctx.get_help())
+        return 0
+    if suite not in SUITES:
+        raise click.BadParameter(f"{suite!r} is not one of {', '.join(SUITES)}", param_hint="'SUITE'")
     root = find_bench_root()
     if root is None:
         raise click.ClickException(
