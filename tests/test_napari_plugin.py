@@ -132,3 +132,37 @@ def test_launch_true_starts_a_viewer_and_stops_it_by_pid(tmp_path: Path) -> None
         NapariStreamingBackend(endpoint=f"ipc://{tmp_path}/launched.sock", send_timeout=0.3).save(
             np.ones(2), "after-stop"
         )
+
+
+def test_store_browser_lists_zarr_through_file_manager(tree: Path) -> None:
+    """Virtual entries the zarr backend reports (batch members) appear and open through it."""
+    from polystore import BackendRegistry, FileManager, StorageBackend
+
+    store = str(tree / "plain.zarr")
+    member = np.full((3, 3), 5, np.uint8)
+
+    class ZarrLike(StorageBackend):  # what the zarr backend answers for a batch array
+        def save(self, data: Any, file_path: Any, **kwargs: Any) -> None:
+            raise NotImplementedError
+
+        def list_dir(self, path: Any) -> list[str]:
+            return {store: ["well", "batch"], f"{store}/batch": ["s0.tif", "s1.tif"]}[str(path)]
+
+        def is_dir(self, path: Any) -> bool:
+            return str(path) in (f"{store}/well", f"{store}/batch")
+
+        def is_file(self, path: Any) -> bool:
+            return str(path).endswith(".tif")
+
+        def load(self, file_path: Any, **kwargs: Any) -> Any:
+            assert kwargs == {"lazy": True} and str(file_path) == f"{store}/batch/s1.tif"
+            return member
+
+    model = StoreBrowserModel(tree, FileManager(BackendRegistry(zarr=ZarrLike())))
+    plain = next(n for n in model.children() if n.name == "plain.zarr")
+    children = {n.name: n for n in model.children(plain)}
+    assert {n: c.kind for n, c in children.items()} == {"well": "zarr-group", "batch": "zarr-group"}
+    members = model.children(children["batch"])
+    assert [(m.name, m.kind) for m in members] == [("s0.tif", "zarr-item"), ("s1.tif", "zarr-item")]
+    data, kwargs = model.open(members[1])
+    assert data is member and kwargs == {"name": "s1"}

@@ -52,7 +52,7 @@ class StoreNode:
 
     path: str  # absolute path on disk (for zarr: store path + "/" + key)
     name: str
-    kind: str  # "folder" | "file" | "zarr-group" | "zarr-array" | "ome-image"
+    kind: str  # "folder" | "file" | "zarr-group" | "zarr-array" | "ome-image" | "zarr-item"
     store: str = ""  # the zarr store root for zarr nodes
     key: str = ""  # path inside the zarr store
     children_known: bool = field(default=False, compare=False)
@@ -65,7 +65,7 @@ class StoreNode:
     @property
     def openable(self) -> bool:
         """True for nodes that open as a layer."""
-        return self.kind in ("file", "zarr-array", "ome-image")
+        return self.kind in ("file", "zarr-array", "ome-image", "zarr-item")
 
 
 class StoreBrowserModel:
@@ -123,27 +123,47 @@ class StoreBrowserModel:
         return StoreNode(full, name, "zarr-group", store, key)
 
     def _zarr_children(self, node: StoreNode) -> list[StoreNode]:
-        names = self._zarr_listing(node)
+        try:
+            # Through FileManager: the zarr backend also lists virtual entries
+            # (members of a batch array) that have no folder of their own.
+            names = [str(n) for n in self.fm.list_dir(node.path, backend="zarr")]
+            via_backend = True
+        except Exception:  # noqa: BLE001 - zarr backend missing or failing: read the folder
+            names = sorted(p.name for p in Path(node.path).iterdir() if p.is_dir())
+            via_backend = False
         out = []
         for name in names:
             key = f"{node.key}/{name}" if node.key else name
             child = Path(node.store) / key
-            if any((child / marker).exists() for marker in _ZARR_MARKERS):
+            full = str(child)
+            if via_backend:
+                try:
+                    is_dir = bool(self.fm.is_dir(full, backend="zarr"))
+                    is_file = bool(self.fm.is_file(full, backend="zarr"))
+                except Exception:  # noqa: BLE001 - an entry the backend cannot describe
+                    continue
+                on_disk = any((child / marker).exists() for marker in _ZARR_MARKERS)
+                if is_dir:
+                    described = self._zarr_node(node.store, key, name) if on_disk else None
+                    kind = "ome-image" if described is not None and described.kind == "ome-image" else "zarr-group"
+                    out.append(StoreNode(full, name, kind, node.store, key))
+                elif is_file:
+                    out.append(self._zarr_node(node.store, key, name) if on_disk else
+                               StoreNode(full, name, "zarr-item", node.store, key))
+            elif any((child / marker).exists() for marker in _ZARR_MARKERS):
                 out.append(self._zarr_node(node.store, key, name))
         return sorted(out, key=lambda n: (not n.expandable, n.name))
-
-    def _zarr_listing(self, node: StoreNode) -> list[str]:
-        """Member names of a zarr group: through FileManager's zarr backend when it lists."""
-        try:
-            names = self.fm.list_dir(node.path, backend="zarr")
-            return [str(n) for n in names]
-        except Exception:  # noqa: BLE001 - backend missing or not listing: read the folder
-            return sorted(p.name for p in Path(node.path).iterdir() if p.is_dir())
 
     def open(self, node: StoreNode) -> tuple[Any, dict[str, Any]]:
         """``(data, layer_kwargs)`` for an openable node; zarr data stays lazy."""
         if node.kind == "file":
             data = self.fm.load(node.path, backend="disk")
+            return data, {"name": Path(node.name).stem}
+        if node.kind == "zarr-item":
+            try:
+                data = self.fm.load(node.path, backend="zarr", lazy=True)
+            except TypeError:
+                data = self.fm.load(node.path, backend="zarr")
             return data, {"name": Path(node.name).stem}
         if node.kind in ("zarr-array", "ome-image"):
             layers = open_zarr_layers(node.store, node.key)
