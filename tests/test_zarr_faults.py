@@ -163,3 +163,16 @@ def test_writer_killed_mid_overwrite_keeps_the_old_array(backend: ZarrBackend, t
     np.testing.assert_array_equal(backend.load("k.zarr/img"), np.full((16, 64, 64), 1, np.uint16))
     meta = json.loads((tmp_path / "k.zarr" / "img" / "zarr.json").read_text())
     assert meta["shape"] == [16, 64, 64]
+
+
+def test_damaged_chunk_in_a_polystore_v2_array_is_named(tmp_path: Path) -> None:
+    from polystore.config import ZarrConfig
+
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(zarr_format=2))
+    backend.save(_data(), "v2.zarr/img", chunks=(1, 32, 32))
+    (tmp_path / "v2.zarr" / "img" / "2" / "1" / "0").unlink()
+    with pytest.raises(ImageLoadError, match=r"chunk '2/1/0' of array 'img'.*missing"):
+        backend.load("v2.zarr/img")
+    (tmp_path / "v2.zarr" / "img" / "3" / "0" / "1").write_bytes(b"bad")
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk '3/0/1'"):
+        backend.load("v2.zarr/img", lazy=True)[3].compute()

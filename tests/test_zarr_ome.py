@@ -132,3 +132,43 @@ def test_polystore_store_opens_in_napari_ome_zarr(tmp_path: Path, make_napari_vi
     np.testing.assert_array_equal(np.asarray(second.data[0]), data[1])
     assert tuple(second.data[1].shape) == (3, 48, 64)
     assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")
+
+
+def test_zarr_v2_stores_with_ome_ngff_0_4(tmp_path: Path) -> None:
+    import zarr
+
+    from polystore.config import ZarrConfig
+
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(zarr_format=2))
+    data = _czyx()
+    backend.save(data, "old.zarr/A01/site1", axes="czyx", pyramid_levels=1, channel_names=["DAPI", "GFP"])
+    attrs = json.loads((tmp_path / "old.zarr" / "A01" / "site1" / ".zattrs").read_text())
+    assert attrs["multiscales"][0]["version"] == "0.4"
+    assert (tmp_path / "old.zarr" / "A01" / "site1" / "0" / ".zarray").is_file()
+    node = _read_with_ome_zarr(tmp_path / "old.zarr" / "A01" / "site1")
+    assert [a["name"] for a in node.metadata["axes"]] == ["c", "z", "y", "x"]
+    assert node.metadata["channel_names"] == ["DAPI", "GFP"]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), data)
+    np.testing.assert_array_equal(backend.load("old.zarr/A01/site1"), data)
+    # plain arrays and batches in a v2 store; zarr-python reads them as v2
+    backend.save(data[0, 0], "old.zarr/plain", chunks=(50, 50))
+    root = zarr.open_group(str(tmp_path / "old.zarr"), mode="r", zarr_format=2)
+    np.testing.assert_array_equal(root["plain"][:], data[0, 0])
+    planes = [data[0, 0] + i for i in range(3)]
+    backend.save_batch(planes, ["old.zarr/b/p0", "old.zarr/b/p1", "old.zarr/b/p2"])
+    assert backend.list_files("old.zarr/b") == ["old.zarr/b/p0", "old.zarr/b/p1", "old.zarr/b/p2"]
+    np.testing.assert_array_equal(backend.load("old.zarr/b/p2"), planes[2])
+    backend.save(planes[0], "old.zarr/b/p2")  # replace one member in place
+    np.testing.assert_array_equal(backend.load("old.zarr/b/p2"), planes[0])
+    backend.delete("old.zarr/b/p1")
+    assert backend.list_files("old.zarr/b") == ["old.zarr/b/p0", "old.zarr/b/p2"]
+    # a v3 backend adding to this store follows the store's format
+    ZarrBackend(root=tmp_path).save(data[1, 1], "old.zarr/added")
+    assert (tmp_path / "old.zarr" / "added" / ".zarray").is_file()
+    assert backend.list_files("old.zarr", recursive=True) == [
+        "old.zarr/A01/site1", "old.zarr/added", "old.zarr/b/p0", "old.zarr/b/p2", "old.zarr/plain",
+    ]
+    from polystore.exceptions import ImageSaveError
+
+    with pytest.raises(ImageSaveError, match="v2"):
+        ZarrBackend(root=tmp_path).save(data[0, 0], "old.zarr/x", zarr_format=3)

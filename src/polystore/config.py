@@ -67,10 +67,14 @@ class ZarrConfig:
     target_chunk_bytes: int = 2 * 1024 * 1024
     #: Skip zarr's all-fill-value scan of every chunk on write (it costs 2-3x).
     write_empty_chunks: bool = True
+    #: Format of new stores: 3 (OME-NGFF 0.5 images) or 2 (OME-NGFF 0.4, for older readers).
+    zarr_format: int = 3
 
     def __post_init__(self) -> None:
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
+        if self.zarr_format not in (2, 3):
+            raise ValueError(f"zarr_format must be 2 or 3, got {self.zarr_format}")
 
 
 @dataclass(frozen=True)

@@ -285,6 +285,43 @@ def _dumps(meta: Mapping[str, Any]) -> bytes:
     return json.dumps(meta, indent=2).encode()
 
 
+def _array_metadata_v2(
+    shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...], codec: _Codec
+) -> dict[str, Any]:
+    """``.zarray`` of a zarr v2 array (chunk keys ``i/j/k``)."""
+    compressor = None
+    if codec.cname is not None:
+        compressor = {
+            "id": "blosc",
+            "cname": codec.cname,
+            "clevel": codec.clevel,
+            "shuffle": _SHUFFLE_IDS[codec.shuffle],
+            "blocksize": 0,
+        }
+    fill = _fill_value(dtype)
+    return {
+        "zarr_format": 2,
+        "shape": list(shape),
+        "chunks": list(chunks),
+        "dtype": dtype.str,
+        "compressor": compressor,
+        "fill_value": None if isinstance(fill, list) else fill,
+        "order": "C",
+        "filters": None,
+        "dimension_separator": "/",
+    }
+
+
+def _write_group(fs: Any, path: str, attrs: Mapping[str, Any], zarr_format: int) -> None:
+    """Write a group's metadata: v3 ``zarr.json``, or v2 ``.zattrs`` then ``.zgroup`` (last)."""
+    if zarr_format == 2:
+        if attrs:
+            fs.write_atomic(fs.join(path, ".zattrs"), _dumps(attrs))
+        fs.write_atomic(fs.join(path, ".zgroup"), _dumps({"zarr_format": 2}))
+    else:
+        fs.write_atomic(fs.join(path, _META), _dumps(_group_metadata(attrs)))
+
+
 # --------------------------------------------------------------------------- filesystems
 
 
@@ -799,6 +836,7 @@ class _Image:
     scale: Sequence[float] | None = None
     names: list[str] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    zarr_format: int = 3
 
 
 class ZarrBackend(StorageBackend):
@@ -1055,12 +1093,16 @@ class ZarrBackend(StorageBackend):
         refusal = self._replace_refusal(loc, existing)
         if refusal:
             raise ImageSaveError(refusal)
+        image.zarr_format = self._format_for(loc, kwargs.get("zarr_format"))
+        fmt = image.zarr_format
         try:
-            self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True)
+            self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True, zarr_format=fmt)
 
             def build(dest: str) -> None:
                 if image.axes is None:
-                    self._write_array(fs, dest, image.data, image.chunks, codec, image.attrs, None, image.names)
+                    self._write_array(
+                        fs, dest, image.data, image.chunks, codec, image.attrs, None, image.names, fmt
+                    )
                 else:
                     self._write_ome(fs, dest, image, codec, name)
 
@@ -1081,6 +1123,21 @@ class ZarrBackend(StorageBackend):
             raise
         except Exception as exc:
             raise ImageSaveError(f"zarr: could not write {self._where(loc)}: {exc}") from exc
+
+    def _format_for(self, loc: _Loc, requested: Any) -> int:
+        """The zarr format of a new node: the store's own, else ``requested``, else the config's."""
+        fmt = int(requested) if requested is not None else None
+        if fmt not in (None, 2, 3):
+            raise ValueError(f"zarr_format must be 2 or 3, got {requested!r}")
+        if loc.key:
+            got = self._read_meta(loc.fs, loc.store)
+            if got is not None:
+                if fmt is not None and fmt != got[1]:
+                    raise ImageSaveError(
+                        f"zarr: store {loc.fs.url(loc.store)!r} is zarr v{got[1]}; cannot add a v{fmt} node"
+                    )
+                return got[1]
+        return fmt or self.config.zarr_format
 
     def _replace_refusal(self, loc: _Loc, existing: _Node | None) -> str | None:
         """Why saving at ``loc`` must not replace what is there (None: it may).
@@ -1120,7 +1177,9 @@ class ZarrBackend(StorageBackend):
         else:
             os.rename(tmp, target)
 
-    def _ensure_groups(self, fs: _FS, store: str, key: str, parents_only: bool) -> None:
+    def _ensure_groups(
+        self, fs: _FS, store: str, key: str, parents_only: bool, zarr_format: int | None = None
+    ) -> None:
         """Make the store root and every group on the way to ``key`` exist."""
         parts = [p for p in key.split("/") if p]
         if parents_only:
@@ -1131,13 +1190,20 @@ class ZarrBackend(StorageBackend):
             if isinstance(fs, _LocalFS):
                 os.makedirs(os.path.dirname(store) or ".", exist_ok=True)
             return
+        fmt = zarr_format or self.config.zarr_format
         for p in paths:
             got = self._read_meta(fs, p)
             if got is None:
                 if isinstance(fs, _LocalFS):
                     os.makedirs(p, exist_ok=True)
-                cast_fs: Any = fs
-                cast_fs.write_atomic(fs.join(p, _META), _dumps(_group_metadata()))
+                _write_group(fs, p, {}, fmt)
+            elif p == store:
+                fmt = got[1]  # new groups follow the store's format
+                if got[0].get("node_type") == "array":
+                    raise ImageSaveError(
+                        f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
+                        f"{fs.url(p)!r} is an array, not a group"
+                    )
             elif got[0].get("node_type") == "array":
                 raise ImageSaveError(
                     f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
@@ -1154,16 +1220,22 @@ class ZarrBackend(StorageBackend):
         attrs: Mapping[str, Any],
         dimension_names: Sequence[str] | None,
         names: Sequence[str | None] | None = None,
+        zarr_format: int = 3,
     ) -> None:
         """Write every chunk of ``data`` under ``dest``, then its metadata (last)."""
         info: dict[str, Any] = {"dense": True}
         if names is not None:
             info["names"] = list(names)
-        meta = _array_metadata(
-            data.shape, data.dtype, chunks, codec, {**attrs, "polystore": info}, dimension_names
-        )
-        self._write_chunks(fs, dest, data, chunks, codec)
+        all_attrs = {**attrs, "polystore": info}
         cast_fs: Any = fs
+        if zarr_format == 2:
+            self._write_chunks(fs, dest, data, chunks, codec, zarr_format=2)
+            cast_fs.write_atomic(fs.join(dest, ".zattrs"), _dumps(all_attrs))
+            meta2 = _array_metadata_v2(data.shape, data.dtype, chunks, codec)
+            cast_fs.write_atomic(fs.join(dest, ".zarray"), _dumps(meta2))  # last: now it exists
+            return
+        meta = _array_metadata(data.shape, data.dtype, chunks, codec, all_attrs, dimension_names)
+        self._write_chunks(fs, dest, data, chunks, codec)
         cast_fs.write_atomic(fs.join(dest, _META), _dumps(meta))
 
     def _write_chunks(
@@ -1174,6 +1246,8 @@ class ZarrBackend(StorageBackend):
         chunks: tuple[int, ...],
         codec: _Codec,
         lead_offset: int = 0,
+        zarr_format: int = 3,
+        separator: str = "/",
     ) -> None:
         """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
 
@@ -1186,7 +1260,9 @@ class ZarrBackend(StorageBackend):
             rows = max(step, (_SLAB_BYTES // max(1, row_bytes)) // step * step)
             for start in range(0, data.shape[0], rows):
                 slab = np.ascontiguousarray(np.asarray(data[start : start + rows].compute()))
-                self._write_chunks(fs, dest, slab, chunks, codec, lead_offset + start // step)
+                self._write_chunks(
+                    fs, dest, slab, chunks, codec, lead_offset + start // step, zarr_format, separator
+                )
             return
         numcodec = codec.numcodec()
         grid = [range(max(1, math.ceil(s / c))) if s else range(0) for s, c in zip(data.shape, chunks)]
@@ -1208,7 +1284,9 @@ class ZarrBackend(StorageBackend):
         def key(idx: tuple[int, ...]) -> str:
             if lead_offset and idx:
                 idx = (idx[0] + lead_offset,) + idx[1:]
-            return dest + "/c" + "".join("/" + str(i) for i in idx)
+            if zarr_format == 2:
+                return dest + "/" + (separator.join(str(i) for i in idx) if idx else "0")
+            return dest + "/c" + "".join(separator + str(i) for i in idx)
 
         if isinstance(fs, _LocalFS):
             for d in {os.path.dirname(key(idx)) for idx in indices}:
@@ -1265,7 +1343,10 @@ class ZarrBackend(StorageBackend):
                 f"image of shape {tuple(meta.get('shape', ()))[1:]} and dtype "
                 f"{_dtype_from_meta(meta)} (no other keywords); save the whole batch again"
             )
-        self._write_chunks(loc.fs, target.path, arr[None], reader.chunks, reader.codec, node.index)
+        self._write_chunks(
+            loc.fs, target.path, arr[None], reader.chunks, reader.codec, node.index,
+            2 if reader.v2_keys and target.zarr_format == 2 else 3, reader.sep,
+        )
 
     def _write_ome(self, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str) -> None:
         """Write an OME-NGFF 0.5 image group: levels "0".."N", then the group metadata."""
@@ -1284,7 +1365,7 @@ class ZarrBackend(StorageBackend):
             attrs: dict[str, Any] = {}
             self._write_array(
                 fs, fs.join(dest, str(level)), level_data, chunks, codec, attrs, list(axes),
-                image.names if level == 0 else None,
+                image.names if level == 0 else None, image.zarr_format,
             )
             factor = [2.0**level if a in "yx" else 1.0 for a in axes]
             datasets.append(
@@ -1300,14 +1381,20 @@ class ZarrBackend(StorageBackend):
             "axes": [_axis_entry(a) for a in axes],
             "datasets": datasets,
         }
-        ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscale]}
-        if "c" in axes:
-            ome["omero"] = _omero(data, axes, image.channel_names, image.channel_colors)
-        group_attrs: dict[str, Any] = {**image.attrs, "ome": ome}
+        omero = _omero(data, axes, image.channel_names, image.channel_colors) if "c" in axes else None
+        group_attrs: dict[str, Any] = dict(image.attrs)
+        if image.zarr_format == 2:  # OME-NGFF 0.4: metadata at the top level of .zattrs
+            group_attrs["multiscales"] = [{"version": "0.4", **multiscale}]
+            if omero is not None:
+                group_attrs["omero"] = omero
+        else:
+            ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscale]}
+            if omero is not None:
+                ome["omero"] = omero
+            group_attrs["ome"] = ome
         if image.names is not None:
             group_attrs["polystore"] = {"names": list(image.names)}
-        cast_fs: Any = fs
-        cast_fs.write_atomic(fs.join(dest, _META), _dumps(_group_metadata(group_attrs)))
+        _write_group(fs, dest, group_attrs, image.zarr_format)
 
     # ------------------------------------------------------------------ load
 
@@ -1363,8 +1450,8 @@ class ZarrBackend(StorageBackend):
         raise PathNotFoundError(f"{loc.key or '/'} (in store {fs.url(loc.store)})", "zarr")
 
     def _reader(self, loc: _Loc, node: _Node) -> _ArrayReader | None:
-        if node.zarr_format != 3:
-            return None
+        if node.zarr_format == 2:
+            return self._reader_v2(loc, node)
         codec = _codec_from_metadata(node.meta)
         dtype = _dtype_from_meta(node.meta)
         grid = node.meta.get("chunk_grid") or {}
@@ -1372,6 +1459,41 @@ class ZarrBackend(StorageBackend):
             return None
         rel = node.path[len(loc.store) :].strip("/")
         return _ArrayReader(loc.fs, node.path, node.meta, codec, self._where(loc, rel))
+
+    def _reader_v2(self, loc: _Loc, node: _Node) -> _ArrayReader | None:
+        """Our reader for v2 arrays that are C-ordered, filter-free, blosc or raw."""
+        meta = node.meta
+        comp = meta.get("compressor")
+        if meta.get("filters") or meta.get("order", "C") != "C" or "dtype" not in meta:
+            return None
+        try:
+            dtype = np.dtype(meta["dtype"])
+        except TypeError:
+            return None
+        if dtype.kind not in "biufc" or dtype.byteorder == ">" or dtype.fields is not None:
+            return None
+        if comp is None:
+            codec = _Codec(None)
+        elif isinstance(comp, dict) and comp.get("id") == "blosc":
+            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "shuffle"}.get(comp.get("shuffle", 1))
+            if shuffle is None or comp.get("shuffle", 1) == -1:
+                return None
+            codec = _Codec(str(comp.get("cname", "lz4")), int(comp.get("clevel", 5)), shuffle)
+        else:
+            return None
+        as_v3 = {
+            "shape": meta["shape"],
+            "data_type": dtype.name,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": meta["chunks"]}},
+            "chunk_key_encoding": {
+                "name": "v2",
+                "configuration": {"separator": meta.get("dimension_separator") or "."},
+            },
+            "fill_value": meta.get("fill_value") if meta.get("fill_value") is not None else 0,
+            "attributes": meta.get("attributes") or {},
+        }
+        rel = node.path[len(loc.store) :].strip("/")
+        return _ArrayReader(loc.fs, node.path, as_v3, codec, self._where(loc, rel))
 
     def _zarr_array(self, loc: _Loc, node: _Node) -> Any:
         rel = node.path[len(loc.store) :].strip("/")
@@ -1658,7 +1780,10 @@ class ZarrBackend(StorageBackend):
             attrs["polystore"] = info
             meta["attributes"] = attrs
             cast_fs: Any = fs
-            cast_fs.write_atomic(fs.join(parent.path, _META), _dumps(meta))
+            if parent.zarr_format == 2:
+                cast_fs.write_atomic(fs.join(parent.path, ".zattrs"), _dumps(attrs))
+            else:
+                cast_fs.write_atomic(fs.join(parent.path, _META), _dumps(meta))
             return
         if node.kind == "group" and not node.is_image and not recursive:
             if any(f or d for _, f, d in self._children(loc, node)):
@@ -1775,6 +1900,7 @@ _SAVE_KWARGS = frozenset(
         "attrs",
         "overwrite",
         "metadata",
+        "zarr_format",
     }
 )
 
