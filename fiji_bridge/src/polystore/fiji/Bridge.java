@@ -13,8 +13,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -50,7 +48,8 @@ public final class Bridge {
 
     private volatile boolean running;
     private final ZMQ.Context ctx = ZMQ.context(1);
-    private final BlockingQueue<Object[]> queue = new ArrayBlockingQueue<Object[]>(2);
+    /** Messages between receiver and placer: newest-wins per live (un-indexed) title, at most 2. */
+    private final FrameQueue queue = new FrameQueue(2);
     private final Map<String, Layer> layers = new LinkedHashMap<String, Layer>();
     private final Map<String, long[]> streams = new LinkedHashMap<String, long[]>(); // {messages, last_seq}
     private final AtomicLong received = new AtomicLong();
@@ -58,6 +57,8 @@ public final class Bridge {
     private final AtomicLong dropped = new AtomicLong();
     private final AtomicLong malformed = new AtomicLong();
     private final AtomicLong controlErrors = new AtomicLong();
+    private final AtomicLong placeNanos = new AtomicLong();
+    private final AtomicLong queueWaitNanos = new AtomicLong();
     private volatile String lastError = null;
     private final CountDownLatch bound = new CountDownLatch(2);
     private final CountDownLatch stopped = new CountDownLatch(1);
@@ -248,10 +249,18 @@ public final class Bridge {
             return;
         }
         received.incrementAndGet();
+        Object key = h.liveKey();
+        long t0 = System.nanoTime();
         while (running) {
-            if (queue.offer(new Object[] {h, payload}, POLL_MS, TimeUnit.MILLISECONDS)) {
-                return;
+            Object[] old = queue.put(key, new Object[] {h, payload}, POLL_MS);
+            if (old == FrameQueue.FULL) {
+                continue;
             }
+            queueWaitNanos.addAndGet(System.nanoTime() - t0);
+            if (old != null) {
+                handled((Header) old[0]); // superseded by a newer frame for the same image
+            }
+            return;
         }
     }
 
@@ -261,7 +270,7 @@ public final class Bridge {
         while (running || !queue.isEmpty()) {
             Object[] item;
             try {
-                item = queue.poll(POLL_MS, TimeUnit.MILLISECONDS);
+                item = queue.take(POLL_MS);
             } catch (InterruptedException e) {
                 break;
             }
@@ -276,7 +285,9 @@ public final class Bridge {
                     throw new Header.Unsupported("message kind '" + h.kind + "' is not shown by the Fiji bridge");
                 }
                 h.resolve();
+                long t0 = System.nanoTime();
                 place(h, payload);
+                placeNanos.addAndGet(System.nanoTime() - t0);
                 ok = true;
             } catch (Header.Unsupported e) {
                 error("dropped " + describe(h) + ": " + e.getMessage());
@@ -286,19 +297,29 @@ public final class Bridge {
                 error("dropped " + describe(h) + ": " + e);
             }
             (ok ? placed : dropped).incrementAndGet();
-            synchronized (this) {
-                long[] st = streams.get(h.stream);
-                if (st == null) {
-                    if (streams.size() > 1000) {
-                        streams.clear();
-                    }
-                    st = new long[] {0, -1};
-                    streams.put(h.stream, st);
-                }
-                st[0]++;
-                st[1] = h.seq;
-            }
+            handledLocked(h);
         }
+    }
+
+    private void handled(Header h) {
+        synchronized (this) {
+            handledLocked(h);
+        }
+    }
+
+    /** Record that message (stream, seq) is done with; wakes "wait" requests. */
+    private synchronized void handledLocked(Header h) {
+        long[] st = streams.get(h.stream);
+        if (st == null) {
+            if (streams.size() > 1000) {
+                streams.clear();
+            }
+            st = new long[] {0, -1};
+            streams.put(h.stream, st);
+        }
+        st[0]++;
+        st[1] = Math.max(st[1], h.seq);
+        notifyAll();
     }
 
     private static String describe(Header h) {
@@ -306,7 +327,6 @@ public final class Bridge {
     }
 
     private void place(Header h, byte[] payload) {
-        ImagePlus toShow = null;
         ImagePlus toClose = null;
         synchronized (this) {
             Layer layer = layers.get(h.title);
@@ -339,18 +359,31 @@ public final class Bridge {
             }
             layer.indexed = !plain;
             layer.place(h, payload);
-            boolean created = layer.syncImagePlus();
-            applyDisplay(layer.imp, h, created);
-            if (gui && created) {
-                toShow = layer.imp;
+            if (h.display != null && h.display.get("contrast_limits") != null) {
+                layer.display = h.display;
             }
         }
         if (toClose != null) {
             closeImage(toClose);
         }
-        if (toShow != null) {
-            toShow.show();
+    }
+
+    /**
+     * Convert waiting planes and bring the layer's ImagePlus up to date (caller holds the lock).
+     * Called when ImageJ needs pixels: window refresh, save_tiff, screenshot.
+     */
+    private ImagePlus materialize(Layer layer) {
+        layer.materialize();
+        layer.syncImagePlus();
+        ImagePlus imp = layer.imp;
+        if (layer.display != null) {
+            applyDisplay(imp, layer.display);
+            layer.needsDisplayReset = false;
+        } else if (layer.needsDisplayReset) {
+            imp.resetDisplayRange();
+            layer.needsDisplayReset = false;
         }
+        return imp;
     }
 
     /** A plain save fits in place when its block has exactly the layer's dimensions. */
@@ -379,11 +412,8 @@ public final class Bridge {
         return sb.append(")").toString();
     }
 
-    private static void applyDisplay(ImagePlus imp, Header h, boolean created) {
-        if (h.display == null) {
-            return;
-        }
-        Object lim = h.display.get("contrast_limits");
+    private static void applyDisplay(ImagePlus imp, Map<String, Object> display) {
+        Object lim = display.get("contrast_limits");
         if (lim instanceof List && ((List<?>) lim).size() == 2) {
             Object lo = ((List<?>) lim).get(0);
             Object hi = ((List<?>) lim).get(1);
@@ -412,8 +442,9 @@ public final class Bridge {
                 todo.clear();
                 synchronized (this) {
                     for (Layer l : layers.values()) {
-                        if (l.dirty && l.imp != null) {
+                        if (l.dirty) {
                             l.dirty = false;
+                            materialize(l);
                             todo.add(l);
                         }
                     }
@@ -421,7 +452,7 @@ public final class Bridge {
                 for (Layer l : todo) {
                     ImagePlus imp = l.imp;
                     if (imp.getWindow() == null) {
-                        imp.show(); // the user closed it: new data shows it again
+                        imp.show(); // first frame, or the user closed it: new data shows it again
                     } else {
                         imp.updateAndDraw();
                     }
@@ -545,6 +576,16 @@ public final class Bridge {
         if (cmd.equals("status")) {
             return status();
         }
+        if (cmd.equals("wait")) {
+            Object stream = req.get("stream");
+            Object seq = req.get("seq");
+            Object timeout = req.get("timeout_ms");
+            if (!(stream instanceof String) || !(seq instanceof Long)) {
+                return fail("wait needs 'stream' (string) and 'seq' (integer)");
+            }
+            long ms = timeout instanceof Long ? Math.max(0L, Math.min(60000L, ((Long) timeout).longValue())) : 10000L;
+            return waitFor((String) stream, ((Long) seq).longValue(), ms);
+        }
         if (cmd.equals("save_tiff")) {
             Object title = req.get("title");
             Object path = req.get("path");
@@ -558,15 +599,16 @@ public final class Bridge {
             if (!(title instanceof String)) {
                 return fail("close needs a 'title' string");
             }
-            ImagePlus imp;
+            Layer l;
             synchronized (this) {
-                Layer l = layers.remove(title);
-                imp = l == null ? null : l.imp;
+                l = layers.remove(title);
             }
-            if (imp == null) {
+            if (l == null) {
                 return fail("no image titled '" + title + "'");
             }
-            closeImage(imp);
+            if (l.imp != null) {
+                closeImage(l.imp);
+            }
             return ok();
         }
         if (cmd.equals("screenshot")) {
@@ -582,7 +624,31 @@ public final class Bridge {
             m.put("_quit", Boolean.TRUE);
             return m;
         }
-        return fail("unknown command '" + cmd + "' (ping, status, save_tiff, screenshot, close, quit)");
+        return fail("unknown command '" + cmd + "' (ping, status, wait, save_tiff, screenshot, close, quit)");
+    }
+
+    /** Block (up to ms) until message seq of stream was placed, dropped or replaced; then status. */
+    private synchronized Map<String, Object> waitFor(String stream, long seq, long ms) {
+        long deadline = System.currentTimeMillis() + ms;
+        while (running) {
+            long[] st = streams.get(stream);
+            if (st != null && st[1] >= seq) {
+                break;
+            }
+            long left = deadline - System.currentTimeMillis();
+            if (left <= 0) {
+                Map<String, Object> m = status();
+                m.put("ok", Boolean.FALSE);
+                m.put("error", "timed out waiting for message " + seq + " of stream '" + stream + "'");
+                return m;
+            }
+            try {
+                wait(left);
+            } catch (InterruptedException e) {
+                break;
+            }
+        }
+        return status();
     }
 
     private synchronized Map<String, Object> status() {
@@ -592,6 +658,9 @@ public final class Bridge {
         m.put("dropped", Long.valueOf(dropped.get()));
         m.put("malformed", Long.valueOf(malformed.get()));
         m.put("control_errors", Long.valueOf(controlErrors.get()));
+        m.put("replaced", Long.valueOf(queue.replaced()));
+        m.put("place_ms", Long.valueOf(placeNanos.get() / 1000000L));
+        m.put("queue_wait_ms", Long.valueOf(queueWaitNanos.get() / 1000000L));
         m.put("queued", Long.valueOf(queue.size()));
         m.put("last_error", lastError);
         Map<String, Object> st = new LinkedHashMap<String, Object>();
@@ -621,23 +690,20 @@ public final class Bridge {
     }
 
     private Map<String, Object> saveTiff(String title, String path) {
-        ImagePlus imp;
-        synchronized (this) {
-            Layer l = layers.get(title);
-            imp = l == null ? null : l.imp;
-        }
-        if (imp == null && gui) {
-            imp = WindowManager.getImage(title);
-        }
-        if (imp == null) {
-            return fail("no image titled '" + title + "'");
-        }
         File f = new File(path);
         if (!f.isAbsolute()) {
             return fail("save_tiff needs an absolute path, got '" + path + "'");
         }
         boolean saved;
         synchronized (this) { // no frame lands half-way through the file
+            Layer l = layers.get(title);
+            ImagePlus imp = l == null ? null : materialize(l);
+            if (imp == null && gui) {
+                imp = WindowManager.getImage(title);
+            }
+            if (imp == null) {
+                return fail("no image titled '" + title + "'");
+            }
             saved = new FileSaver(imp).saveAsTiff(f.getPath());
         }
         if (!saved) {
@@ -656,7 +722,7 @@ public final class Bridge {
         ImagePlus imp;
         synchronized (this) {
             Layer l = layers.get(title);
-            imp = l == null ? null : l.imp;
+            imp = l == null ? null : materialize(l);
         }
         if (imp == null) {
             imp = WindowManager.getImage(title);

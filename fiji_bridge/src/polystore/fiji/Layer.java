@@ -23,13 +23,20 @@ final class Layer {
     int nZ;
     int nT;
     Object[] planes;
+    /** Received but not yet converted planes (decoded when ImageJ needs the pixels). */
+    Pending[] pending;
+    private int pendingCount;
     private Object blank;
+    /** The display range has not been set from real pixels yet. */
+    boolean needsDisplayReset = true;
     ImagePlus imp;
     /** The stack layout changed: rebuild the ImageStack before showing. */
     boolean structureChanged = true;
     /** Pixels changed since the last draw. */
     volatile boolean dirty = true;
     long updates;
+    /** The newest "display" options received for this image (contrast limits). */
+    java.util.Map<String, Object> display;
     /** Built from indexed frames (grows) rather than replaced by plain saves. */
     boolean indexed;
 
@@ -42,6 +49,22 @@ final class Layer {
         nZ = 1;
         nT = 1;
         planes = new Object[1];
+        pending = new Pending[1];
+    }
+
+    /** One plane's bytes inside a received payload. */
+    static final class Pending {
+        final byte[] data;
+        final int offset;
+        final java.nio.ByteOrder order;
+        final boolean whole;
+
+        Pending(byte[] data, int offset, java.nio.ByteOrder order, boolean whole) {
+            this.data = data;
+            this.offset = offset;
+            this.order = order;
+            this.whole = whole;
+        }
     }
 
     boolean fits(Header h) {
@@ -65,21 +88,28 @@ final class Layer {
             throw new IllegalArgumentException("hyperstack of " + total + " planes is too large");
         }
         Object[] next = new Object[(int) total];
+        Pending[] nextPending = new Pending[(int) total];
         for (int tt = 0; tt < nT; tt++) {
             for (int zz = 0; zz < nZ; zz++) {
                 for (int cc = 0; cc < nC; cc++) {
                     next[(tt * nz + zz) * nc + cc] = planes[slot(cc, zz, tt)];
+                    nextPending[(tt * nz + zz) * nc + cc] = pending[slot(cc, zz, tt)];
                 }
             }
         }
         planes = next;
+        pending = nextPending;
         nC = nc;
         nZ = nz;
         nT = nt;
         structureChanged = true;
     }
 
-    /** Decode the payload's planes into this layer at the header's position. */
+    /**
+     * Record the payload's planes at the header's position. Pixels are converted
+     * later, by {@link #materialize}, when ImageJ needs them (window refresh, save):
+     * a plane replaced before then is never converted.
+     */
     void place(Header h, byte[] payload) {
         int[] base = {0, 0, 0}; // c, z, t
         Integer v;
@@ -117,7 +147,10 @@ final class Layer {
                 pos[which[i]] += counter[i];
             }
             int s = slot(pos[0], pos[1], pos[2]);
-            planes[s] = decode(payload, (int) (p * planeBytes), h, planes[s], planesInBlock == 1);
+            if (pending[s] == null) {
+                pendingCount++;
+            }
+            pending[s] = new Pending(payload, (int) (p * planeBytes), h.byteOrder, planesInBlock == 1);
             for (int i = lead - 1; i >= 0; i--) { // C order: last leading axis fastest
                 if (++counter[i] < extent[i]) {
                     break;
@@ -129,9 +162,30 @@ final class Layer {
         dirty = true;
     }
 
-    private Object decode(byte[] payload, int offset, Header h, Object target, boolean whole) {
+    /** True while some planes wait for conversion. */
+    boolean hasPending() {
+        return pendingCount > 0;
+    }
+
+    /** Convert every waiting plane into ImageJ pixel arrays; returns true if any was converted. */
+    boolean materialize() {
+        if (pendingCount == 0) {
+            return false;
+        }
+        for (int s = 0; s < pending.length; s++) {
+            Pending p = pending[s];
+            if (p != null) {
+                planes[s] = decode(p.data, p.offset, p.order, planes[s], p.whole);
+                pending[s] = null;
+            }
+        }
+        pendingCount = 0;
+        return true;
+    }
+
+    private Object decode(byte[] payload, int offset, java.nio.ByteOrder order, Object target, boolean whole) {
         int n = width * height;
-        ByteBuffer bb = ByteBuffer.wrap(payload, offset, n * type.itemsize).order(h.byteOrder);
+        ByteBuffer bb = ByteBuffer.wrap(payload, offset, n * type.itemsize).order(order);
         switch (type) {
             case U8: {
                 if (target == null || target == blank) {
@@ -198,7 +252,6 @@ final class Layer {
             imp = new ImagePlus(title, buildStack());
             imp.setDimensions(nC, nZ, nT);
             imp.setOpenAsHyperStack(nC * nZ * nT > 1);
-            imp.resetDisplayRange();
             created = true;
         } else if (structureChanged) {
             boolean shown = imp.getWindow() != null;

@@ -46,7 +46,7 @@ public final class RawSink {
         t.setDaemon(true);
         t.start();
         ZMQ.Socket rep = ctx.socket(ZMQ.REP);
-        rep.setLinger(0);
+        rep.setLinger(1000);
         rep.bind("tcp://127.0.0.1:" + control);
         System.out.println("raw-sink listening " + port + " " + control);
         System.out.flush();
@@ -64,6 +64,7 @@ public final class RawSink {
                 break;
             }
         }
+        rep.close(); // lingers until the reply is out
         System.exit(0);
     }
 }
