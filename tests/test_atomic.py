@@ -98,3 +98,17 @@ def test_concurrent_json_updates_lose_nothing(tmp_path: Path) -> None:
     assert state["count"] == workers * per_worker
     assert sorted(state["log"]) == sorted(f"w{w}-{i}" for w in range(workers) for i in range(per_worker))
     assert atomic_update_json(path, lambda s: {**s, "count": s["count"] + 1})["count"] == 161
+
+
+def test_lock_timeout_names_the_lock(tmp_path: Path) -> None:
+    from polystore.atomic import file_lock
+
+    target = tmp_path / "busy.json"
+    with file_lock(target):
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="busy.json.lock"):
+            with file_lock(target, timeout=0.3):
+                pass
+        assert time.monotonic() - start < 10
+    with file_lock(target, timeout=0.3):  # free again
+        pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from multiprocessing import Manager, Process
+import multiprocessing
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -93,10 +93,12 @@ def _worker(shared_dict: Any) -> None:
 
 
 def test_multiprocessing_seed_example() -> None:
-    manager = Manager()
+    # spawn, not fork: the test process may already run JAX's threads
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
     try:
         shared = manager.dict()
-        p = Process(target=_worker, args=(shared,))
+        p = context.Process(target=_worker, args=(shared,))
         p.start()
         p.join(60)
         assert p.exitcode == 0

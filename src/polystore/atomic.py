@@ -117,7 +117,14 @@ def file_lock(path: PathLike, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator
     import portalocker
 
     lock_path = os.fspath(path) + ".lock"
-    lock = portalocker.Lock(lock_path, mode="a", timeout=timeout, flags=portalocker.LOCK_EX)
+    # non-blocking attempts retried until ``timeout`` (a blocking lock ignores timeouts)
+    lock = portalocker.Lock(
+        lock_path,
+        mode="a",
+        timeout=timeout,
+        check_interval=0.005,
+        flags=portalocker.LOCK_EX | portalocker.LOCK_NB,
+    )
     try:
         lock.acquire()
     except portalocker.exceptions.LockException as exc:
