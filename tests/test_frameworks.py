@@ -61,3 +61,14 @@ def test_unknown_and_missing_frameworks() -> None:
 def test_non_arrays_pass_through() -> None:
     assert from_numpy({"a": 1}, "torch") == {"a": 1}
     assert to_numpy("text") == "text"
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "cupy"])
+def test_tensorflow_and_cupy_where_installed(tmp_path: Path, fm: FileManager, framework: str) -> None:
+    module = pytest.importorskip(framework, reason=f"{framework} is not installed on this machine")
+    data = np.arange(6, dtype=np.float32).reshape(2, 3)
+    array = module.constant(data) if framework == "tensorflow" else module.asarray(data)
+    fm.save(array, tmp_path / "x.npy", backend="disk")
+    loaded = fm.load(tmp_path / "x.npy", backend="disk", framework=framework)
+    assert framework_of(loaded) == framework
+    np.testing.assert_array_equal(to_numpy(loaded), data)
