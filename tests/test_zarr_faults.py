@@ -176,3 +176,18 @@ def test_damaged_chunk_in_a_polystore_v2_array_is_named(tmp_path: Path) -> None:
     (tmp_path / "v2.zarr" / "img" / "3" / "0" / "1").write_bytes(b"bad")
     with pytest.raises(ImageLoadError, match=r"corrupted chunk '3/0/1'"):
         backend.load("v2.zarr/img", lazy=True)[3].compute()
+
+
+def test_truncated_uncompressed_chunk_in_a_strided_read(tmp_path: Path) -> None:
+    from polystore.config import ZarrCompressor, ZarrConfig
+
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(compressor=ZarrCompressor.NONE))
+    backend.save(_data(), "u.zarr", chunks=(1, 32, 32))
+    np.testing.assert_array_equal(backend.load("u.zarr"), _data())
+    chunk = tmp_path / "u.zarr" / "c" / "1" / "1" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/1/1/1'"):
+        backend.load("u.zarr")
+    chunk.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/1/1/1'"):
+        backend.load("u.zarr")

@@ -26,6 +26,7 @@ import fnmatch
 import itertools
 import json
 import math
+import mmap
 import os
 import shutil
 import threading
@@ -327,6 +328,7 @@ def _write_group(fs: Any, path: str, attrs: Mapping[str, Any], zarr_format: int)
 
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _SCRATCH = threading.local()
+_MMAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 #: Largest chunk whose decode buffer a worker thread keeps for reuse.
 _SCRATCH_MAX = 64 * 1024 * 1024
 _POOL_LOCK = threading.Lock()
@@ -763,31 +765,40 @@ class _ArrayReader:
     def _read_raw_into(
         self, idx: tuple[int, ...], starts: Sequence[int], stops: Sequence[int], out: np.ndarray
     ) -> bool:
-        """Uncompressed chunk wholly inside a contiguous part of ``out``: read it in place."""
+        """Uncompressed chunk wholly inside ``out``: copy it there once, no scratch copy.
+
+        A contiguous destination is filled by ``readinto``; a strided one is
+        copied from a memory map of the chunk file (one copy instead of two).
+        """
         c0 = [i * c for i, c in zip(idx, self.chunks)]
         if any(a < s or a + c > e for a, c, s, e in zip(c0, self.chunks, starts, stops)):
             return False
         dest = out[tuple(slice(a - s, a - s + c) for a, c, s in zip(c0, self.chunks, starts))]
-        direct = dest.flags.c_contiguous
-        if direct:
-            target = dest
-        else:  # read into this thread's reusable buffer, then one strided copy
-            target = self._scratch()
+        path = self.path + "/" + self.chunk_key(idx)
         try:
-            with open(self.path + "/" + self.chunk_key(idx), "rb", buffering=0) as f:
-                buf: Any = target.reshape(-1).view(np.uint8)
-                got = f.readinto(buf)
-                extra = f.read(1)
+            if dest.flags.c_contiguous:
+                with open(path, "rb", buffering=0) as f:
+                    buf: Any = dest.reshape(-1).view(np.uint8)
+                    got = f.readinto(buf)
+                    extra = f.read(1)
+                if got == self.chunk_nbytes and not extra:
+                    return True
+            else:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    size = os.fstat(fd).st_size
+                    if size == self.chunk_nbytes and size > 0:
+                        with mmap.mmap(fd, 0, prot=mmap.PROT_READ, flags=_MMAP_FLAGS) as mapped:
+                            dest[...] = np.frombuffer(mapped, dtype=self.dtype).reshape(self.chunks)
+                        return True
+                finally:
+                    os.close(fd)
         except (FileNotFoundError, NotADirectoryError):
             return False  # the general path reports it (or fills it)
-        if got != self.chunk_nbytes or extra:
-            raise ImageLoadError(
-                f"zarr: corrupted chunk {self.chunk_key(idx)!r} of array {self.where}: "
-                f"expected {self.chunk_nbytes} bytes"
-            )
-        if not direct:
-            dest[...] = target
-        return True
+        raise ImageLoadError(
+            f"zarr: corrupted chunk {self.chunk_key(idx)!r} of array {self.where}: "
+            f"expected {self.chunk_nbytes} bytes"
+        )
 
     def __getitem__(self, item: Any) -> np.ndarray:
         """Basic indexing (ints and step-1 slices), used by dask for lazy loads."""
