@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     """Run the benchmark; print one comparison line per metric. Returns 0."""
     parser = argparse.ArgumentParser(prog="python -m bench fiji", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100, help="frames per trial (default %(default)s)")
-    parser.add_argument("--trials", type=int, default=3, help="trials per side (default %(default)s)")
+    parser.add_argument("--trials", type=int, default=5, help="trials per side (default %(default)s)")
     parser.add_argument("--size", type=int, default=2048, help="frame edge in pixels (default %(default)s)")
     parser.add_argument("--java-option", action="append", default=[],
                         help="JVM option given to BOTH the raw sink and the bridge, e.g. -XX:+UseParallelGC")

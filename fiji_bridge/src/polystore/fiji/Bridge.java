@@ -22,12 +22,13 @@ import org.zeromq.ZMQ;
 /**
  * The polystore receiver running inside ImageJ.
  *
- * <p>Three threads: the <b>receiver</b> owns the PULL socket (bound, loopback by
- * default), validates each two-frame message and hands it to a small bounded queue;
- * the <b>placer</b> decodes pixels into per-title hyperstacks ({@link Layer}); the
- * <b>control</b> thread answers JSON requests on a REP socket. With a display a
- * fourth thread redraws changed images at most {@link #REFRESH_MS} apart, so a fast
- * stream never floods the GUI. No input can stop these threads: every problem is
+ * <p>The <b>receiver</b> thread owns the PULL socket (bound, loopback by default),
+ * validates each two-frame message and records it in its image ({@link Layer}):
+ * cheap bookkeeping, no pixel conversion. Pixels are converted when ImageJ needs
+ * them: by the <b>refresh</b> thread (with a display) at most every
+ * {@link #REFRESH_MS} ms, or by a save/screenshot request; a live frame replaced
+ * before then is never converted (newest wins). The <b>control</b> thread answers
+ * JSON requests on a REP socket. No input can stop these threads: every problem is
  * counted (malformed / dropped) and remembered in {@code last_error}.
  */
 public final class Bridge {
@@ -48,8 +49,6 @@ public final class Bridge {
 
     private volatile boolean running;
     private final ZMQ.Context ctx = ZMQ.context(1);
-    /** Messages between receiver and placer: newest-wins per live (un-indexed) title, at most 2. */
-    private final FrameQueue queue = new FrameQueue(2);
     private final Map<String, Layer> layers = new LinkedHashMap<String, Layer>();
     private final Map<String, long[]> streams = new LinkedHashMap<String, long[]>(); // {messages, last_seq}
     private final AtomicLong received = new AtomicLong();
@@ -58,7 +57,7 @@ public final class Bridge {
     private final AtomicLong malformed = new AtomicLong();
     private final AtomicLong controlErrors = new AtomicLong();
     private final AtomicLong placeNanos = new AtomicLong();
-    private final AtomicLong queueWaitNanos = new AtomicLong();
+    private final AtomicLong replaced = new AtomicLong();
     private volatile String lastError = null;
     private final CountDownLatch bound = new CountDownLatch(2);
     private final CountDownLatch stopped = new CountDownLatch(1);
@@ -98,11 +97,6 @@ public final class Bridge {
         threads.add(daemon("polystore-control", new Runnable() {
             public void run() {
                 controlLoop();
-            }
-        }));
-        threads.add(daemon("polystore-placer", new Runnable() {
-            public void run() {
-                placeLoop();
             }
         }));
         if (gui) {
@@ -249,56 +243,36 @@ public final class Bridge {
             return;
         }
         received.incrementAndGet();
-        Object key = h.liveKey();
-        long t0 = System.nanoTime();
-        while (running) {
-            Object[] old = queue.put(key, new Object[] {h, payload}, POLL_MS);
-            if (old == FrameQueue.FULL) {
-                continue;
-            }
-            queueWaitNanos.addAndGet(System.nanoTime() - t0);
-            if (old != null) {
-                handled((Header) old[0]); // superseded by a newer frame for the same image
-            }
-            return;
-        }
+        place(h, payload);
     }
 
-    // ------------------------------------------------------------------- placer
+    // -------------------------------------------------------------------- place
 
-    private void placeLoop() {
-        while (running || !queue.isEmpty()) {
-            Object[] item;
-            try {
-                item = queue.take(POLL_MS);
-            } catch (InterruptedException e) {
-                break;
+    /**
+     * Record a valid message in its image. Cheap (no pixel conversion: see
+     * {@link Layer#place}), so it runs on the receiving thread and a fast stream
+     * needs no hand-off between threads.
+     */
+    private void place(Header h, byte[] payload) {
+        boolean ok = false;
+        long t0 = System.nanoTime();
+        try {
+            if (!"image".equals(h.kind)) {
+                throw new Header.Unsupported("message kind '" + h.kind + "' is not shown by the Fiji bridge");
             }
-            if (item == null) {
-                continue;
-            }
-            Header h = (Header) item[0];
-            byte[] payload = (byte[]) item[1];
-            boolean ok = false;
-            try {
-                if (!"image".equals(h.kind)) {
-                    throw new Header.Unsupported("message kind '" + h.kind + "' is not shown by the Fiji bridge");
-                }
-                h.resolve();
-                long t0 = System.nanoTime();
-                place(h, payload);
-                placeNanos.addAndGet(System.nanoTime() - t0);
-                ok = true;
-            } catch (Header.Unsupported e) {
-                error("dropped " + describe(h) + ": " + e.getMessage());
-            } catch (OutOfMemoryError e) {
-                error("dropped " + describe(h) + ": out of Java heap (start ImageJ with a larger -Xmx)");
-            } catch (Throwable e) {
-                error("dropped " + describe(h) + ": " + e);
-            }
-            (ok ? placed : dropped).incrementAndGet();
-            handledLocked(h);
+            h.resolve();
+            placeResolved(h, payload);
+            ok = true;
+        } catch (Header.Unsupported e) {
+            error("dropped " + describe(h) + ": " + e.getMessage());
+        } catch (OutOfMemoryError e) {
+            error("dropped " + describe(h) + ": out of Java heap (start ImageJ with a larger -Xmx)");
+        } catch (Throwable e) {
+            error("dropped " + describe(h) + ": " + e);
         }
+        placeNanos.addAndGet(System.nanoTime() - t0);
+        (ok ? placed : dropped).incrementAndGet();
+        handled(h);
     }
 
     private void handled(Header h) {
@@ -326,7 +300,7 @@ public final class Bridge {
         return "message " + h.seq + " of stream '" + h.stream + "' (path '" + h.path + "')";
     }
 
-    private void place(Header h, byte[] payload) {
+    private void placeResolved(Header h, byte[] payload) {
         ImagePlus toClose = null;
         synchronized (this) {
             Layer layer = layers.get(h.title);
@@ -358,7 +332,7 @@ public final class Bridge {
                 layers.put(h.title, layer);
             }
             layer.indexed = !plain;
-            layer.place(h, payload);
+            replaced.addAndGet(layer.place(h, payload));
             if (h.display != null && h.display.get("contrast_limits") != null) {
                 layer.display = h.display;
             }
@@ -658,10 +632,8 @@ public final class Bridge {
         m.put("dropped", Long.valueOf(dropped.get()));
         m.put("malformed", Long.valueOf(malformed.get()));
         m.put("control_errors", Long.valueOf(controlErrors.get()));
-        m.put("replaced", Long.valueOf(queue.replaced()));
+        m.put("replaced", Long.valueOf(replaced.get()));
         m.put("place_ms", Long.valueOf(placeNanos.get() / 1000000L));
-        m.put("queue_wait_ms", Long.valueOf(queueWaitNanos.get() / 1000000L));
-        m.put("queued", Long.valueOf(queue.size()));
         m.put("last_error", lastError);
         Map<String, Object> st = new LinkedHashMap<String, Object>();
         for (Map.Entry<String, long[]> e : streams.entrySet()) {

@@ -46,7 +46,6 @@ final class Header {
     }
 
     static final String HYPERSTACK_AXES = "tcz";
-    private static long uniqueKeys = 0;
 
     String stream;
     long seq;
@@ -172,19 +171,6 @@ final class Header {
             throw new Invalid("field '" + key + "' must be a string");
         }
         return (String) o;
-    }
-
-    /**
-     * Queue key: a live (un-indexed) frame is keyed by its image title, so a newer frame
-     * for the same image replaces it while waiting; indexed frames get unique keys.
-     */
-    Object liveKey() {
-        if ("image".equals(kind) && index.isEmpty()) {
-            return "live:" + (layer != null && !layer.isEmpty() ? layer : titleFromPath(path));
-        }
-        synchronized (Header.class) {
-            return Long.valueOf(uniqueKeys++);
-        }
     }
 
     /** Item size of a NumPy dtype string such as "<u2", "|u1", ">f8"; Invalid if unparseable. */

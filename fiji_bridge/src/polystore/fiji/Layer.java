@@ -110,7 +110,8 @@ final class Layer {
      * later, by {@link #materialize}, when ImageJ needs them (window refresh, save):
      * a plane replaced before then is never converted.
      */
-    void place(Header h, byte[] payload) {
+    /** Returns how many planes waiting for conversion were superseded (never shown). */
+    int place(Header h, byte[] payload) {
         int[] base = {0, 0, 0}; // c, z, t
         Integer v;
         if ((v = h.index.get("c")) != null) {
@@ -132,8 +133,9 @@ final class Layer {
             planesInBlock *= extent[i];
         }
         if (planesInBlock == 0) {
-            return;
+            return 0;
         }
+        int superseded = 0;
         int[] last = base.clone();
         for (int i = 0; i < lead; i++) {
             last[which[i]] += extent[i] - 1;
@@ -149,6 +151,8 @@ final class Layer {
             int s = slot(pos[0], pos[1], pos[2]);
             if (pending[s] == null) {
                 pendingCount++;
+            } else {
+                superseded++;
             }
             pending[s] = new Pending(payload, (int) (p * planeBytes), h.byteOrder, planesInBlock == 1);
             for (int i = lead - 1; i >= 0; i--) { // C order: last leading axis fastest
@@ -160,6 +164,7 @@ final class Layer {
         }
         updates++;
         dirty = true;
+        return superseded;
     }
 
     /** True while some planes wait for conversion. */
