@@ -32,10 +32,13 @@ def write_sample(folder: Path, wells: tuple[str, ...] = ("A01", "B02"), frames: 
     """A small plate: one uint16 TIFF per well, time point and channel."""
     fm = FileManager(BackendRegistry())
     rng = np.random.default_rng(1)
-    for well in wells:
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    for w, well in enumerate(wells):
         for t in range(frames):
             for c in range(channels):
-                image = rng.integers(100, 4000, (128, 128), dtype=np.uint16)
+                cy, cx = 40 + 12 * t + 20 * c, 50 + 15 * w + 8 * t
+                blob = 3000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (10 + 6 * c) ** 2))
+                image = (blob + rng.normal(300, 30, (128, 128))).clip(0, 65535).astype(np.uint16)
                 fm.save(image, folder / well / f"t{t:03d}_c{c}.tif", backend="disk")
 
 

@@ -37,6 +37,7 @@ class KnownBackend(NamedTuple):
     requires: tuple[str, ...]  # importable top-level modules it needs
 
 
+#: The built-in backends: name -> where the class lives, its pip extra, the modules it needs.
 KNOWN_BACKENDS: dict[str, KnownBackend] = {
     "disk": KnownBackend("polystore.disk:DiskBackend", None, ()),
     "memory": KnownBackend("polystore.memory:MemoryBackend", None, ()),
