@@ -148,3 +148,15 @@ def test_sphinx_build_without_warnings(tmp_path: Path) -> None:
             assert f'src="_images/{png.name}"' in napari_page
             assert (out / "_images" / png.name).read_bytes() == png.read_bytes()
     assert "polystore.FileManager.save" in (out / "api" / "filemanager.html").read_text()
+
+
+def test_cli_page_covers_every_command_and_option() -> None:
+    from polystore.cli import cli
+
+    text = (DOCS / "cli.md").read_text()
+    for name, command in cli.commands.items():
+        assert f"polystore {name}" in text, name
+        for param in command.params:
+            for option in [*param.opts, *param.secondary_opts]:
+                if option.startswith("--") and option != "--help":
+                    assert option in text, f"{name} {option} is not in docs/cli.md"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import click
 
-from polystore.cli._common import STATE, one_line
+from polystore.cli._common import STATE, describe, one_line
 from polystore.cli.bench import bench
 from polystore.cli.cp import cp
 from polystore.cli.info import info
@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("polystore: interrupted", err=True)
         return 130
     except click.ClickException as exc:
+        if STATE.debug and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
         click.echo(f"polystore: error: {one_line(exc.format_message())}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -80,20 +82,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(result, int):
         return result
     return 0
-
-
-def describe(exc: BaseException) -> str:
-    """One line naming what went wrong: the message, with the type for non-polystore errors."""
-    from polystore.exceptions import StorageError
-
-    message = str(exc).strip()
-    first = one_line(message)
-    if isinstance(exc, StorageError):
-        text = first
-    elif isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename!r}" if exc.filename else first
-    else:
-        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    if "\n" in message:
-        text += " (more with --debug)"
-    return text

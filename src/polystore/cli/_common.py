@@ -14,6 +14,7 @@ __all__ = [
     "STATE",
     "CliState",
     "one_line",
+    "describe",
     "guess_backend",
     "is_url",
     "is_zarr_dir",
@@ -46,6 +47,23 @@ def one_line(message: str) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming what went wrong: the message, with the type for non-polystore errors."""
+    from polystore.exceptions import StorageError
+
+    message = str(exc).strip()
+    first = one_line(message)
+    if isinstance(exc, (StorageError, click.ClickException)):
+        text = exc.format_message() if isinstance(exc, click.ClickException) else first
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename!r}" if exc.filename else first
+    else:
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if "\n" in message:
+        text += " (more with --debug)"
+    return one_line(text)
 
 
 def is_url(path: str) -> bool:

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import click
 
-from polystore.cli._common import ARRAY_EXTENSIONS, guess_backend, is_url, is_zarr_dir
+from polystore.cli._common import ARRAY_EXTENSIONS, describe, guess_backend, is_url, is_zarr_dir
 
 __all__ = ["cp", "copy_tree", "digest", "ome_axes", "JOURNAL_NAME", "CopyResult"]
 
@@ -355,6 +355,17 @@ def copy_tree(
             journal.add({"target": item.target, "source": item.rel, "stamp": item.stamp, "digest": digest(data),
                          "shape": list(data.shape), "dtype": data.dtype.str})
             copied += 1
+    except Exception as exc:
+        if root != partial:
+            raise
+        raise click.ClickException(
+            f"{describe(exc)} (the finished part is kept in {str(partial)!r}; run the same command again to resume)"
+        ) from exc
+    except KeyboardInterrupt:
+        if root == partial:
+            click.echo(f"polystore cp: the finished part is kept in {str(partial)!r}; run the same command again "
+                       "to resume", err=True)
+        raise
     finally:
         journal.close()
     if root == partial:
