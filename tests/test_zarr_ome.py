@@ -112,12 +112,17 @@ def test_invalid_axes_are_refused(tmp_path: Path) -> None:
         backend.save(data, "bad.zarr", pyramid_levels=2)
 
 
-napari = pytest.importorskip("napari")
+@pytest.fixture
+def napari_viewer_factory(request: pytest.FixtureRequest) -> Any:
+    """napari's ``make_napari_viewer``, or a skip when napari / napari-ome-zarr are missing."""
+    pytest.importorskip("napari")
+    pytest.importorskip("napari_ome_zarr")
+    return request.getfixturevalue("make_napari_viewer")
 
 
 @pytest.mark.gui
-def test_polystore_store_opens_in_napari_ome_zarr(tmp_path: Path, make_napari_viewer: Any) -> None:
-    pytest.importorskip("napari_ome_zarr")
+def test_polystore_store_opens_in_napari_ome_zarr(tmp_path: Path, napari_viewer_factory: Any) -> None:
+    make_napari_viewer = napari_viewer_factory
     data = _czyx()
     ZarrBackend(root=tmp_path).save(
         data, "img.zarr", axes="czyx", pyramid_levels=1, channel_names=["DAPI", "GFP"],
