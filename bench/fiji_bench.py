@@ -9,13 +9,16 @@ is ``FileManager.save`` through ``FijiStreamingBackend`` into the real bridge,
 which validates each header and decodes every frame into the ImageJ image
 (the live-view case: each save replaces the pixels of one image). A trial ends
 when the receiver reports the last frame handled. Trials alternate between the
-two; the best of each is compared.
+two; the best of each is compared (medians are printed too). A second bridge
+JVM runs the t-series case (``index={"t": i}``, every frame kept) against the
+same raw baseline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -46,11 +49,20 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0.0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark; print one comparison line per metric. Returns 0."""
     parser = argparse.ArgumentParser(prog="python -m bench fiji", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100, help="frames per trial (default %(default)s)")
-    parser.add_argument("--trials", type=int, default=5, help="trials per side (default %(default)s)")
+    parser.add_argument("--trials", type=int, default=7, help="trials per side (default %(default)s)")
     parser.add_argument("--size", type=int, default=2048, help="frame edge in pixels (default %(default)s)")
     parser.add_argument("--java-option", action="append", default=[],
                         help="JVM option given to BOTH the raw sink and the bridge, e.g. -XX:+UseParallelGC")
@@ -107,37 +119,52 @@ def main(argv: list[str]) -> int:
             time.sleep(0.001)
         return time.perf_counter() - start
 
-    results: dict[str, list[float]] = {"raw": [], "fiji": [], "series": []}
-    with FijiBridge(fiji_port, fiji_control, gui=False, jar=jar, java_options=args.java_option) as bridge:
-        backend = FijiStreamingBackend(fiji_port, control_port=fiji_control, send_timeout=30.0)
-        fm = FileManager({"fiji": backend})
+    results: dict[str, list[float]] = {"raw": [], "fiji": [], "raw2": [], "series": []}
+    cpu: dict[str, float] = {"raw": 0.0, "fiji": 0.0, "raw2": 0.0, "series": 0.0}
+    statuses: list[dict[str, Any]] = []
 
-        def fiji_trial(count: int) -> float:
-            start = time.perf_counter()
-            for _ in range(count):
-                fm.save(frame, "bench/live.tif", backend="fiji")
-            backend.flush(timeout=120)
-            return time.perf_counter() - start
+    def run_bridge(kind: str) -> None:
+        # A fresh bridge JVM per case: the t-series keeps 800 MB per trial, which
+        # must not leave GC work or a grown heap behind for the live case.
+        port, control = _free_ports(2)
+        with FijiBridge(port, control, gui=False, jar=jar, java_options=args.java_option) as bridge:
+            backend = FijiStreamingBackend(port, control_port=control, send_timeout=30.0)
+            fm = FileManager({"fiji": backend})
 
-        def series_trial(count: int) -> float:
-            start = time.perf_counter()
-            for t in range(count):
-                fm.save(frame, f"bench/t{t}.tif", backend="fiji", layer="bench/series", index={"t": t})
-            backend.flush(timeout=120)
-            elapsed = time.perf_counter() - start
-            backend.control.close_image("bench/series")
-            return elapsed
+            def live_trial(count: int) -> float:
+                start = time.perf_counter()
+                for _ in range(count):
+                    fm.save(frame, "bench/live.tif", backend="fiji")
+                backend.flush(timeout=120)
+                return time.perf_counter() - start
 
-        raw_trial(10)  # warm up both JVMs (JIT) and the connections
-        fiji_trial(10)
-        series_trial(10)
-        for _ in range(args.trials):
-            frame.view(np.uint8)[::4096] += 0  # touch the buffer (see FACTS: freed-RAM effect)
-            results["raw"].append(raw_trial(n))
-            results["fiji"].append(fiji_trial(n))
-            results["series"].append(series_trial(n))
-        status: dict[str, Any] = bridge.control.status()
-        backend.close()
+            def series_trial(count: int) -> float:
+                start = time.perf_counter()
+                for t in range(count):
+                    fm.save(frame, f"bench/t{t}.tif", backend="fiji", layer="bench/series", index={"t": t})
+                backend.flush(timeout=120)
+                elapsed = time.perf_counter() - start
+                backend.control.close_image("bench/series")
+                return elapsed
+
+            trial = live_trial if kind == "fiji" else series_trial
+            raw_key = "raw" if kind == "fiji" else "raw2"
+            raw_trial(10)  # warm up both JVMs (JIT) and the connections
+            trial(10)
+            assert bridge.pid is not None
+            for _ in range(args.trials):
+                frame.view(np.uint8)[::4096] += 0  # touch the buffer (see FACTS: freed-RAM effect)
+                before = _cpu_seconds(sink.pid)
+                results[raw_key].append(raw_trial(n))
+                cpu[raw_key] += _cpu_seconds(sink.pid) - before
+                before = _cpu_seconds(bridge.pid)
+                results[kind].append(trial(n))
+                cpu[kind] += _cpu_seconds(bridge.pid) - before
+            statuses.append(bridge.control.status())
+            backend.close()
+
+    run_bridge("fiji")
+    run_bridge("series")
     try:
         sink_control.request("quit")
         sink.wait(10)
@@ -147,16 +174,25 @@ def main(argv: list[str]) -> int:
     push.close(0)
 
     raw_best, fiji_best = min(results["raw"]), min(results["fiji"])
+    raw2_best, series_best = min(results["raw2"]), min(results["series"])
     print(f"fiji bench: {n} frames of {args.size}x{args.size} uint16 ({mb:.1f} MB) per trial, "
           f"{args.trials} trials each, best trial compared; JVM options: {args.java_option or 'none'}")
     print("  raw trials (s):         " + ", ".join(f"{t:.3f}" for t in results["raw"]))
     print("  fiji live trials (s):   " + ", ".join(f"{t:.3f}" for t in results["fiji"]))
+    print("  raw trials (s):         " + ", ".join(f"{t:.3f}" for t in results["raw2"]))
     print("  fiji series trials (s): " + ", ".join(f"{t:.3f}" for t in results["series"]))
-    series_best = min(results["series"])
     report("live image: fm.save -> bridge vs raw, frames/s", n / fiji_best, n / raw_best, "fr/s", 0.9)
     report("live image: fm.save -> bridge vs raw, MB/s", n * mb / fiji_best, n * mb / raw_best, "MB/s", 0.9)
-    report("t-series (every frame kept) vs raw, frames/s", n / series_best, n / raw_best, "fr/s", 0.9)
-    report("t-series (every frame kept) vs raw, MB/s", n * mb / series_best, n * mb / raw_best, "MB/s", 0.9)
-    print(f"  bridge status: placed={status['placed']} replaced={status.get('replaced')} "
-          f"dropped={status['dropped']} malformed={status['malformed']}")
+    report("t-series (every frame kept) vs raw, frames/s", n / series_best, n / raw2_best, "fr/s", 0.9)
+    report("t-series (every frame kept) vs raw, MB/s", n * mb / series_best, n * mb / raw2_best, "MB/s", 0.9)
+    med = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
+    print(f"  median-trial ratios: live {med['raw'] / med['fiji']:.2f}x, "
+          f"t-series {med['raw2'] / med['series']:.2f}x (the machine is shared: medians move with load)")
+    per_frame = {k: 1000 * v / (n * args.trials) for k, v in cpu.items()}
+    print(f"  receiving JVM CPU per frame: raw sink {per_frame['raw']:.2f} ms, bridge live "
+          f"{per_frame['fiji']:.2f} ms; raw sink {per_frame['raw2']:.2f} ms, bridge t-series "
+          f"{per_frame['series']:.2f} ms (load-independent)")
+    for name, status in zip(("live", "series"), statuses):
+        print(f"  {name} bridge: placed={status['placed']} replaced={status['replaced']} "
+              f"dropped={status['dropped']} malformed={status['malformed']}")
     return 0

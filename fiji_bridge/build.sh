@@ -35,13 +35,18 @@ done
 command -v "$JAVAC" >/dev/null 2>&1 || { echo "build.sh: no javac (apt-get install openjdk-17-jdk-headless)" >&2; exit 2; }
 
 out="$here/build"
-rm -rf "$out/classes"
-mkdir -p "$out/classes"
+mkdir -p "$out"
+# Build in a private directory and rename into place, so concurrent builds
+# (parallel test runs) never see or leave a half-written jar.
+work=$(mktemp -d "$out/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/classes"
 "$JAVAC" --release 8 -nowarn -Xlint:-options -encoding UTF-8 \
-    -cp "$IJ_JAR:$JEROMQ_JAR" -d "$out/classes" \
+    -cp "$IJ_JAR:$JEROMQ_JAR" -d "$work/classes" \
     $(find "$here/src" -name '*.java' | sort)
-cp "$here/plugins.config" "$out/classes/plugins.config"
-rm -f "$out/polystore_bridge.jar"
-(cd "$out/classes" && jar cf "$out/polystore_bridge.jar" plugins.config $(find polystore -name '*.class' | sort))
-printf '%s\n%s\n' "$IJ_JAR" "$JEROMQ_JAR" > "$out/classpath.txt"
+cp "$here/plugins.config" "$work/classes/plugins.config"
+(cd "$work/classes" && jar cf "$work/polystore_bridge.jar" plugins.config $(find polystore -name '*.class' | sort))
+printf '%s\n%s\n' "$IJ_JAR" "$JEROMQ_JAR" > "$work/classpath.txt"
+mv -f "$work/classpath.txt" "$out/classpath.txt"
+mv -f "$work/polystore_bridge.jar" "$out/polystore_bridge.jar"
 echo "$out/polystore_bridge.jar"
