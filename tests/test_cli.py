@@ -461,3 +461,16 @@ def test_serve_fiji_starts_a_bridge_and_stops_it(tmp_path: Path) -> None:
     while time.monotonic() < deadline and _alive(bridge_pid):
         time.sleep(0.1)
     assert not _alive(bridge_pid)
+
+
+def test_cp_into_a_folder_inside_the_source_does_not_copy_its_own_output(
+    tiff_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dst = tiff_folder / "as-npy"
+    code, out, _ = run_cli(capsys, "cp", str(tiff_folder), str(dst), "--format", "npy")
+    assert code == 0 and "copied 6, skipped 0" in out
+    code, out, _ = run_cli(capsys, "cp", str(tiff_folder), str(dst), "--format", "npy")
+    assert code == 0 and "copied 0, skipped 6" in out
+    assert sorted(p.name for p in dst.rglob("*.npy")) == sorted(
+        ["t0.npy", "t1.npy", "t2.npy", "t3.npy", "stack.npy", "float.npy"]
+    )

@@ -147,12 +147,17 @@ def _stamp(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _disk_sources(root: str) -> Iterator[tuple[str, str]]:
-    """(path, relative path) of the array files under a folder, skipping hidden entries and zarr stores."""
+def _disk_sources(root: str, exclude: str | None = None) -> Iterator[tuple[str, str]]:
+    """(path, relative path) of the array files under a folder.
+
+    Hidden entries, zarr stores and the folder ``exclude`` (a destination
+    inside the source) are skipped.
+    """
+    skip = os.path.abspath(exclude) if exclude else None
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(
             d for d in dirs if not d.startswith(".") and not d.lower().endswith(".zarr")
-            and not is_zarr_dir(os.path.join(folder, d))
+            and not is_zarr_dir(os.path.join(folder, d)) and os.path.abspath(os.path.join(folder, d)) != skip
         )
         for name in sorted(files):
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in ARRAY_EXTENSIONS:
@@ -161,7 +166,9 @@ def _disk_sources(root: str) -> Iterator[tuple[str, str]]:
             yield path, os.path.relpath(path, root).replace(os.sep, "/")
 
 
-def _items(fm: Any, src: str, src_backend: str, to: str, fmt: str | None) -> tuple[list[Item], bool]:
+def _items(
+    fm: Any, src: str, src_backend: str, to: str, fmt: str | None, dst: str | None = None
+) -> tuple[list[Item], bool]:
     """The items to copy and whether SRC is a single file/array."""
     if not fm.exists(src, src_backend):
         raise click.ClickException(f"{src_backend}: no such file, folder or store: {src!r}")
@@ -170,13 +177,16 @@ def _items(fm: Any, src: str, src_backend: str, to: str, fmt: str | None) -> tup
         if single:
             pairs = [(src, os.path.basename(src))]
         else:
-            pairs = list(_disk_sources(src))
+            pairs = list(_disk_sources(src, dst))
     else:
         if single:
             pairs = [(src, src.rstrip("/").rsplit("/", 1)[-1])]
         else:
             base = src.rstrip("/")
-            pairs = [(p, p[len(base) + 1 :]) for p in fm.list_files(base, "zarr", recursive=True)]
+            pairs = [
+                (p, p[len(base) + 1 :] if p.startswith(base + "/") else os.path.relpath(p, base).replace(os.sep, "/"))
+                for p in fm.list_files(base, "zarr", recursive=True)
+            ]
     items = []
     for path, rel in pairs:
         if to == "zarr":
@@ -293,7 +303,7 @@ def copy_tree(
         raise click.BadParameter("--compressor applies to --to zarr only", param_hint="'--compressor'")
     if os.path.abspath(src) == os.path.abspath(dst):
         raise click.ClickException("source and destination are the same")
-    items, single = _items(fm, src, src_backend, to, fmt)
+    items, single = _items(fm, src, src_backend, to, fmt, dst)
     if not items:
         raise click.ClickException(f"nothing to copy in {src!r} (looked for {', '.join(ARRAY_EXTENSIONS)} files)")
 
