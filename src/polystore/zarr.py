@@ -313,7 +313,7 @@ def _array_metadata_v2(
     }
 
 
-def _write_group(fs: Any, path: str, attrs: Mapping[str, Any], zarr_format: int) -> None:
+def _write_group(fs: _FS, path: str, attrs: Mapping[str, Any], zarr_format: int) -> None:
     """Write a group's metadata: v3 ``zarr.json``, or v2 ``.zattrs`` then ``.zgroup`` (last)."""
     if zarr_format == 2:
         if attrs:
@@ -363,7 +363,6 @@ class _FS:
     """Minimal filesystem operations the backend needs, on absolute paths."""
 
     sep = "/"
-    supports_rename = False
 
     def url(self, path: str) -> str:
         """The user-facing form of ``path`` (for messages)."""
@@ -376,6 +375,10 @@ class _FS:
         raise NotImplementedError
 
     def write(self, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Write ``path`` so that readers see the old content or the new, never a part."""
         raise NotImplementedError
 
     def write_many(self, items: Iterable[tuple[str, bytes]]) -> None:
@@ -391,9 +394,6 @@ class _FS:
     def rmtree(self, path: str) -> None:
         raise NotImplementedError
 
-    def rename(self, src: str, dst: str) -> None:
-        raise NotImplementedError
-
     def copytree(self, src: str, dst: str) -> None:
         raise NotImplementedError
 
@@ -407,13 +407,8 @@ class _FS:
                 out = out.rstrip("/") + "/" + p.strip("/") if out else p.strip("/")
         return out
 
-    def parent(self, path: str) -> str:
-        return path.rstrip("/").rpartition("/")[0]
-
 
 class _LocalFS(_FS):
-    supports_rename = True
-
     def read(self, path: str) -> bytes | None:
         try:
             with open(path, "rb") as f:
@@ -456,9 +451,6 @@ class _LocalFS(_FS):
             shutil.rmtree(path, ignore_errors=False)
         elif os.path.lexists(path):
             os.remove(path)
-
-    def rename(self, src: str, dst: str) -> None:
-        os.rename(src, dst)
 
     def copytree(self, src: str, dst: str) -> None:
         shutil.copytree(src, dst)
@@ -1238,16 +1230,15 @@ class ZarrBackend(StorageBackend):
         if names is not None:
             info["names"] = list(names)
         all_attrs = {**attrs, "polystore": info}
-        cast_fs: Any = fs
         if zarr_format == 2:
             self._write_chunks(fs, dest, data, chunks, codec, zarr_format=2)
-            cast_fs.write_atomic(fs.join(dest, ".zattrs"), _dumps(all_attrs))
+            fs.write_atomic(fs.join(dest, ".zattrs"), _dumps(all_attrs))
             meta2 = _array_metadata_v2(data.shape, data.dtype, chunks, codec)
-            cast_fs.write_atomic(fs.join(dest, ".zarray"), _dumps(meta2))  # last: now it exists
+            fs.write_atomic(fs.join(dest, ".zarray"), _dumps(meta2))  # last: now it exists
             return
         meta = _array_metadata(data.shape, data.dtype, chunks, codec, all_attrs, dimension_names)
         self._write_chunks(fs, dest, data, chunks, codec)
-        cast_fs.write_atomic(fs.join(dest, _META), _dumps(meta))
+        fs.write_atomic(fs.join(dest, _META), _dumps(meta))
 
     def _write_chunks(
         self,
@@ -1790,11 +1781,10 @@ class ZarrBackend(StorageBackend):
             info["names"] = names
             attrs["polystore"] = info
             meta["attributes"] = attrs
-            cast_fs: Any = fs
             if parent.zarr_format == 2:
-                cast_fs.write_atomic(fs.join(parent.path, ".zattrs"), _dumps(attrs))
+                fs.write_atomic(fs.join(parent.path, ".zattrs"), _dumps(attrs))
             else:
-                cast_fs.write_atomic(fs.join(parent.path, _META), _dumps(meta))
+                fs.write_atomic(fs.join(parent.path, _META), _dumps(meta))
             return
         if node.kind == "group" and not node.is_image and not recursive:
             if any(f or d for _, f, d in self._children(loc, node)):
