@@ -39,7 +39,9 @@ SENDER = textwrap.dedent(
     frames = [np.full((32, 40), 10 * t + c, dtype=np.uint8) for t in range(3) for c in range(2)]
     fm.save_batch(frames, [f"A01/t{t}_c{c}.tif" for t in range(3) for c in range(2)],
                   backend="napari", layer="stack", axes="tcyx",
-                  index={"t": 0, "c": 0})  # overridden per frame below
+                  index={"t": 0, "c": 0})  # one index for all: each frame replaces (0, 0)
+    fm.save_batch(frames, [f"B01/t{t}_c{c}.tif" for t in range(3) for c in range(2)],
+                  backend="napari", layer="B01", index=[{"t": t, "c": c} for t in range(3) for c in range(2)])
     for t in range(3):
         for c in range(2):
             fm.save(frames[t * 2 + c], f"A01/t{t}_c{c}.tif", backend="napari",
@@ -73,7 +75,7 @@ def test_save_from_another_process_shows_layers(receiver: tuple[Any, StreamRecei
     assert result.returncode == 0, result.stderr
 
     def arrived() -> None:
-        assert "A01/site1_c2" in viewer.layers and "A01" in viewer.layers and "stack" in viewer.layers
+        assert all(name in viewer.layers for name in ("A01/site1_c2", "A01", "stack", "B01"))
         assert viewer.layers["A01"].data.shape == (3, 2, 32, 40)
 
     qtbot.waitUntil(arrived, timeout=20000)
@@ -94,16 +96,18 @@ def test_save_from_another_process_shows_layers(receiver: tuple[Any, StreamRecei
             assert np.all(stack.data[t, c] == 10 * t + c), (t, c)
     assert tuple(stack.axis_labels) == ("t", "c", "y", "x")
 
+    # save_batch with one index per frame fills the stack like the loop of saves did
+    np.testing.assert_array_equal(viewer.layers["B01"].data, stack.data)
     # save_batch with one index for every frame: each replaced the same plane, all kept in order
     batch = viewer.layers["stack"]
     assert batch.data.shape == (1, 1, 32, 40)
     assert np.all(batch.data[0, 0] == 21)  # the last frame sent to (0, 0)
 
     status = widget.controller.status()
-    assert status.received == 13 and status.malformed == 0 and status.gaps == 0
+    assert status.received == 19 and status.malformed == 0 and status.gaps == 0
 
     # The image is on screen: the live layer alone, its bright square visible.
-    for name in ("A01", "stack"):
+    for name in ("A01", "stack", "B01"):
         viewer.layers[name].visible = False
     viewer.reset_view()
     qtbot.wait(50)
@@ -164,5 +168,6 @@ def test_receiver_opened_from_plugins_menu_gets_a_viewer_proxy(
     vol = viewer.layers["vol"]
     assert [int(vol.data[z, 0, 0]) for z in range(4)] == [1, 2, 3, 4]
     assert list(vol.scale) == [2.0, 0.5, 0.5]
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")  # the slider is named
     widget.toggle()  # Stop
     assert widget.controller.status().state == "stopped"

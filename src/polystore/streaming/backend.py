@@ -162,9 +162,24 @@ class StreamingBackend(StorageBackend):
         return self.sender.send(data, str(file_path), **self._options(kwargs))
 
     def save_batch(self, data_list: Sequence[Any], identifiers: Sequence[PathLike], **kwargs: Any) -> None:
-        """Send every item back to back without waiting for the receiver between them."""
+        """Send every item back to back without waiting for the receiver between them.
+
+        Options apply to every item; ``index`` may also be a list with one
+        mapping per item (``[{"t": 0}, {"t": 1}, ...]``) to fill a stack.
+        """
         if len(data_list) != len(identifiers):
             raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
+        index = kwargs.get("index")
+        if isinstance(index, (list, tuple)):
+            if len(index) != len(data_list):
+                raise ValueError(f"save_batch: {len(data_list)} data items but {len(index)} indices")
+            options = self._options({k: v for k, v in kwargs.items() if k != "index"})
+            sender = self.sender
+            with sender._lock:
+                for data, path, where in zip(data_list, identifiers, index):
+                    header, array = sender.build(data, str(path), **{**options, "index": where})
+                    sender._send_locked(header, array)
+            return
         self.sender.send_many(list(data_list), [str(p) for p in identifiers], **self._options(kwargs))
 
     def receive(self, file_path: PathLike | None = None, timeout: float | None = 10.0) -> Frame:
