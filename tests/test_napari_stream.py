@@ -127,13 +127,14 @@ def test_live_layer_replaced_by_later_save(receiver: tuple[Any, StreamReceiverWi
         backend = NapariStreamingBackend()
         for value in range(1, 51):
             backend.save(np.full((16, 16), value, dtype=np.float32), "live/cam.tif")
+        backend.save(np.linspace(0, 10, 256).reshape(16, 16), "live/auto.tif", auto_contrast=True)
         backend.close()
         """
     )
     result = _run_sender(widget.controller.endpoint, script)
     assert result.returncode == 0, result.stderr
     try:
-        qtbot.waitUntil(lambda: widget.controller.status().received == 50, timeout=20000)
+        qtbot.waitUntil(lambda: widget.controller.status().received == 51, timeout=20000)
     except Exception as exc:
         raise AssertionError(str(widget.controller.status())) from exc
     qtbot.waitUntil(lambda: "live/cam" in viewer.layers and viewer.layers["live/cam"].data[0, 0] == 50, timeout=5000)
@@ -141,6 +142,15 @@ def test_live_layer_replaced_by_later_save(receiver: tuple[Any, StreamReceiverWi
     assert [layer.name for layer in viewer.layers].count("live/cam") == 1
     assert status.shown + status.coalesced >= 50 - 1
     assert viewer.layers["live/cam"].data.dtype == np.float32
+    qtbot.waitUntil(lambda: "live/auto" in viewer.layers, timeout=5000)
+    assert list(viewer.layers["live/auto"].contrast_limits) == [0, 10]
+    brighter = script.split("for value")[0] + (
+        "backend.save(np.linspace(0, 1000, 256).reshape(16, 16), 'live/auto.tif', auto_contrast=True)\n"
+        "backend.close()\n"
+    )
+    assert _run_sender(widget.controller.endpoint, brighter).returncode == 0
+    qtbot.waitUntil(lambda: viewer.layers["live/auto"].data.max() == 1000, timeout=20000)
+    assert list(viewer.layers["live/auto"].contrast_limits) == [0, 1000]  # followed the data
 
 
 def test_receiver_opened_from_plugins_menu_gets_a_viewer_proxy(

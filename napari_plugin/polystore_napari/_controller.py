@@ -96,6 +96,8 @@ def apply_update(viewer: Any, update: LayerUpdate) -> Any:
         if update.stacked and viewer.dims.ndim == data.ndim:
             viewer.dims.axis_labels = update.axis_labels
         return layer
+    if "auto_contrast" in display and getattr(layer, "auto_contrast", None) != bool(display["auto_contrast"]):
+        layer.auto_contrast = bool(display["auto_contrast"])
     if update.reassign:
         layer.data = data
     else:

@@ -26,6 +26,7 @@ SAVE_OPTIONS = (
     "scale",
     "metadata",
     "display",
+    "auto_contrast",
 )
 
 
@@ -38,6 +39,8 @@ def _display_options(options: Mapping[str, Any]) -> dict[str, Any]:
         display["contrast_limits"] = [float(lo), float(hi)]
     if options.get("scale") is not None:
         display["scale"] = [float(s) for s in options["scale"]]
+    if options.get("auto_contrast") is not None:
+        display["auto_contrast"] = bool(options["auto_contrast"])
     return display
 
 
@@ -54,8 +57,9 @@ class StreamingBackend(StorageBackend):
 
     ``save`` options (all optional): ``layer`` (target layer name), ``index``
     (``{"t": 3, "c": 1}``: place the frame into an N-D stack), ``axes``
-    (``"tczyx"``), ``colormap``, ``contrast_limits``, ``scale``, ``metadata``
-    (JSON-able dict).
+    (``"tczyx"``), ``colormap``, ``contrast_limits``, ``scale``,
+    ``auto_contrast`` (napari: rescale the contrast on every update),
+    ``metadata`` (JSON-able dict).
 
     Example::
 
