@@ -149,8 +149,8 @@ def main(argv: list[str]) -> int:
 
             trial = live_trial if kind == "fiji" else series_trial
             raw_key = "raw" if kind == "fiji" else "raw2"
-            raw_trial(10)  # warm up both JVMs (JIT) and the connections
-            trial(10)
+            raw_trial(30)  # warm up both JVMs (JIT) and the connections
+            trial(30)
             assert bridge.pid is not None
             for _ in range(args.trials):
                 frame.view(np.uint8)[::4096] += 0  # touch the buffer (see FACTS: freed-RAM effect)
