@@ -186,3 +186,14 @@ def test_frame_queue_reports_full_by_bytes() -> None:
     assert not queue.wait_for_room(0.01)
     queue.take_all()
     assert queue.has_room()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"layer": 'L\u00e9"x'}, {"index": {"t": 1}}, {"axes": "yx"}, {"meta": {"a": [1.5, None]}}],
+)
+def test_encoded_header_is_exactly_the_header(options: dict[str, Any]) -> None:
+    header = build_header(np.zeros((3, 4), ">u2"), "a/\u00fcb\\c.tif", stream="s", seq=5, **options)
+    assert json.loads(encode_header(header)) == header.to_dict()
+    with pytest.raises(ValueError):
+        build_header(np.zeros(2), "p", stream="s", seq=0, sent=float("nan"))

@@ -183,13 +183,19 @@ def build_header(
         dtype=dtype,
         shape=shape,
         nbytes=int(array.nbytes),
-        sent=time.time() if sent is None else float(sent),
+        sent=_finite(time.time() if sent is None else float(sent)),
         layer=layer,
         axes=axes,
         index=clean_index,
         display=clean_display,
         meta=clean_meta,
     )
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"sent must be a finite number, got {value}")
+    return value
 
 
 def _as_int(value: Any, what: str) -> int:
@@ -201,9 +207,22 @@ def _as_int(value: Any, what: str) -> int:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
 def encode_header(header: Header) -> bytes:
     """Serialise ``header`` to the compact UTF-8 JSON of the first frame."""
-    return _ENCODER.encode(header.to_dict()).encode("utf-8")
+    if header.index or header.display or header.meta or header.axes is not None:
+        return _ENCODER.encode(header.to_dict()).encode("utf-8")
+    # The common case (a plain image) without building a dict: same JSON, faster.
+    layer = "null" if header.layer is None else _quote(header.layer)
+    shape = ",".join(map(str, header.shape))
+    return (
+        f'{{"v":{header.v},"kind":"image","stream":{_quote(header.stream)},"seq":{header.seq},'
+        f'"path":{_quote(header.path)},"dtype":"{header.dtype.str}","shape":[{shape}],"order":"C",'
+        f'"nbytes":{header.nbytes},"layer":{layer},"axes":null,"index":null,"display":{{}},'
+        f'"meta":{{}},"sent":{header.sent!r}}}'
+    ).encode("ascii")
 
 
 def _is_int(value: Any) -> bool:
