@@ -174,7 +174,7 @@ def run_case(folder: str, data: np.ndarray, compressed: bool, repeat: int) -> di
             ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": tstore}}).result().read().result()
 
         reads["r_ts"] = (ts_read, None)
-    r.update({k: gb / v for k, v in _round_robin(reads, repeat + 2, warm).items()})
+    r.update({k: gb / v for k, v in _round_robin(reads, max(8, 2 * repeat), warm).items()})
 
     # one 8 MB frame out of the stack: a member of a save_batch store, and a lazy slice
     backend.save_batch(list(data), frame_paths, chunks=CHUNKS)
