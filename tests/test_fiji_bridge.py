@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,6 @@ from polystore.streaming.errors import NoReceiverError  # noqa: E402
 from polystore.streaming.fiji import (  # noqa: E402
     FijiBridge,
     FijiBridgeError,
-    FijiControl,
     FijiConversionWarning,
     FijiStreamingBackend,
     to_imagej_dtype,

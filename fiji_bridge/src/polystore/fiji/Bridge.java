@@ -654,7 +654,8 @@ public final class Bridge {
             one.put("frames", Long.valueOf(l.nT));
             one.put("bit_depth", Long.valueOf(l.type.bitDepth));
             one.put("updates", Long.valueOf(l.updates));
-            one.put("shown", Boolean.valueOf(l.imp != null && l.imp.getWindow() != null));
+            ij.gui.ImageWindow w = l.imp == null ? null : l.imp.getWindow();
+            one.put("shown", Boolean.valueOf(w != null && w.isShowing()));
             images.add(one);
         }
         m.put("images", images);
@@ -699,7 +700,16 @@ public final class Bridge {
         if (imp == null) {
             imp = WindowManager.getImage(title);
         }
-        final ij.gui.ImageWindow win = imp == null ? null : imp.getWindow();
+        ij.gui.ImageWindow w = imp == null ? null : imp.getWindow();
+        for (int i = 0; i < 40 && imp != null && (w == null || !w.isShowing()); i++) {
+            try {
+                Thread.sleep(50); // a window shown a moment ago may not be mapped yet
+            } catch (InterruptedException e) {
+                break;
+            }
+            w = imp.getWindow();
+        }
+        final ij.gui.ImageWindow win = w;
         if (win == null || !win.isShowing()) {
             return fail("no window shows an image titled '" + title + "'");
         }
