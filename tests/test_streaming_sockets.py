@@ -284,3 +284,29 @@ def test_import_polystore_does_not_import_zmq_and_missing_zmq_names_extra() -> N
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_sender_works_in_forked_children() -> None:
+    import multiprocessing
+
+    with StreamReceiver("tcp://127.0.0.1:0", coalesce=False) as receiver:
+        backend = StreamingBackend(endpoint=receiver.endpoint, send_timeout=5)
+        backend.save(np.zeros(3), "parent/0")  # the parent's socket exists before the fork
+        ctx = multiprocessing.get_context("fork")
+        children = [ctx.Process(target=_child_save, args=(backend, i)) for i in range(2)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(30)
+            assert child.exitcode == 0
+        backend.save(np.ones(3), "parent/1")
+        paths = sorted(receiver.get(timeout=10).header.path for _ in range(4))
+        assert paths == ["child/0", "child/1", "parent/0", "parent/1"]
+        stats = receiver.stats()
+        assert stats.malformed == 0 and stats.gaps == 0 and stats.out_of_order == 0
+        backend.close()
+
+
+def _child_save(backend: StreamingBackend, i: int) -> None:
+    backend.save(np.full(3, i), f"child/{i}")
+    backend.close()

@@ -83,6 +83,7 @@ class StreamSender:
         self.copy = bool(copy)
         self.hint = hint
         self.stream_id = stream_id or secrets.token_hex(8)
+        self._owner_pid = os.getpid()
         self._curve = (curve_server_key, curve_public_key, curve_secret_key)
         self._seq = 0
         self._lock = threading.Lock()
@@ -145,6 +146,12 @@ class StreamSender:
         meta: Mapping[str, Any] | None = None,
     ) -> tuple[Header, np.ndarray[Any, Any]]:
         """Validate ``data`` and build its header without sending (uses the next seq)."""
+        if self._owner_pid != os.getpid():
+            # A forked copy is a new stream: its own id, numbered from 0, so the
+            # receiver's gap counting stays right for parent and children.
+            self._owner_pid = os.getpid()
+            self.stream_id = secrets.token_hex(8)
+            self._seq = 0
         array = as_payload_array(data)
         header = build_header(
             array,
