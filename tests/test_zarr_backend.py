@@ -361,3 +361,15 @@ def test_backend_pickles_for_process_pools(backend: ZarrBackend) -> None:
     clone = pickle.loads(pickle.dumps(backend))
     assert clone.root == backend.root and clone.config == backend.config
     np.testing.assert_array_equal(clone.load("p.zarr"), backend.load("p.zarr"))
+
+
+def test_listing_outside_stores_shows_stores_and_folders_only(backend: ZarrBackend, tmp_path: Path) -> None:
+    (tmp_path / "runs" / "day1").mkdir(parents=True)
+    (tmp_path / "runs" / "notes.txt").write_text("not zarr")
+    (tmp_path / "runs" / "frame.tif").write_bytes(b"II*\x00")
+    backend.save(_image((4, 4)), "runs/a.zarr")
+    backend.save(_image((4, 4)), "runs/day1/b.zarr/img")
+    assert backend.list_dir("runs") == ["a.zarr", "day1"]
+    assert backend.list_files("runs") == ["runs/a.zarr"]
+    assert backend.list_files("runs", recursive=True) == ["runs/a.zarr", "runs/day1/b.zarr/img"]
+    assert not backend.is_file("runs/notes.txt")

@@ -1670,9 +1670,8 @@ class ZarrBackend(StorageBackend):
         if got is None:
             if inside_store:
                 return (name, False, False)  # chunk dirs, interrupted writes: not nodes
-            if isinstance(fs, _LocalFS):
-                return (name, os.path.isfile(path), os.path.isdir(path))
-            return (name, not fs.isdir(path), fs.isdir(path))
+            # outside stores only folders count (they may hold stores); other files are not zarr
+            return (name, False, os.path.isdir(path) if isinstance(fs, _LocalFS) else fs.isdir(path))
         n = _Node("array" if got[0].get("node_type") == "array" else "group", path, got[0], got[1])
         if n.names is not None:
             return (name, False, True)
