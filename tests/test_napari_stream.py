@@ -181,3 +181,27 @@ def test_receiver_opened_from_plugins_menu_gets_a_viewer_proxy(
     assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")  # the slider is named
     widget.toggle()  # Stop
     assert widget.controller.status().state == "stopped"
+
+
+def test_curve_protected_receiver_in_the_viewer(make_napari_viewer: Any, qtbot: Any) -> None:
+    zmq = pytest.importorskip("zmq")
+    if not zmq.has("curve"):
+        pytest.skip("libzmq without CURVE")
+    from polystore.streaming import NoReceiverError
+    from polystore.streaming.napari import NapariStreamingBackend
+
+    public, secret = zmq.curve_keypair()
+    viewer = make_napari_viewer(show=False)
+    widget = StreamReceiverWidget(viewer, endpoint="tcp://127.0.0.1:0", curve_secret_key=secret)
+    qtbot.addWidget(widget)
+    endpoint = widget.start()
+    try:
+        with pytest.raises(NoReceiverError):  # no key: the handshake never completes
+            NapariStreamingBackend(endpoint=endpoint, send_timeout=0.3).save(np.ones((4, 4)), "plain.tif")
+        keyed = NapariStreamingBackend(endpoint=endpoint, send_timeout=5, curve_server_key=public)
+        keyed.save(np.full((4, 4), 3, np.uint8), "secret.tif")
+        qtbot.waitUntil(lambda: "secret" in viewer.layers, timeout=10000)
+        assert np.all(viewer.layers["secret"].data == 3) and "plain" not in viewer.layers
+        keyed.close()
+    finally:
+        widget.stop()

@@ -18,7 +18,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", default=None, help="endpoint to bind (default: the napari default)")
     parser.add_argument("--ready-file", default=None, help="file written when the receiver listens")
     parser.add_argument("--hidden", action="store_true", help="do not show the window")
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow binding a non-loopback address (use CURVE too)"
+    )
+    parser.add_argument(
+        "--curve-secret-file",
+        default=None,
+        help="file holding the receiver's Z85 CURVE secret key; senders then need its public key",
+    )
     args = parser.parse_args(argv)
+    secret = None
+    if args.curve_secret_file:
+        with open(args.curve_secret_file, "rb") as fh:
+            secret = fh.read().strip()
 
     import napari
     from qtpy.QtCore import QTimer
@@ -26,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     from polystore_napari._widgets import StreamReceiverWidget
 
     viewer = napari.Viewer(show=not args.hidden, title="polystore stream")
-    widget = StreamReceiverWidget(viewer, endpoint=args.endpoint)
+    widget = StreamReceiverWidget(
+        viewer, endpoint=args.endpoint, allow_remote=args.allow_remote, curve_secret_key=secret
+    )
     viewer.window.add_dock_widget(widget, name="Stream receiver", area="right")
     try:
         bound = widget.start()

@@ -157,12 +157,20 @@ class StreamController:
         self.stop()
         if endpoint:
             self.endpoint = endpoint
+        public = None
+        if self.curve_secret_key is not None:
+            import zmq
+
+            public = zmq.curve_public(
+                self.curve_secret_key.encode("ascii") if isinstance(self.curve_secret_key, str) else self.curve_secret_key
+            )
         receiver = StreamReceiver(
             self.endpoint,
             coalesce=True,
             max_queued_bytes=self.max_queued_bytes,
             allow_remote=self.allow_remote,
             curve_secret_key=self.curve_secret_key,
+            curve_public_key=public,
             on_frame=self._wake,
         )
         receiver.start()

@@ -33,17 +33,30 @@ class _Waker(QObject):
 
 
 class StreamReceiverWidget(QWidget):
-    """Dock widget: endpoint field, Start/Stop, status and counters of the stream receiver."""
+    """Dock widget: endpoint field, Start/Stop, status and counters of the stream receiver.
+
+    ``allow_remote`` and ``curve_secret_key`` (Z85) are for listening beyond
+    loopback; see ``docs/streaming-protocol.md`` (Endpoints and security).
+    """
 
     def __init__(
         self,
         napari_viewer: napari.viewer.Viewer,
         endpoint: str | None = None,
         parent: QWidget | None = None,
+        *,
+        allow_remote: bool = False,
+        curve_secret_key: bytes | str | None = None,
     ) -> None:
         super().__init__(parent)
         self._waker = _Waker()
-        self.controller = StreamController(napari_viewer, endpoint, wake=self._waker.woke.emit)
+        self.controller = StreamController(
+            napari_viewer,
+            endpoint,
+            wake=self._waker.woke.emit,
+            allow_remote=allow_remote,
+            curve_secret_key=curve_secret_key,
+        )
         self._waker.woke.connect(self.controller.tick, Qt.ConnectionType.QueuedConnection)
 
         self.endpoint_edit = QLineEdit(self.controller.endpoint)
