@@ -245,10 +245,14 @@ def test_non_loopback_bind_needs_allow_remote() -> None:
         assert receiver.listening
 
 
-def test_bind_failure_names_the_endpoint() -> None:
-    with StreamReceiver("tcp://127.0.0.1:0") as first:
+def test_bind_failure_names_the_endpoint(endpoint: str) -> None:
+    with StreamReceiver(endpoint) as first:
         with pytest.raises(StorageError, match="cannot listen on"):
-            StreamReceiver(first.endpoint).start()
+            StreamReceiver(first.endpoint).start()  # ipc: libzmq alone would steal the path
+        with pytest.raises(StorageError, match="cannot listen on"):
+            StreamingBackend(mode="pull", endpoint=first.endpoint)
+    with StreamReceiver(endpoint.replace(":0", f":{_free_port()}")) as again:  # free again after stop
+        assert again.listening
 
 
 def test_default_endpoints_are_loopback_or_private_ipc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

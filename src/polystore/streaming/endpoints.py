@@ -7,8 +7,10 @@ any other interface is refused unless the caller passes ``allow_remote=True``.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -102,9 +104,24 @@ def check_bind_allowed(endpoint: str, allow_remote: bool) -> None:
 
 
 def prepare_ipc(endpoint: str) -> None:
-    """Create the parent directory of an ipc socket with mode 0700 if missing."""
+    """Get an ipc path ready to bind: parent directory (mode 0700) made, path not in use.
+
+    libzmq silently replaces a socket file that another receiver still
+    listens on; this raises ``OSError(EADDRINUSE)`` instead. A stale file
+    (nobody listening) is left for libzmq to replace.
+    """
     if not endpoint.startswith("ipc://"):
         return
     path = Path(endpoint[len("ipc://") :])
     if path.parent and not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_socket():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(str(path))
+        except OSError:
+            return  # stale: nobody is listening
+        finally:
+            probe.close()
+        raise OSError(errno.EADDRINUSE, f"another receiver is listening on {endpoint}")
