@@ -106,9 +106,7 @@ def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
             tick_ms.append(1000 * (time.perf_counter() - t0))
         return n
 
-    controller.tick = timed_tick  # type: ignore[method-assign]
-    widget._waker.woke.disconnect()
-    widget._waker.woke.connect(controller.tick)
+    controller.tick = timed_tick  # type: ignore[method-assign]  # the widget looks it up per call
     viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(on_draw)
     sampler = QTimer()
     sampler.timeout.connect(lambda: rss.append((time.time(), proc.memory_info().rss)))

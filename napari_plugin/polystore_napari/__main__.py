@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     secret = None
     if args.curve_secret_file:
-        with open(args.curve_secret_file, "rb") as fh:
-            secret = fh.read().strip()
+        with open(args.curve_secret_file, "rb") as key_file:
+            secret = key_file.read().strip()
 
     import napari
     from qtpy.QtCore import QTimer

@@ -175,7 +175,7 @@ class StreamController:
         )
         receiver.start()
         self.receiver = receiver
-        self.endpoint = receiver.endpoint
+        self.endpoint = str(receiver.endpoint)
         return self.endpoint
 
     def stop(self) -> None:

@@ -179,7 +179,7 @@ def _lazy(store: str, key: str) -> Any:
     import zarr
 
     array = zarr.open_array(store=store, path=key, mode="r") if key else zarr.open_array(store=store, mode="r")
-    return da.from_zarr(array)
+    return da.from_zarr(array)  # type: ignore[no-untyped-call]
 
 
 def open_zarr_layers(store: str, key: str = "", max_layers: int = 64) -> list[tuple[Any, dict[str, Any], str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QObject, Qt, QTimer, Signal  # type: ignore[attr-defined]
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -57,7 +57,7 @@ class StreamReceiverWidget(QWidget):
             allow_remote=allow_remote,
             curve_secret_key=curve_secret_key,
         )
-        self._waker.woke.connect(self.controller.tick, Qt.ConnectionType.QueuedConnection)
+        self._waker.woke.connect(self._tick, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
 
         self.endpoint_edit = QLineEdit(self.controller.endpoint)
         self.endpoint_edit.setToolTip("tcp://127.0.0.1:PORT or ipc:///path; senders use the same")
@@ -85,6 +85,9 @@ class StreamReceiverWidget(QWidget):
         self._timer.timeout.connect(self.refresh_status)
         self._timer.start()
         self.destroyed.connect(self.controller.stop)
+
+    def _tick(self) -> None:
+        self.controller.tick()
 
     def start(self, endpoint: str | None = None) -> str:
         """Start listening on ``endpoint`` (default: the field's text); returns the bound endpoint."""
