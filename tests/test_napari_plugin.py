@@ -41,9 +41,18 @@ def tree(tmp_path: Path) -> Path:
             {
                 "name": "img",
                 "axes": [{"name": "c", "type": "channel"}, {"name": "y"}, {"name": "x"}],
-                "datasets": [{"path": "0"}, {"path": "1"}],
+                "datasets": [
+                    {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 0.5, 0.5]}]},
+                    {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]},
+                ],
             }
         ],
+        "omero": {
+            "channels": [
+                {"label": "mem", "color": "FF00FF", "window": {"start": 0, "end": 100}},
+                {"label": "nuc", "color": "00FF00", "window": {"start": 5, "end": 120}},
+            ]
+        },
     }
     return root
 
@@ -78,17 +87,25 @@ def test_store_browser_model_walks_folders_and_zarr(tree: Path) -> None:
     assert type(lazy).__module__.startswith("dask")  # opened lazily
     np.testing.assert_array_equal(np.asarray(lazy), np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     levels, kwargs = model.open(children["img.ome.zarr"])
-    assert kwargs["multiscale"] and kwargs["axis_labels"] == ("c", "y", "x")
     assert [level.shape for level in levels] == [(2, 8, 8), (2, 4, 4)]
+    assert kwargs["multiscale"] and kwargs["channel_axis"] == 0  # OME channels become layers
+    assert kwargs["name"] == ["mem", "nuc"]
+    assert kwargs["axis_labels"] == [("y", "x")] * 2 and kwargs["scale"] == [[0.5, 0.5]] * 2
+    assert [c.name for c in kwargs["colormap"]] == ["#FF00FF", "#00FF00"]
+    assert kwargs["contrast_limits"] == [[0, 100], [5, 120]]
 
 
 def test_reader_opens_stores_in_a_viewer(tree: Path, make_napari_viewer: Any) -> None:
     assert get_reader(str(tree / "A01")) is None
     assert get_reader(str(tree / "img.ome.zarr")) is not None
     viewer = make_napari_viewer(show=False)
-    (layer,) = viewer.open(str(tree / "img.ome.zarr"), plugin="polystore")
-    assert layer.multiscale and layer.name == "img"
-    np.testing.assert_array_equal(np.asarray(layer.data[0]), np.arange(128, dtype=np.uint8).reshape(2, 8, 8))
+    mem, nuc = viewer.open(str(tree / "img.ome.zarr"), plugin="polystore")
+    assert mem.multiscale and (mem.name, nuc.name) == ("mem", "nuc")
+    level0 = np.arange(128, dtype=np.uint8).reshape(2, 8, 8)
+    np.testing.assert_array_equal(np.asarray(mem.data[0]), level0[0])
+    np.testing.assert_array_equal(np.asarray(nuc.data[0]), level0[1])
+    assert list(nuc.contrast_limits) == [5, 120] and list(mem.scale) == [0.5, 0.5]
+    assert np.allclose(mem.colormap.colors[-1], [1, 0, 1, 1])
     (raw,) = viewer.open(str(tree / "plain.zarr"), plugin="polystore")
     assert raw.data.shape == (2, 3, 4)
 
@@ -104,8 +121,8 @@ def test_store_browser_widget_opens_items(tree: Path, make_napari_viewer: Any, q
     names = [top.child(i).text(0) for i in range(top.childCount())]
     assert names == ["A01", "plain.zarr", "img.ome.zarr"]  # expandable entries first
     ome_item = top.child(2)
-    layer = widget.open_item(ome_item)
-    assert layer is not None and layer.name == "img" and "img" in viewer.layers
+    layers = widget.open_item(ome_item)
+    assert [layer.name for layer in layers] == ["mem", "nuc"] and "nuc" in viewer.layers
     folder = top.child(0)
     folder.setExpanded(True)
     assert folder.child(0).text(0) == "site1.npy"

@@ -197,10 +197,8 @@ def open_zarr_layers(store: str, key: str = "", max_layers: int = 64) -> list[tu
         ms = multiscales[0]
         paths = [str(d["path"]) for d in ms.get("datasets", []) if isinstance(d, dict) and "path" in d]
         levels = [_lazy(store, f"{key}/{p}" if key else p) for p in paths]
-        kwargs: dict[str, Any] = {"name": ms.get("name") or name, "multiscale": len(levels) > 1}
-        axes = ms.get("axes")
-        if isinstance(axes, list) and len(axes) == levels[0].ndim:
-            kwargs["axis_labels"] = tuple(str(a.get("name", a)) if isinstance(a, dict) else str(a) for a in axes)
+        kwargs = _ome_layer_kwargs(ms, attrs, levels[0].shape, str(ms.get("name") or name))
+        kwargs["multiscale"] = len(levels) > 1
         return [(levels if len(levels) > 1 else levels[0], kwargs, "image")]
     if (base / ".zarray").exists() or _is_v3_array(base):
         return [(_lazy(store, key), {"name": name}, "image")]
@@ -212,6 +210,75 @@ def open_zarr_layers(store: str, key: str = "", max_layers: int = 64) -> list[tu
         if any((child / marker).exists() for marker in _ZARR_MARKERS):
             layers.extend(open_zarr_layers(store, child_key, max_layers - len(layers)))
     return layers
+
+
+def _ome_layer_kwargs(
+    ms: dict[str, Any], attrs: dict[str, Any], shape: tuple[int, ...], name: str
+) -> dict[str, Any]:
+    """napari kwargs from OME-NGFF metadata: axis names, scale, channels split and coloured."""
+    ndim = len(shape)
+    kwargs: dict[str, Any] = {"name": name}
+    axes = ms.get("axes")
+    labels: list[str] | None = None
+    types: list[str] = []
+    if isinstance(axes, list) and len(axes) == ndim:
+        labels = [str(a.get("name", i)) if isinstance(a, dict) else str(a) for i, a in enumerate(axes)]
+        types = [str(a.get("type", "")) if isinstance(a, dict) else "" for a in axes]
+    scale: list[float] | None = None
+    datasets = ms.get("datasets") or []
+    if datasets and isinstance(datasets[0], dict):
+        for transform in datasets[0].get("coordinateTransformations") or []:
+            if isinstance(transform, dict) and transform.get("type") == "scale":
+                values = transform.get("scale")
+                if isinstance(values, list) and len(values) == ndim and all(
+                    isinstance(v, (int, float)) and v > 0 for v in values
+                ):
+                    scale = [float(v) for v in values]
+    channel = types.index("channel") if "channel" in types else None
+    if channel is None or not 1 <= shape[channel] <= 32:
+        if labels is not None:
+            kwargs["axis_labels"] = tuple(labels)
+        if scale is not None:
+            kwargs["scale"] = scale
+        return kwargs
+    # One layer per channel, named and coloured from the omero block when it has them.
+    count = shape[channel]
+    kwargs["channel_axis"] = channel
+    if labels is not None:
+        kwargs["axis_labels"] = [tuple(lab for i, lab in enumerate(labels) if i != channel)] * count
+    if scale is not None:
+        kwargs["scale"] = [[v for i, v in enumerate(scale) if i != channel]] * count
+    omero = attrs.get("omero") or (attrs.get("ome") or {}).get("omero")
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if not isinstance(channels, list) or len(channels) != count or not all(isinstance(c, dict) for c in channels):
+        kwargs["name"] = [f"{name} c{i}" for i in range(count)]
+        return kwargs
+    kwargs["name"] = [str(c.get("label") or f"{name} c{i}") for i, c in enumerate(channels)]
+    colormaps = [_colormap(c.get("color")) for c in channels]
+    if all(cmap is not None for cmap in colormaps):
+        kwargs["colormap"] = colormaps
+    windows = [c.get("window") for c in channels]
+    if all(isinstance(w, dict) and _is_num(w.get("start")) and _is_num(w.get("end")) and w["start"] < w["end"]
+           for w in windows):
+        kwargs["contrast_limits"] = [[float(w["start"]), float(w["end"])] for w in windows]
+    return kwargs
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _colormap(color: Any) -> Any:
+    """A black-to-colour napari colormap from an OME hex colour ("FF00FF"), or None."""
+    if not isinstance(color, str) or len(color) != 6:
+        return None
+    try:
+        rgb = [int(color[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    except ValueError:
+        return None
+    from napari.utils.colormaps import Colormap
+
+    return Colormap([[0.0, 0.0, 0.0, 1.0], [*rgb, 1.0]], name=f"#{color.upper()}")
 
 
 def _is_v3_array(path: Path) -> bool:

@@ -199,7 +199,8 @@ class StoreBrowserWidget(QWidget):
             self.message.setText(f"cannot list {node.path}: {exc}")
 
     def open_item(self, item: QTreeWidgetItem | None) -> Any:
-        """Open the node of ``item`` as an image layer; returns the layer (or None)."""
+        """Open the node of ``item`` as image layer(s); returns the layer, a list of
+        layers (one per OME channel) or None."""
         if self.model is None or item is None:
             return None
         node = item.data(0, Qt.ItemDataRole.UserRole)
@@ -208,7 +209,7 @@ class StoreBrowserWidget(QWidget):
             return None
         try:
             data, kwargs = self.model.open(node)
-            layer = self.viewer.add_image(data, **kwargs)
+            layer = self.viewer.add_image(data, **kwargs)  # a list when split by channel
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.message.setText(f"cannot open {node.path}: {exc}")
             return None
