@@ -132,6 +132,23 @@ def test_whole_nd_array_becomes_a_hyperstack(backend: FijiStreamingBackend, tmp_
     np.testing.assert_array_equal(pixels, data.transpose(1, 0, 2, 3))  # ImageJ order: z c y x
 
 
+def test_indexed_frames_with_axes_of_their_own(backend: FijiStreamingBackend, tmp_path: Path) -> None:
+    data = np.random.default_rng(7).integers(0, 65536, (3, 4, 10, 12), dtype=np.uint16)  # t z y x
+    for t in (2, 0, 1):
+        backend.save(data[t], f"zt/t{t}.tif", layer="zstacks", axes="tzyx", index={"t": t})
+    pixels, axes, meta = read_hyperstack(backend.save_tiff("zstacks", tmp_path / "zstacks.tif"))
+    assert (meta.get("channels", 1), meta["slices"], meta["frames"]) == (1, 4, 3)
+    np.testing.assert_array_equal(pixels.reshape(data.shape), data)
+
+
+def test_contrast_limits_and_big_endian_pixels(backend: FijiStreamingBackend, tmp_path: Path) -> None:
+    image = np.arange(20 * 30, dtype=">u2").reshape(20, 30)
+    backend.save(image, "display/be.tif", contrast_limits=(100, 400))
+    pixels, _axes, meta = read_hyperstack(backend.save_tiff("display/be", tmp_path / "be.tif"))
+    np.testing.assert_array_equal(pixels, image.astype(np.uint16))
+    assert (meta["min"], meta["max"]) == (100.0, 400.0)
+
+
 def test_other_dtypes_converted_by_the_documented_rule(backend: FijiStreamingBackend, tmp_path: Path) -> None:
     signed = np.arange(-60, 60, dtype=np.int16).reshape(10, 12)
     with pytest.warns(FijiConversionWarning, match="int16 converted to float32"):
