@@ -347,6 +347,14 @@ public final class Bridge {
      * Called when ImageJ needs pixels: window refresh, save_tiff, screenshot.
      */
     private ImagePlus materialize(Layer layer) {
+        if (layer.imp != null && layer.shown && layer.imp.getWindow() == null) {
+            // The user closed the window: ImageJ flushed that ImagePlus's stack. The planes
+            // are still here, so build a fresh ImagePlus (shown again by the refresher).
+            layer.imp = null;
+            layer.shown = false;
+            layer.structureChanged = true;
+            layer.needsDisplayReset = layer.display == null;
+        }
         layer.materialize();
         layer.syncImagePlus();
         ImagePlus imp = layer.imp;
@@ -427,6 +435,7 @@ public final class Bridge {
                     ImagePlus imp = l.imp;
                     if (imp.getWindow() == null) {
                         imp.show(); // first frame, or the user closed it: new data shows it again
+                        l.shown = true;
                     } else {
                         imp.updateAndDraw();
                     }

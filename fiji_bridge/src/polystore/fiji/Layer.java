@@ -37,6 +37,8 @@ final class Layer {
     long updates;
     /** The newest "display" options received for this image (contrast limits). */
     java.util.Map<String, Object> display;
+    /** Its ImagePlus was shown in a window (GUI mode). */
+    volatile boolean shown;
     /** Built from indexed frames (grows) rather than replaced by plain saves. */
     boolean indexed;
 
