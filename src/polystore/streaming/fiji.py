@@ -633,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode.add_argument("--gui", dest="gui", action="store_true", default=None, help="show the ImageJ window")
         mode.add_argument("--headless", dest="gui", action="store_false", help="no window")
         p.add_argument("--jar", default=None, help=f"bridge jar (default: ${JAR_ENV} or the source build)")
-        p.add_argument("--java-option", action="append", default=[], help="extra JVM option, e.g. -Xmx8g")
+        p.add_argument("--java-option", action="append", default=[], help="extra JVM option, e.g. --java-option=-Xmx8g")
         p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to listen")
     sub.add_parser("stop", help="stop the bridge recorded for this port (by its PID only)")
     sub.add_parser("ping", help="ask the bridge for pong")
