@@ -81,6 +81,7 @@ class SpillManager:
         self._zarr: ZarrBackend | None = None
         self._tmpdir: str | None = None
         self._finalizer: Any = None
+        self._root: str | None = None
         #: Number of arrays written to zarr so far.
         self.spilled_count = 0
 
@@ -108,8 +109,6 @@ class SpillManager:
             self._root = root
             self._zarr = ZarrBackend()
         return self._zarr
-
-    _root: str | None = None
 
     def _spill_path(self, name: str) -> str:
         root = self.spill_root
