@@ -137,6 +137,8 @@ def test_polystore_store_opens_in_napari_ome_zarr(tmp_path: Path, napari_viewer_
     np.testing.assert_array_equal(np.asarray(second.data[0]), data[1])
     assert tuple(second.data[1].shape) == (3, 48, 64)
     assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")
+    np.testing.assert_allclose(first.colormap.colors[-1][:3], [0.0, 0.0, 1.0])  # DAPI blue
+    np.testing.assert_allclose(second.colormap.colors[-1][:3], [0.0, 1.0, 0.0])  # GFP green
 
 
 def test_zarr_v2_stores_with_ome_ngff_0_4(tmp_path: Path) -> None:
