@@ -84,6 +84,7 @@ def main(argv: list[str]) -> int:
         ["java", *args.java_option, "-Djava.awt.headless=true", "-cp", classpath, "polystore.fiji.RawSink", str(raw_port), str(raw_control)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # as FijiBridge starts the bridge (same CFS autogroup treatment)
     )
     sink_control = FijiControl(f"tcp://127.0.0.1:{raw_control}", timeout=0.5)
     deadline = time.monotonic() + 30
