@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,31 +37,64 @@ def find_in(shot: np.ndarray, image: np.ndarray, tolerance: int = 8) -> tuple[in
     return None
 
 
-def test_gui_window_shows_the_image_and_a_screenshot_is_saved(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def gui_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FijiBridge, FijiStreamingBackend]]:
     if not os.environ.get("DISPLAY"):
         pytest.skip("needs a display (pytest-xvfb or a desktop)")
     jar = build_jar()
     port, control = free_ports()
-    title = "gui/gradient"
-    image = (np.add.outer(np.arange(120), 2 * np.arange(160)) % 256).astype(np.uint8)
-    with FijiBridge(port, control, gui=True, jar=jar, log_path=tmp_path / "bridge.log") as bridge:
+    log = tmp_path_factory.mktemp("fiji-gui") / "bridge.log"
+    with FijiBridge(port, control, gui=True, jar=jar, log_path=log) as bridge:
         assert bridge.control.ping()["gui"] is True
         backend = FijiStreamingBackend(port, control_port=control)
-        FileManager({"fiji": backend}).save(image, "gui/gradient.tif", backend="fiji")
-        backend.flush()
-        wait_until(lambda: backend.status()["images"][0]["shown"], what="the image window")
-        # the X server knows a window by that title
-        if shutil.which("xwininfo"):
-            tree = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True, timeout=30)
-            assert f'"{title}"' in tree.stdout
-        shot_path = tmp_path / "gui-gradient-screenshot.tif"
-
-        def screenshot_shows_image() -> tuple[int, int] | None:
-            reply = bridge.control.screenshot(title, shot_path)
-            assert reply["window_title"] == title
-            return find_in(tifffile.imread(shot_path), image)
-
-        corner = wait_until(screenshot_shows_image, what="the window to draw the image")
-        assert corner is not None
+        yield bridge, backend
         backend.close()
+    assert not bridge.running()
+
+
+def test_gui_window_shows_the_image_and_a_screenshot_is_saved(
+    gui_bridge: tuple[FijiBridge, FijiStreamingBackend], tmp_path: Path
+) -> None:
+    bridge, backend = gui_bridge
+    title = "gui/gradient"
+    image = (np.add.outer(np.arange(120), 2 * np.arange(160)) % 256).astype(np.uint8)
+    FileManager({"fiji": backend}).save(image, "gui/gradient.tif", backend="fiji")
+    backend.flush()
+    wait_until(lambda: any(i["title"] == title and i["shown"] for i in backend.status()["images"]),
+               what="the image window")
+    # the X server knows a window by that title
+    if shutil.which("xwininfo"):
+        tree = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True, timeout=30)
+        assert f'"{title}"' in tree.stdout
+    shot_path = tmp_path / "gui-gradient-screenshot.tif"
+
+    def screenshot_shows_image() -> tuple[int, int] | None:
+        reply = bridge.control.screenshot(title, shot_path)
+        assert reply["window_title"] == title
+        return find_in(tifffile.imread(shot_path), image)
+
+    wait_until(screenshot_shows_image, what="the window to draw the image")
     assert shot_path.is_file()
+
+
+def test_gui_hyperstack_window_and_tiff(gui_bridge: tuple[FijiBridge, FijiStreamingBackend], tmp_path: Path) -> None:
+    bridge, backend = gui_bridge
+    data = np.random.default_rng(8).integers(0, 256, (2, 3, 2, 40, 50), dtype=np.uint8)  # t c z y x
+    frames, paths, indices = [], [], []
+    for t in range(2):
+        for c in range(3):
+            for z in range(2):
+                frames.append(data[t, c, z])
+                paths.append(f"gui/hs_t{t}c{c}z{z}.tif")
+                indices.append({"t": t, "c": c, "z": z})
+    FileManager({"fiji": backend}).save_batch(frames, paths, backend="fiji", layer="gui/hyper", index=indices)
+    backend.flush()
+    wait_until(lambda: any(i["title"] == "gui/hyper" and i["shown"] for i in backend.status()["images"]),
+               what="the hyperstack window")
+    with tifffile.TiffFile(backend.save_tiff("gui/hyper", tmp_path / "hyper.tif")) as tif:
+        meta = tif.imagej_metadata or {}
+        assert (meta["channels"], meta["slices"], meta["frames"]) == (3, 2, 2)
+        np.testing.assert_array_equal(tif.series[0].asarray(), data.transpose(0, 2, 1, 3, 4))
+    shot_path = tmp_path / "gui-hyper-screenshot.png"
+    reply = bridge.control.screenshot("gui/hyper", shot_path)
+    assert reply["window_title"] == "gui/hyper" and shot_path.stat().st_size > 0
