@@ -114,9 +114,12 @@ def screenshot_run(png: Path, frames: int) -> None:
     viewer.layers["A01 mask"].blending = "additive"
     viewer.layers["A01 mask"].opacity = 0.5
     viewer.dims.set_point(0, frames - 1)
-    for _ in range(25):
-        QApplication.processEvents()
-        time.sleep(0.02)
+    for _ in range(50):  # until the canvas has drawn (software GL under Xvfb can lag)
+        for _ in range(5):
+            QApplication.processEvents()
+            time.sleep(0.02)
+        if np.asarray(viewer.screenshot(canvas_only=True))[..., :3].std() > 5:
+            break
     png.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(png), canvas_only=False)
     print(f"{expected} images streamed and checked; viewer rendered to {png}")

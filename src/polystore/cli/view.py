@@ -57,9 +57,14 @@ def require_display() -> None:
 def _screenshot(viewer: Any, png: str) -> None:
     from qtpy.QtWidgets import QApplication
 
-    for _ in range(25):  # let Qt lay out and vispy draw
-        QApplication.processEvents()
-        time.sleep(0.02)
+    import numpy as np
+
+    for _ in range(50):  # let Qt lay out and vispy draw (software GL under Xvfb can lag)
+        for _ in range(5):
+            QApplication.processEvents()
+            time.sleep(0.02)
+        if np.asarray(viewer.screenshot(canvas_only=True))[..., :3].std() > 0:
+            break
     viewer.screenshot(png, canvas_only=False)
 
 
