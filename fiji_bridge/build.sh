@@ -4,9 +4,10 @@
 #   fiji_bridge/build.sh                 # compile against the Debian jars
 #   fiji_bridge/build.sh /path/Fiji.app  # compile against the jars of a Fiji install
 #
-# Environment: IJ_JAR and JEROMQ_JAR override the jar locations; JAVAC the compiler.
-# Output: fiji_bridge/build/polystore_bridge.jar, plus build/classpath.txt listing the
-# ImageJ and JeroMQ jars it was compiled against (the launcher reads it).
+# Environment: IJ_JAR and JEROMQ_JAR override the jar locations; JAVAC the compiler;
+# BUILD_DIR the output folder (default fiji_bridge/build).
+# Output: polystore_bridge.jar, plus classpath.txt listing the ImageJ and JeroMQ jars
+# it was compiled against (the Python launcher reads it).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 fiji=${1:-}
@@ -34,8 +35,9 @@ for jar in "$IJ_JAR" "$JEROMQ_JAR"; do
 done
 command -v "$JAVAC" >/dev/null 2>&1 || { echo "build.sh: no javac (apt-get install openjdk-17-jdk-headless)" >&2; exit 2; }
 
-out="$here/build"
+out=${BUILD_DIR:-$here/build}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 # Build in a private directory and rename into place, so concurrent builds
 # (parallel test runs) never see or leave a half-written jar.
 work=$(mktemp -d "$out/.build.XXXXXX")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from fiji_testing import build_jar, free_ports, wait_until
+from fiji_testing import BUILD_SCRIPT, build_jar, free_ports, wait_until
 from polystore import FileManager, StorageError
 from polystore.exceptions import UnsupportedFormatError
 
@@ -330,3 +332,28 @@ def test_cli_start_status_save_stop(bridge_jar: Path, tmp_path: Path) -> None:
     wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
                what="the bridge process to exit")
     assert run("ping").returncode == 1
+
+
+def test_build_against_a_fiji_app_folder_and_run_from_it(bridge_jar: Path, tmp_path: Path) -> None:
+    fiji = tmp_path / "Fiji.app"
+    (fiji / "jars").mkdir(parents=True)
+    (fiji / "plugins").mkdir()
+    shutil.copy("/usr/share/java/ij.jar", fiji / "jars" / "ij-1.53t.jar")  # as Fiji names them
+    shutil.copy("/usr/share/java/jeromq.jar", fiji / "jars" / "jeromq-0.3.6.jar")
+    out = tmp_path / "build"
+    built = subprocess.run(["sh", str(BUILD_SCRIPT), str(fiji)], capture_output=True, text=True,
+                           env={**os.environ, "BUILD_DIR": str(out)}, timeout=120)
+    assert built.returncode == 0, built.stderr
+    assert (out / "classpath.txt").read_text().split() == [
+        str(fiji / "jars" / "ij-1.53t.jar"), str(fiji / "jars" / "jeromq-0.3.6.jar")]
+    with zipfile.ZipFile(out / "polystore_bridge.jar") as jar:
+        assert "plugins.config" in jar.namelist()  # ImageJ's menu entries
+    port, control = free_ports()
+    with FijiBridge(port, control, gui=False, jar=out / "polystore_bridge.jar") as running:
+        assert str(fiji / "jars" / "jeromq-0.3.6.jar") in " ".join(running.command())
+        be = FijiStreamingBackend(port, control_port=control)
+        be.save(np.full((5, 7), 3, np.uint8), "fiji_app/check.tif")
+        assert be.flush()["placed"] == 1
+        be.close()
+    bad = subprocess.run(["sh", str(BUILD_SCRIPT), str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a Fiji.app folder" in bad.stderr
