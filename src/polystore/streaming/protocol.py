@@ -233,17 +233,6 @@ def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
-def _check_str(raw: Mapping[str, Any], key: str, *, nullable: bool = False) -> str | None:
-    value = raw.get(key)
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise ProtocolError(f"header field {key!r} must be a string")
-    if len(value) > MAX_PATH_CHARS:
-        raise ProtocolError(f"header field {key!r} is longer than {MAX_PATH_CHARS} characters")
-    return value
-
-
 def _check_display(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -298,39 +287,48 @@ def _check_placement(axes: Any, index: Any, ndim: int) -> None:
                 raise ProtocolError(f"axes {axes!r} must name the stack axes and then the {ndim} frame axes")
 
 
+_REQUIRED_SET = frozenset(_REQUIRED)
+
+
 def validate_header(raw: Any, payload_nbytes: int) -> Header:
     """Check a decoded JSON header against the protocol and the payload length.
 
     Returns a :class:`Header`; raises :class:`ProtocolError` naming the first
     problem found. Nothing is allocated from the declared sizes.
     """
-    if not isinstance(raw, dict):
+    # ``type(x) is int`` (not isinstance) also refuses booleans.
+    if type(raw) is not dict:
         raise ProtocolError("header is not a JSON object")
-    missing = [key for key in _REQUIRED if key not in raw]
-    if missing:
+    if not _REQUIRED_SET.issubset(raw):
+        missing = [key for key in _REQUIRED if key not in raw]
         raise ProtocolError(f"header is missing fields: {', '.join(missing)}")
-    if not _is_int(raw["v"]) or raw["v"] != PROTOCOL_VERSION:
+    if type(raw["v"]) is not int or raw["v"] != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {raw['v']!r} (this receiver speaks {PROTOCOL_VERSION})")
     if raw["kind"] != "image":
         raise ProtocolError(f"unknown message kind {raw['kind']!r}")
-    stream = _check_str(raw, "stream")
-    path = _check_str(raw, "path")
-    layer = _check_str(raw, "layer", nullable=True)
-    assert stream is not None and path is not None
+    stream = raw["stream"]
+    path = raw["path"]
+    layer = raw.get("layer")
+    if type(stream) is not str or len(stream) > MAX_PATH_CHARS:
+        raise ProtocolError(f"header field 'stream' must be a string of at most {MAX_PATH_CHARS} characters")
+    if type(path) is not str or len(path) > MAX_PATH_CHARS:
+        raise ProtocolError(f"header field 'path' must be a string of at most {MAX_PATH_CHARS} characters")
+    if layer is not None and (type(layer) is not str or len(layer) > MAX_PATH_CHARS):
+        raise ProtocolError(f"header field 'layer' must be a string of at most {MAX_PATH_CHARS} characters")
     seq = raw["seq"]
-    if not _is_int(seq) or seq < 0:
+    if type(seq) is not int or seq < 0:
         raise ProtocolError("header field 'seq' must be a non-negative integer")
     dtype_str = raw["dtype"]
-    if not isinstance(dtype_str, str) or not _DTYPE_RE.match(dtype_str):
+    if type(dtype_str) is not str or not _DTYPE_RE.match(dtype_str):
         raise ProtocolError(f"unsupported dtype {dtype_str!r}")
     dtype = _dtype(dtype_str)
     shape = raw["shape"]
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(n) and n >= 0 for n in shape):
+    if type(shape) is not list or len(shape) > MAX_NDIM or not all(type(n) is int and n >= 0 for n in shape):
         raise ProtocolError(f"header field 'shape' must be a list of at most {MAX_NDIM} non-negative integers")
     if raw["order"] != "C":
         raise ProtocolError("header field 'order' must be 'C'")
     nbytes = raw["nbytes"]
-    if not _is_int(nbytes) or nbytes < 0:
+    if type(nbytes) is not int or nbytes < 0:
         raise ProtocolError("header field 'nbytes' must be a non-negative integer")
     expected = math.prod(shape) * dtype.itemsize  # exact: Python ints do not overflow
     if nbytes != expected:
@@ -341,14 +339,15 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     index = raw.get("index")
     if axes is not None or index is not None:
         _check_placement(axes, index, len(shape))
-    display = _check_display(raw.get("display"))
+    display = raw.get("display")
+    display = _check_display(display) if display else {}
     meta = raw.get("meta")
     if meta is None:
         meta = {}
-    if not isinstance(meta, dict):
+    elif type(meta) is not dict:
         raise ProtocolError("header field 'meta' must be an object")
     sent = raw["sent"]
-    if not _is_number(sent):
+    if not ((type(sent) is float or type(sent) is int) and math.isfinite(sent)):
         raise ProtocolError("header field 'sent' must be a number")
     return Header(
         stream=stream,
