@@ -228,7 +228,9 @@ def test_fuzzed_messages_leave_the_bridge_alive(bridge: FijiBridge, backend: Fij
     for parts in messages:
         push.send_multipart(parts)
     # the control socket gets garbage too
-    for raw in (b"", b"nope", b'{"cmd": 5}', b'{"cmd": "rm -rf"}', b'{"cmd": "save_tiff"}', b"\xff" * 50):
+    for raw in (b"", b"nope", b'{"cmd": 5}', b'{"cmd": "rm -rf"}', b'{"cmd": "save_tiff"}', b"\xff" * 50,
+                json.dumps({"cmd": "save_tiff", "title": "fuzz/after", "path": str(tmp_path / "x.sh")}).encode(),
+                json.dumps({"cmd": "save_tiff", "title": "nope", "path": "relative.tif"}).encode()):
         req = ctx.socket(zmq.REQ)
         req.setsockopt(zmq.LINGER, 0)
         req.connect(bridge.control.endpoint)
@@ -252,7 +254,8 @@ def test_fuzzed_messages_leave_the_bridge_alive(bridge: FijiBridge, backend: Fij
     # every message is counted exactly once, and the garbage ones as malformed
     assert status["received"] + status["malformed"] - before["received"] - before["malformed"] == len(messages) + 1
     assert status["malformed"] - before["malformed"] >= 60 + 7
-    assert status["control_errors"] - before["control_errors"] == 6
+    assert status["control_errors"] - before["control_errors"] == 8
+    assert not (tmp_path / "x.sh").exists()
     pixels, _axes, _meta = read_hyperstack(backend.save_tiff("fuzz/after", tmp_path / "after.tif"))
     np.testing.assert_array_equal(pixels, image)
 

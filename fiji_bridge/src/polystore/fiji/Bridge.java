@@ -676,6 +676,10 @@ public final class Bridge {
         if (!f.isAbsolute()) {
             return fail("save_tiff needs an absolute path, got '" + path + "'");
         }
+        String lower = f.getName().toLowerCase();
+        if (!lower.endsWith(".tif") && !lower.endsWith(".tiff")) {
+            return fail("save_tiff writes only *.tif / *.tiff files, got '" + path + "'");
+        }
         boolean saved;
         synchronized (this) { // no frame lands half-way through the file
             Layer l = layers.get(title);
@@ -725,6 +729,10 @@ public final class Bridge {
         File f = new File(path);
         if (!f.isAbsolute()) {
             return fail("screenshot needs an absolute path, got '" + path + "'");
+        }
+        String lower = f.getName().toLowerCase();
+        if (!lower.endsWith(".tif") && !lower.endsWith(".tiff") && !lower.endsWith(".png")) {
+            return fail("screenshot writes only *.tif / *.tiff / *.png files, got '" + path + "'");
         }
         try {
             imp.updateAndDraw();
