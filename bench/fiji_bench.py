@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     mb = frame.nbytes / 1e6
     n = args.frames
 
-    raw_port, raw_control, fiji_port, fiji_control = _free_ports(4)
+    raw_port, raw_control = _free_ports(2)
     classpath = ":".join(bridge_classpath(jar))
     sink = subprocess.Popen(
         ["java", *args.java_option, "-Djava.awt.headless=true", "-cp", classpath, "polystore.fiji.RawSink", str(raw_port), str(raw_control)],
@@ -86,93 +86,95 @@ def main(argv: list[str]) -> int:
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # as FijiBridge starts the bridge (same CFS autogroup treatment)
     )
-    sink_control = FijiControl(f"tcp://127.0.0.1:{raw_control}", timeout=0.5)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            sink_control.request("count")
-            break
-        except Exception:
-            if time.monotonic() > deadline or sink.poll() is not None:
-                raise
-            time.sleep(0.05)
-
-    ctx = zmq.Context.instance()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, 64)
-    push.connect(f"tcp://127.0.0.1:{raw_port}")
-    header = {
-        "v": 1, "kind": "image", "stream": "raw", "seq": 0, "path": "bench.tif", "dtype": frame.dtype.str,
-        "shape": list(frame.shape), "order": "C", "nbytes": frame.nbytes, "layer": None, "axes": None,
-        "index": None, "display": {}, "meta": {}, "sent": 0.0,
-    }
-    sent_raw = 0
-
-    def raw_trial(count: int) -> float:
-        nonlocal sent_raw
-        start = time.perf_counter()
-        for i in range(count):
-            header["seq"] = sent_raw + i
-            header["sent"] = time.time()
-            push.send_multipart([json.dumps(header).encode(), frame], copy=False)
-        sent_raw += count
-        while int(sink_control.request("count")["received"]) < sent_raw:
-            time.sleep(0.001)
-        return time.perf_counter() - start
-
-    results: dict[str, list[float]] = {"raw": [], "fiji": [], "raw2": [], "series": []}
-    cpu: dict[str, float] = {"raw": 0.0, "fiji": 0.0, "raw2": 0.0, "series": 0.0}
-    statuses: list[dict[str, Any]] = []
-
-    def run_bridge(kind: str) -> None:
-        # A fresh bridge JVM per case: the t-series keeps 800 MB per trial, which
-        # must not leave GC work or a grown heap behind for the live case.
-        port, control = _free_ports(2)
-        with FijiBridge(port, control, gui=False, jar=jar, java_options=args.java_option) as bridge:
-            backend = FijiStreamingBackend(port, control_port=control, send_timeout=30.0)
-            fm = FileManager({"fiji": backend})
-
-            def live_trial(count: int) -> float:
-                start = time.perf_counter()
-                for _ in range(count):
-                    fm.save(frame, "bench/live.tif", backend="fiji")
-                backend.flush(timeout=120)
-                return time.perf_counter() - start
-
-            def series_trial(count: int) -> float:
-                start = time.perf_counter()
-                for t in range(count):
-                    fm.save(frame, f"bench/t{t}.tif", backend="fiji", layer="bench/series", index={"t": t})
-                backend.flush(timeout=120)
-                elapsed = time.perf_counter() - start
-                backend.control.close_image("bench/series")
-                return elapsed
-
-            trial = live_trial if kind == "fiji" else series_trial
-            raw_key = "raw" if kind == "fiji" else "raw2"
-            raw_trial(30)  # warm up both JVMs (JIT) and the connections
-            trial(30)
-            assert bridge.pid is not None
-            for _ in range(args.trials):
-                frame.view(np.uint8)[::4096] += 0  # touch the buffer (see FACTS: freed-RAM effect)
-                before = _cpu_seconds(sink.pid)
-                results[raw_key].append(raw_trial(n))
-                cpu[raw_key] += _cpu_seconds(sink.pid) - before
-                before = _cpu_seconds(bridge.pid)
-                results[kind].append(trial(n))
-                cpu[kind] += _cpu_seconds(bridge.pid) - before
-            statuses.append(bridge.control.status())
-            backend.close()
-
-    run_bridge("fiji")
-    run_bridge("series")
     try:
-        sink_control.request("quit")
-        sink.wait(10)
-    except Exception:  # noqa: BLE001 - stop our own sink by its PID
-        sink.terminate()
-        sink.wait(10)
-    push.close(0)
+        sink_control = FijiControl(f"tcp://127.0.0.1:{raw_control}", timeout=0.5)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sink_control.request("count")
+                break
+            except Exception:
+                if time.monotonic() > deadline or sink.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+        ctx = zmq.Context.instance()
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 64)
+        push.connect(f"tcp://127.0.0.1:{raw_port}")
+        header = {
+            "v": 1, "kind": "image", "stream": "raw", "seq": 0, "path": "bench.tif", "dtype": frame.dtype.str,
+            "shape": list(frame.shape), "order": "C", "nbytes": frame.nbytes, "layer": None, "axes": None,
+            "index": None, "display": {}, "meta": {}, "sent": 0.0,
+        }
+        sent_raw = 0
+
+        def raw_trial(count: int) -> float:
+            nonlocal sent_raw
+            start = time.perf_counter()
+            for i in range(count):
+                header["seq"] = sent_raw + i
+                header["sent"] = time.time()
+                push.send_multipart([json.dumps(header).encode(), frame], copy=False)
+            sent_raw += count
+            while int(sink_control.request("count")["received"]) < sent_raw:
+                time.sleep(0.001)
+            return time.perf_counter() - start
+
+        results: dict[str, list[float]] = {"raw": [], "fiji": [], "raw2": [], "series": []}
+        cpu: dict[str, float] = {"raw": 0.0, "fiji": 0.0, "raw2": 0.0, "series": 0.0}
+        statuses: list[dict[str, Any]] = []
+
+        def run_bridge(kind: str) -> None:
+            # A fresh bridge JVM per case: the t-series keeps 800 MB per trial, which
+            # must not leave GC work or a grown heap behind for the live case.
+            port, control = _free_ports(2)
+            with FijiBridge(port, control, gui=False, jar=jar, java_options=args.java_option) as bridge:
+                backend = FijiStreamingBackend(port, control_port=control, send_timeout=30.0)
+                fm = FileManager({"fiji": backend})
+
+                def live_trial(count: int) -> float:
+                    start = time.perf_counter()
+                    for _ in range(count):
+                        fm.save(frame, "bench/live.tif", backend="fiji")
+                    backend.flush(timeout=120)
+                    return time.perf_counter() - start
+
+                def series_trial(count: int) -> float:
+                    start = time.perf_counter()
+                    for t in range(count):
+                        fm.save(frame, f"bench/t{t}.tif", backend="fiji", layer="bench/series", index={"t": t})
+                    backend.flush(timeout=120)
+                    elapsed = time.perf_counter() - start
+                    backend.control.close_image("bench/series")
+                    return elapsed
+
+                trial = live_trial if kind == "fiji" else series_trial
+                raw_key = "raw" if kind == "fiji" else "raw2"
+                raw_trial(30)  # warm up both JVMs (JIT) and the connections
+                trial(30)
+                assert bridge.pid is not None
+                for _ in range(args.trials):
+                    frame.view(np.uint8)[::4096] += 0  # touch the buffer (see FACTS: freed-RAM effect)
+                    before = _cpu_seconds(sink.pid)
+                    results[raw_key].append(raw_trial(n))
+                    cpu[raw_key] += _cpu_seconds(sink.pid) - before
+                    before = _cpu_seconds(bridge.pid)
+                    results[kind].append(trial(n))
+                    cpu[kind] += _cpu_seconds(bridge.pid) - before
+                statuses.append(bridge.control.status())
+                backend.close()
+
+        run_bridge("fiji")
+        run_bridge("series")
+        push.close(0)
+    finally:  # stop our own sink by its PID, whatever happened
+        try:
+            FijiControl(f"tcp://127.0.0.1:{raw_control}", timeout=1.0).request("quit")
+            sink.wait(10)
+        except Exception:  # noqa: BLE001
+            sink.kill()
+            sink.wait(10)
 
     raw_best, fiji_best = min(results["raw"]), min(results["fiji"])
     raw2_best, series_best = min(results["raw2"]), min(results["series"])
