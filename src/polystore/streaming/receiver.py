@@ -442,7 +442,7 @@ class StreamReceiver:
         now = time.time()
         try:
             header, array = decode_message(frames, self.max_frame_bytes)
-        except ProtocolError as exc:
+        except Exception as exc:  # noqa: BLE001 - ProtocolError, or anything odd: never kill the thread
             with self._stats_lock:
                 self._stats.malformed += 1
                 self._stats.last_error = str(exc)[:500]
