@@ -35,7 +35,6 @@ from polystore.streaming.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     MAX_HEADER_BYTES,
     Header,
-    ProtocolError,
     decode_message,
 )
 
