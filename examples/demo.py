@@ -96,10 +96,10 @@ def stream_into_viewer(stack: np.ndarray, out: Path, headless: bool) -> None:
     from polystore_napari._controller import StreamController
     from qtpy.QtWidgets import QApplication
 
-    endpoint = f"ipc://{out.resolve() / 'viewer.sock'}"
     viewer = napari.Viewer(title="polystore demo", show=True)
-    controller = StreamController(viewer, endpoint)
-    controller.start()
+    # loopback TCP on a free port: unlike ipc, it keeps frames a finished sender left queued
+    controller = StreamController(viewer, "tcp://127.0.0.1:0")
+    endpoint = controller.start()
     worker = multiprocessing.get_context("spawn").Process(target=pipeline, args=(endpoint,))
     worker.start()
     deadline = time.monotonic() + 120
