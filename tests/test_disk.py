@@ -186,6 +186,26 @@ def test_save_onto_a_directory_keeps_it(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["img.npy"]
 
 
+def test_save_batch_overwrites_in_place_of_each_file(tmp_path: Path, fm: FileManager) -> None:
+    paths = [tmp_path / d / f"{i}.npy" for d in ("a", "b") for i in range(5)]
+    fm.save_batch([np.full(3, i) for i in range(10)], paths, backend="disk", metadata={"v": 1})
+    fm.save_batch([np.full(4, 10 + i) for i in range(10)], paths, backend="disk")
+    for i, path in enumerate(paths):
+        np.testing.assert_array_equal(np.load(path), np.full(4, 10 + i))
+        assert fm.load_metadata(path, backend="disk") is None  # stale sidecars removed
+    for folder in ("a", "b"):  # nothing hidden left behind
+        assert sorted(os.listdir(tmp_path / folder)) == [f"{i}.npy" for i in range(5)]
+
+
+def test_save_batch_never_writes_through_a_hard_link(tmp_path: Path, fm: FileManager) -> None:
+    paths = [tmp_path / f"{i}.npy" for i in range(3)]
+    fm.save_batch([np.zeros(2), np.ones(2), np.full(2, 2.0)], paths, backend="disk")
+    os.link(paths[0], tmp_path / "snapshot.npy")  # e.g. a hard-linked dataset cache
+    fm.save_batch([np.full(2, 7.0)] * 3, paths, backend="disk")
+    np.testing.assert_array_equal(np.load(tmp_path / "snapshot.npy"), np.zeros(2))
+    assert all((np.load(p) == 7).all() for p in paths)
+
+
 WRITER = """
 import sys, numpy as np
 from polystore import DiskBackend

@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 class Codec:
     """Reads and writes one file format. Subclasses set ``name`` and ``extensions``.
 
-    ``write`` writes to a temporary path that the disk backend then renames over
-    the target, so a codec never has to care about atomicity.
+    ``write`` writes to a temporary path that the disk backend then swaps into
+    place of the target, so a codec never has to care about atomicity. The
+    temporary file may already exist (a batch reuses one): truncate it.
     """
 
     name: ClassVar[str] = ""
@@ -18,7 +19,7 @@ class Codec:
     embeds_metadata: ClassVar[bool] = False
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
-        """Write ``data`` to ``path`` (a fresh temporary file name)."""
+        """Write ``data`` to ``path`` (a temporary file: create or truncate it)."""
         raise NotImplementedError
 
     def read(self, path: str, **kwargs: Any) -> Any:

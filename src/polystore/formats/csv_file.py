@@ -38,7 +38,7 @@ class CsvCodec(Codec):
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
         """Write a 1-D/2-D array (``fmt=`` as in np.savetxt) or a DataFrame (without index)."""
         if _is_dataframe(data):
-            with open(path, "x", encoding="utf-8", newline="") as handle:
+            with open(path, "w", encoding="utf-8", newline="") as handle:
                 data.to_csv(handle, index=kwargs.get("index", False))
             return
         if isinstance(data, (list, tuple)):
@@ -49,7 +49,7 @@ class CsvCodec(Codec):
         buffer = io.StringIO()
         np.savetxt(buffer, np.atleast_2d(data) if data.ndim else data.reshape(1, 1),
                    delimiter=",", fmt=kwargs.get("fmt", default_fmt))
-        with open(path, "x", encoding="utf-8") as handle:
+        with open(path, "w", encoding="utf-8") as handle:
             handle.write(buffer.getvalue())
 
     def read(self, path: str, **kwargs: Any) -> Any:

@@ -20,7 +20,7 @@ class JsonCodec(Codec):
             text = json.dumps(data, indent=kwargs.get("indent", 2))
         except TypeError as exc:
             raise data_type_error(self, "JSON values (dict, list, str, numbers)", data) from exc
-        with open(path, "x", encoding="utf-8") as handle:
+        with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
 
     def read(self, path: str, **kwargs: Any) -> Any:

@@ -57,7 +57,7 @@ def _parse_header(raw: bytes) -> tuple[np.dtype[Any], tuple[int, ...], bool]:
 
 
 def write_npy(array: np.ndarray[Any, Any], path: str) -> None:
-    """Write ``array`` to a new file at ``path`` (which must not exist)."""
+    """Write ``array`` to ``path`` (created, or truncated if it exists)."""
     if array.dtype.hasobject:
         raise TypeError("object arrays cannot be saved as .npy without pickle")
     fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)
@@ -65,7 +65,7 @@ def write_npy(array: np.ndarray[Any, Any], path: str) -> None:
         array = np.ascontiguousarray(array)
     header = _header_bytes(array.dtype, array.shape, fortran)
     payload = (array.T if fortran else array).data.cast("B")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         if len(payload) <= 65536:
             _write_all(fd, header + payload)

@@ -24,7 +24,7 @@ class NpzCodec(Codec):
         else:
             raise data_type_error(self, "an array or a dict of arrays", data)
         save = np.savez_compressed if kwargs.get("compress", True) else np.savez
-        with open(path, "xb") as handle:
+        with open(path, "wb") as handle:
             save(handle, allow_pickle=False, **arrays)
 
     def read(self, path: str, **kwargs: Any) -> Any:

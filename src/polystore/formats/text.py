@@ -17,7 +17,7 @@ class TextCodec(Codec):
         """Write a string (``encoding=`` defaults to UTF-8)."""
         if not isinstance(data, str):
             raise data_type_error(self, "str", data)
-        with open(path, "x", encoding=kwargs.get("encoding", "utf-8")) as handle:
+        with open(path, "w", encoding=kwargs.get("encoding", "utf-8")) as handle:
             handle.write(data)
 
     def read(self, path: str, **kwargs: Any) -> Any:

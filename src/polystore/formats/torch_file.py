@@ -29,7 +29,7 @@ class TorchCodec(Codec):
         torch = _torch()
         if isinstance(data, np.ndarray):
             data = torch.from_numpy(np.ascontiguousarray(data))
-        with open(path, "xb") as handle:
+        with open(path, "wb") as handle:
             torch.save(data, handle)
 
     def read(self, path: str, **kwargs: Any) -> Any:
