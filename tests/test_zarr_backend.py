@@ -373,3 +373,17 @@ def test_listing_outside_stores_shows_stores_and_folders_only(backend: ZarrBacke
     assert backend.list_files("runs") == ["runs/a.zarr"]
     assert backend.list_files("runs", recursive=True) == ["runs/a.zarr", "runs/day1/b.zarr/img"]
     assert not backend.is_file("runs/notes.txt")
+
+
+def test_write_empty_chunks_false_leaves_fill_value_chunks_out(tmp_path: Path) -> None:
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(write_empty_chunks=False))
+    data = np.zeros((4, 32, 32), np.uint16)
+    data[1, 3, 4] = 7
+    backend.save(data, "sparse.zarr", chunks=(1, 16, 16))
+    chunk_files = [p for p in (tmp_path / "sparse.zarr" / "c").rglob("*") if p.is_file()]
+    assert [p.relative_to(tmp_path / "sparse.zarr").as_posix() for p in chunk_files] == ["c/1/0/0"]
+    np.testing.assert_array_equal(backend.load("sparse.zarr"), data)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "sparse.zarr"), mode="r")[:], data)
+    # the default writes every chunk
+    ZarrBackend(root=tmp_path).save(data, "dense.zarr", chunks=(1, 16, 16))
+    assert len([p for p in (tmp_path / "dense.zarr" / "c").rglob("*") if p.is_file()]) == 16

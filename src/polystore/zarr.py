@@ -1226,18 +1226,19 @@ class ZarrBackend(StorageBackend):
         zarr_format: int = 3,
     ) -> None:
         """Write every chunk of ``data`` under ``dest``, then its metadata (last)."""
-        info: dict[str, Any] = {"dense": True}
+        skip_empty = not self.config.write_empty_chunks
+        info: dict[str, Any] = {"dense": not skip_empty}
         if names is not None:
             info["names"] = list(names)
         all_attrs = {**attrs, "polystore": info}
         if zarr_format == 2:
-            self._write_chunks(fs, dest, data, chunks, codec, zarr_format=2)
+            self._write_chunks(fs, dest, data, chunks, codec, zarr_format=2, skip_empty=skip_empty)
             fs.write_atomic(fs.join(dest, ".zattrs"), _dumps(all_attrs))
             meta2 = _array_metadata_v2(data.shape, data.dtype, chunks, codec)
             fs.write_atomic(fs.join(dest, ".zarray"), _dumps(meta2))  # last: now it exists
             return
         meta = _array_metadata(data.shape, data.dtype, chunks, codec, all_attrs, dimension_names)
-        self._write_chunks(fs, dest, data, chunks, codec)
+        self._write_chunks(fs, dest, data, chunks, codec, skip_empty=skip_empty)
         fs.write_atomic(fs.join(dest, _META), _dumps(meta))
 
     def _write_chunks(
@@ -1250,8 +1251,12 @@ class ZarrBackend(StorageBackend):
         lead_offset: int = 0,
         zarr_format: int = 3,
         separator: str = "/",
+        skip_empty: bool = False,
     ) -> None:
         """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
+
+        With ``skip_empty`` (``ZarrConfig(write_empty_chunks=False)``) chunks
+        holding only the fill value are not written, as zarr does by default.
 
         A dask array is computed and written one slab of about ``_SLAB_BYTES``
         (whole chunks along axis 0) at a time, so it never has to fit in RAM.
@@ -1263,7 +1268,8 @@ class ZarrBackend(StorageBackend):
             for start in range(0, data.shape[0], rows):
                 slab = np.ascontiguousarray(np.asarray(data[start : start + rows].compute()))
                 self._write_chunks(
-                    fs, dest, slab, chunks, codec, lead_offset + start // step, zarr_format, separator
+                    fs, dest, slab, chunks, codec, lead_offset + start // step, zarr_format, separator,
+                    skip_empty,
                 )
             return
         numcodec = codec.numcodec()
@@ -1271,9 +1277,11 @@ class ZarrBackend(StorageBackend):
         indices = list(itertools.product(*grid)) if data.ndim else [()]
         fill = _fill_value(data.dtype)
 
-        def encode(idx: tuple[int, ...]) -> bytes | np.ndarray:
+        def encode(idx: tuple[int, ...]) -> bytes | np.ndarray | None:
             sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks))
             block = data[sel]
+            if skip_empty and not np.any(block):
+                return None  # all fill value (0 / False): left out
             if block.shape != chunks:
                 padded = np.full(chunks, fill if not isinstance(fill, list) else 0, dtype=data.dtype)
                 padded[tuple(slice(0, s) for s in block.shape)] = block
@@ -1296,8 +1304,13 @@ class ZarrBackend(StorageBackend):
             os.makedirs(dest, exist_ok=True)
 
             def work(idx: tuple[int, ...]) -> None:
+                blob: Any = encode(idx)
+                if blob is None:
+                    path = key(idx)
+                    if os.path.lexists(path):  # a member rewritten as empty
+                        os.remove(path)
+                    return
                 with open(key(idx), "wb") as f:
-                    blob: Any = encode(idx)
                     f.write(blob)
 
             if len(indices) <= 2:
@@ -1313,7 +1326,8 @@ class ZarrBackend(StorageBackend):
             for i in range(0, len(indices), step):
                 part = indices[i : i + step]
                 for idx, blob in zip(part, _pool().map(encode, part)):
-                    yield key(idx), blob if isinstance(blob, bytes) else blob.tobytes()
+                    if blob is not None:
+                        yield key(idx), blob if isinstance(blob, bytes) else blob.tobytes()
 
         fs.write_many(encoded())
 
