@@ -30,13 +30,6 @@ PAGES = sorted(p for p in [*DOCS.glob("*.md"), *DOCS.glob("*.rst"), *DOCS.glob("
 MD_BLOCK = re.compile(r"(<!-- not-run:[^>]*-->\s*\n)?```python\n(.*?)```", re.S)
 RST_NOT_RUN = re.compile(r"^\.\. not-run:")
 
-#: Blocks on pages other people own that cannot run here, by (page, first line): tell the owner.
-KNOWN_UNRUNNABLE: dict[tuple[str, str], str] = {
-    ("zarr-layout.md", "backend = ZarrBackend("): "needs an S3 server and credentials",
-    ("fiji-bridge.md", "import numpy as np"): "a sketch (frame, acquisition(), ...) sent to a running bridge",
-    ("fiji-bridge.md", "from polystore.streaming.fiji import FijiBridge"): "a sketch (img undefined); starts a JVM",
-}
-
 
 @dataclass
 class Block:
@@ -81,9 +74,6 @@ def page_blocks(page: Path) -> list[Block]:
         found = rst_blocks(text)
     blocks = []
     for number, (code, run) in enumerate(found, 1):
-        first = code.strip().splitlines()[0] if code.strip() else ""
-        if (name, first) in KNOWN_UNRUNNABLE:
-            run = False
         blocks.append(Block(name, number, code, run))
     return blocks
 
