@@ -117,3 +117,17 @@ def test_spill_needs_zarr_materialization() -> None:
         SpillManager({}, VFSConfig(memory_limit_gb=1, materialization_backend=MaterializationBackend.DISK))
     with pytest.raises(ValueError, match="memory_limit_gb"):
         SpillManager({}, VFSConfig())
+
+
+def test_a_shared_dict_lets_another_backend_read_spilled_arrays(tmp_path: Path) -> None:
+    shared: dict[str, object] = {}
+    config = VFSConfig(memory_limit_gb=_limit(1), spill_path=str(tmp_path / "shared.zarr"))
+    writer = MemoryBackend(shared_dict=shared)
+    attach_spill(writer, config)
+    reader = MemoryBackend(shared_dict=shared)
+    attach_spill(reader, config)
+    writer.save(_arr(1), "/s/a.npy")
+    writer.save(_arr(2), "/s/b.npy")  # a spills
+    assert isinstance(shared["/s/a.npy"], SpilledArray)
+    np.testing.assert_array_equal(reader.load("/s/a.npy"), _arr(1))
+    np.testing.assert_array_equal(reader.load("/s/b.npy"), _arr(2))

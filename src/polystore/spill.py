@@ -17,7 +17,9 @@ A :class:`~polystore.memory.MemoryBackend` created with
   copy too.
 * The spill store is ``VFSConfig.spill_path`` (a local path or URL of a zarr
   store) or a temporary directory removed when the backend is garbage
-  collected or the process exits.
+  collected or the process exits. Placeholders hold the full location, so
+  with a ``shared_dict`` other processes read spilled arrays too (give them a
+  ``spill_path`` they can all reach).
 
 zarr is imported only when the first array spills.
 """
@@ -50,7 +52,7 @@ __all__ = ["SpilledArray", "SpillManager", "attach_spill"]
 class SpilledArray:
     """Placeholder left in the memory dict for an array that now lives in zarr."""
 
-    #: Array path inside the spill store.
+    #: Where the array lives: a path or URL of a zarr array in the spill store.
     path: str
     shape: tuple[int, ...]
     dtype: str
@@ -136,7 +138,7 @@ class SpillManager:
     def resolve(self, data: Any) -> Any:
         """Return the array for a placeholder (read from zarr), anything else unchanged."""
         if isinstance(data, SpilledArray):
-            return self._backend().load(self._spill_path(data.path))
+            return self._backend().load(data.path)
         return data
 
     def forget(self, key: str, data: Any) -> None:
@@ -147,7 +149,7 @@ class SpillManager:
                 self._bytes -= old
         if isinstance(data, SpilledArray) and not any(v is data for v in self.store.values()):
             try:
-                self._backend().delete(self._spill_path(data.path), recursive=True)
+                self._backend().delete(data.path, recursive=True)
             except FileNotFoundError:
                 pass
 
@@ -169,9 +171,9 @@ class SpillManager:
             data = self.store.get(key)
             if not isinstance(data, np.ndarray):
                 continue  # replaced or removed behind our back: nothing to spill
-            name = uuid.uuid4().hex
-            self._backend().save(data, self._spill_path(name))
-            self.store[key] = SpilledArray(name, tuple(data.shape), data.dtype.str, int(data.nbytes))
+            path = self._spill_path(uuid.uuid4().hex)
+            self._backend().save(data, path)
+            self.store[key] = SpilledArray(path, tuple(data.shape), data.dtype.str, int(data.nbytes))
             self.spilled_count += 1
 
     def close(self) -> None:
