@@ -179,3 +179,26 @@ def test_zarr_v2_stores_with_ome_ngff_0_4(tmp_path: Path) -> None:
 
     with pytest.raises(ImageSaveError, match="v2"):
         ZarrBackend(root=tmp_path).save(data[0, 0], "old.zarr/x", zarr_format=3)
+
+
+def test_pyramids_are_written_slab_by_slab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    da = pytest.importorskip("dask.array")
+    import polystore.zarr as pz
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 60000, size=(5, 2, 37, 51)).astype(np.uint16)  # odd y/x, 5 time points
+    monkeypatch.setattr(pz, "_SLAB_BYTES", 2 * 2 * 37 * 51 * 2)  # two time points per slab
+    backend = ZarrBackend(root=tmp_path)
+    backend.save(data, "np.zarr", axes="tcyx", pyramid_levels=2, chunks=(1, 1, 16, 16))
+    backend.save(da.from_array(data, chunks=(3, 1, 37, 51)), "dask.zarr", axes="tcyx", pyramid_levels=2)
+    level1 = data[..., :36, :50].reshape(5, 2, 18, 2, 25, 2).astype(np.float64).mean(axis=(3, 5))
+    for store in ("np.zarr", "dask.zarr"):
+        np.testing.assert_array_equal(backend.load(store), data)
+        got1 = backend.load(store, level=1)
+        assert got1.shape == (5, 2, 18, 25)
+        np.testing.assert_allclose(got1, np.rint(level1), atol=1)
+        assert backend.load(store, level=2).shape == (5, 2, 9, 12)
+    np.testing.assert_array_equal(backend.load("np.zarr", level=2), backend.load("dask.zarr", level=2))
+    # a 2-D image (axis 0 is y) is written whole
+    backend.save(data[0, 0], "flat.zarr", axes="yx", pyramid_levels=1)
+    assert backend.load("flat.zarr", level=1).shape == (18, 25)

@@ -1042,7 +1042,7 @@ class ZarrBackend(StorageBackend):
         JSON-able dict, read back by :meth:`load_metadata`).
         """
         loc = self._locate(file_path)
-        arr = self._prepare(data, loc.display, allow_lazy=not kwargs.get("pyramid_levels"))
+        arr = self._prepare(data, loc.display, allow_lazy=True)
         image = self._image_from_kwargs(arr, kwargs)
         self._save_image(loc, image, kwargs)
 
@@ -1227,18 +1227,36 @@ class ZarrBackend(StorageBackend):
     ) -> None:
         """Write every chunk of ``data`` under ``dest``, then its metadata (last)."""
         skip_empty = not self.config.write_empty_chunks
-        info: dict[str, Any] = {"dense": not skip_empty}
+        self._write_chunks(fs, dest, data, chunks, codec, zarr_format=zarr_format, skip_empty=skip_empty)
+        self._write_array_meta(
+            fs, dest, tuple(data.shape), np.dtype(data.dtype), chunks, codec, attrs, dimension_names,
+            names, zarr_format,
+        )
+
+    def _write_array_meta(
+        self,
+        fs: _FS,
+        dest: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        chunks: tuple[int, ...],
+        codec: _Codec,
+        attrs: Mapping[str, Any],
+        dimension_names: Sequence[str] | None,
+        names: Sequence[str | None] | None,
+        zarr_format: int,
+    ) -> None:
+        """Write the metadata of an array whose chunks are all written (this makes it exist)."""
+        info: dict[str, Any] = {"dense": bool(self.config.write_empty_chunks)}
         if names is not None:
             info["names"] = list(names)
         all_attrs = {**attrs, "polystore": info}
         if zarr_format == 2:
-            self._write_chunks(fs, dest, data, chunks, codec, zarr_format=2, skip_empty=skip_empty)
             fs.write_atomic(fs.join(dest, ".zattrs"), _dumps(all_attrs))
-            meta2 = _array_metadata_v2(data.shape, data.dtype, chunks, codec)
+            meta2 = _array_metadata_v2(shape, dtype, chunks, codec)
             fs.write_atomic(fs.join(dest, ".zarray"), _dumps(meta2))  # last: now it exists
             return
-        meta = _array_metadata(data.shape, data.dtype, chunks, codec, all_attrs, dimension_names)
-        self._write_chunks(fs, dest, data, chunks, codec, skip_empty=skip_empty)
+        meta = _array_metadata(shape, dtype, chunks, codec, all_attrs, dimension_names)
         fs.write_atomic(fs.join(dest, _META), _dumps(meta))
 
     def _write_chunks(
@@ -1368,20 +1386,48 @@ class ZarrBackend(StorageBackend):
         """Write an OME-NGFF 0.5 image group: levels "0".."N", then the group metadata."""
         assert image.axes is not None
         axes = image.axes
-        data = image.data
+        data: Any = image.data  # NumPy or dask
         base_scale = [float(s) for s in image.scale] if image.scale is not None else [1.0] * data.ndim
         if len(base_scale) != data.ndim:
             raise ValueError(f"scale has {len(base_scale)} entries for {data.ndim} axes")
         datasets = []
-        level_data = data
-        for level in range(image.pyramid_levels + 1):
-            if level:
-                level_data = _downsample_yx(level_data, axes)
-            chunks = tuple(min(c, max(1, s)) for c, s in zip(image.chunks, level_data.shape))
-            attrs: dict[str, Any] = {}
-            self._write_array(
-                fs, fs.join(dest, str(level)), level_data, chunks, codec, attrs, list(axes),
-                image.names if level == 0 else None, image.zarr_format,
+        levels = image.pyramid_levels + 1
+        shapes = [tuple(int(s) for s in data.shape)]
+        for _ in range(1, levels):
+            shapes.append(_downsampled_shape(shapes[-1]))
+        level_chunks = [tuple(min(c, max(1, s)) for c, s in zip(image.chunks, shp)) for shp in shapes]
+        paths = [fs.join(dest, str(level)) for level in range(levels)]
+        skip_empty = not self.config.write_empty_chunks
+        fmt = image.zarr_format
+        if data.ndim >= 3 and data.shape[0] > 0:
+            # slab by slab along axis 0 (never y or x), every level of a slab at once:
+            # neither the image nor its pyramid has to fit in RAM
+            step = level_chunks[0][0]
+            row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+            rows = max(step, (_SLAB_BYTES // max(1, row_bytes)) // step * step)
+            for start in range(0, data.shape[0], rows):
+                slab = data[start : start + rows]
+                slab = np.ascontiguousarray(slab.compute() if _is_dask(slab) else slab)
+                for level in range(levels):
+                    if level:
+                        slab = _downsample_yx(slab, axes)
+                    self._write_chunks(
+                        fs, paths[level], slab, level_chunks[level], codec, start // step, fmt, "/",
+                        skip_empty,
+                    )
+        else:
+            level_data = data.compute() if _is_dask(data) else data
+            for level in range(levels):
+                if level:
+                    level_data = _downsample_yx(level_data, axes)
+                self._write_chunks(
+                    fs, paths[level], level_data, level_chunks[level], codec, zarr_format=fmt,
+                    skip_empty=skip_empty,
+                )
+        for level in range(levels):
+            self._write_array_meta(
+                fs, paths[level], shapes[level], np.dtype(data.dtype), level_chunks[level], codec, {},
+                list(axes), image.names if level == 0 else None, fmt,
             )
             factor = [2.0**level if a in "yx" else 1.0 for a in axes]
             datasets.append(
@@ -1953,6 +1999,14 @@ def _validate_axes(axes: str, ndim: int) -> None:
 def _axis_entry(axis: str) -> dict[str, str]:
     entry = {"name": axis, "type": _AXIS_TYPES[axis]}
     return entry
+
+
+def _downsampled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape after :func:`_downsample_yx` (odd y/x edges dropped; too small: unchanged)."""
+    ny, nx = shape[-2] // 2, shape[-1] // 2
+    if ny == 0 or nx == 0:
+        return shape
+    return shape[:-2] + (ny, nx)
 
 
 def _downsample_yx(data: np.ndarray, axes: str) -> np.ndarray:
