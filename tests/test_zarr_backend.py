@@ -387,3 +387,22 @@ def test_write_empty_chunks_false_leaves_fill_value_chunks_out(tmp_path: Path) -
     # the default writes every chunk
     ZarrBackend(root=tmp_path).save(data, "dense.zarr", chunks=(1, 16, 16))
     assert len([p for p in (tmp_path / "dense.zarr" / "c").rglob("*") if p.is_file()]) == 16
+
+
+def test_importing_the_module_without_zarr_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['zarr'] = None\n"
+        "import polystore\n"
+        "assert 'zarr' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "try:\n"
+        "    import polystore.zarr\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MissingDependencyError")
+    assert 'pip install "polystore[zarr]"' in result.stdout
