@@ -185,8 +185,9 @@ class SpillManager:
 def attach_spill(backend: MemoryBackend, config: VFSConfig) -> SpillManager:
     """Give ``backend`` a spill-over to zarr, per ``config``; returns the manager.
 
-    Wraps the instance's ``save``, ``load``, ``delete`` and ``clear`` (the class
-    methods, and so the backend's speed without a limit, are untouched).
+    Wraps the instance's ``save``, ``load``, ``save_batch``, ``load_batch``,
+    ``delete`` and ``clear`` (the class methods, and so the backend's speed
+    without a limit, are untouched).
     """
     manager = SpillManager(backend._store, config)
     cls = type(backend)
@@ -222,10 +223,21 @@ def attach_spill(backend: MemoryBackend, config: VFSConfig) -> SpillManager:
         cls.clear(backend)
         manager.clear()
 
+    def save_batch(data_list: Any, identifiers: Any, **kwargs: Any) -> None:
+        if len(data_list) != len(identifiers):
+            raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
+        for data, path in zip(data_list, identifiers):
+            save(data, path, **kwargs)
+
+    def load_batch(file_paths: Any, **kwargs: Any) -> list[Any]:
+        return [load(path, **kwargs) for path in file_paths]
+
     backend.save = save  # type: ignore[method-assign]
     backend.load = load  # type: ignore[method-assign]
     backend.delete = delete  # type: ignore[method-assign]
     backend.clear = clear  # type: ignore[method-assign]
+    backend.save_batch = save_batch  # type: ignore[method-assign]
+    backend.load_batch = load_batch  # type: ignore[method-assign]
     backend.spill = manager  # type: ignore[attr-defined]
     return manager
 
