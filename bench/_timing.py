@@ -1,7 +1,15 @@
-"""Shared timing helpers for the benchmarks: best-of-N wall time and ratio printing."""
+"""Shared timing helpers for the benchmarks: best-of-N wall time and ratio printing.
+
+``python -m bench SUITE --record FILE`` also appends every :func:`report` line
+to FILE as one JSON object per line; the documentation build turns
+``docs/bench-results/*.jsonl`` into the tables and the plot of
+``docs/performance.md``.
+"""
 
 from __future__ import annotations
 
+import json
+import platform
 import time
 from collections.abc import Callable
 
@@ -17,6 +25,10 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return best
 
 
+#: Where report() appends JSON records (set by ``python -m bench ... --record FILE``).
+RECORD: dict[str, str] = {}
+
+
 def report(label: str, ours: float, raw: float, unit: str, target: float, higher_is_better: bool = True) -> str:
     """Format one comparison line: both figures, the ratio ours/raw and the target."""
     ratio = ours / raw if raw else float("nan")
@@ -27,4 +39,28 @@ def report(label: str, ours: float, raw: float, unit: str, target: float, higher
         f"ratio {ratio:5.2f}x (target {sign} {target}x) {'OK' if ok else 'MISS'}"
     )
     print(line, flush=True)
+    _record(label=label, polystore=ours, raw=raw, unit=unit, ratio=ratio, target=target,
+            higher_is_better=higher_is_better, ok=ok)
     return line
+
+
+def report_absolute(label: str, value: float, unit: str, limit: float, higher_is_better: bool = False,
+                    detail: str = "") -> str:
+    """Print (and record) a figure checked against an absolute target, not a ratio."""
+    ok = value >= limit if higher_is_better else value <= limit
+    sign = ">=" if higher_is_better else "<="
+    line = f"{label:<48} polystore {value:10.3f} {unit:<6} target {sign} {limit} {unit} {'OK' if ok else 'MISS'}"
+    if detail:
+        line += f"  ({detail})"
+    print(line, flush=True)
+    _record(label=label, polystore=value, raw=None, unit=unit, ratio=None, target=limit,
+            higher_is_better=higher_is_better, ok=ok)
+    return line
+
+
+def _record(**fields: object) -> None:
+    if not RECORD:
+        return
+    fields.update(suite=RECORD["suite"], run=RECORD["run"], host=platform.node())
+    with open(RECORD["path"], "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(fields) + "\n")

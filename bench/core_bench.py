@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench._timing import report
+from bench._timing import report, report_absolute
 from polystore import BackendRegistry, FileManager
 
 
@@ -136,11 +136,10 @@ def bench_memory(ops: int) -> None:
     n = rounds * len(paths)
     t_ours, t_dict = _alternate(direct, plain_dict, 5)
     t_fm = min(_alternate(through_fm, plain_dict, 5)[0], t_ours * 100)
-    per_op = t_ours / n * 1e6
-    print(f"{'memory backend save+load pair (us)':<48} polystore {per_op:10.3f} us     "
-          f"dict {t_dict / n * 1e6:10.3f} us     per single op {per_op / 2:.3f} us "
-          f"(target <= 0.5 us) {'OK' if per_op / 2 <= 0.5 else 'MISS'}", flush=True)
-    print(f"{'  same through fm.save/fm.load (us)':<48} polystore {t_fm / n * 1e6:10.3f} us", flush=True)
+    pair = t_ours / n * 1e6
+    report_absolute("memory backend, one save or load (us)", pair / 2, "us", 0.5,
+                    detail=f"save+load pair {pair:.3f} us; plain dict pair {t_dict / n * 1e6:.3f} us")
+    report_absolute("memory via fm.save/fm.load, one op (us)", t_fm / n * 1e6 / 2, "us", 0.5)
 
 
 def bench_import(repeat: int) -> None:
@@ -156,9 +155,8 @@ def bench_import(repeat: int) -> None:
     numpy_s = wall("import numpy")
     ours_s = wall("import polystore")
     extra_ms = (ours_s - numpy_s) * 1e3
-    print(f"{'python -c import (median ms)':<48} polystore {ours_s * 1e3:10.1f} ms     "
-          f"numpy {numpy_s * 1e3:10.1f} ms     +{extra_ms:.1f} ms (target <= +30 ms) "
-          f"{'OK' if extra_ms <= 30 else 'MISS'}", flush=True)
+    report_absolute("import polystore minus import numpy (ms)", extra_ms, "ms", 30.0,
+                    detail=f"median of {repeat}: polystore {ours_s * 1e3:.1f} ms, numpy {numpy_s * 1e3:.1f} ms")
 
 
 def main(argv: list[str]) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._timing import report
+from bench._timing import report, report_absolute
 
 BIG = (2048, 2048)  # uint16: 8 MiB
 SMALL = (256, 256)  # uint16: 128 KiB
@@ -335,11 +335,12 @@ def part2(seconds: float) -> list[str]:
                  f"{result['apply_ms_p50']:.1f} ms per update")
     fps, p50, p95, rss = (result["frames_shown_per_s"], result["latency_p50_ms"], result["latency_p95_ms"],
                           result["rss_growth_mb"])
-    lines.append(f"  frames shown/s      {fps:8.1f}   target >= 20     ratio {fps / 20:5.2f}x {'OK' if fps >= 20 else 'MISS'}")
-    lines.append(f"  save-to-draw p50 ms {p50:8.1f}   target <= 50     ratio {p50 / 50:5.2f}x {'OK' if p50 <= 50 else 'MISS'}  (p95 {p95:.1f} ms)")
-    lines.append(f"  RSS growth MB       {rss:8.1f}   target <= 200    ratio {rss / 200:5.2f}x {'OK' if rss <= 200 else 'MISS'}  (start {result['rss_start_mb']:.0f} MB)")
     for line in lines:
         print(line, flush=True)
+    lines.append(report_absolute("viewer: frames shown per second", fps, "fr/s", 20.0, higher_is_better=True))
+    lines.append(report_absolute("viewer: save-to-draw latency p50 (ms)", p50, "ms", 50.0, detail=f"p95 {p95:.1f} ms"))
+    lines.append(report_absolute("viewer: RSS growth over the run (MB)", rss, "MB", 200.0,
+                                 detail=f"start {result['rss_start_mb']:.0f} MB"))
     return lines
 
 

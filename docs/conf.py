@@ -84,23 +84,9 @@ def _write_screenshots() -> None:
 
 _write_screenshots()
 
-# --------------------------------------------------------------------------- pages owned elsewhere
+# --------------------------------------------------------------------------- benchmark figures
 
-#: Pages other engineers are still writing: listed in the index toctree only once they exist.
-OPTIONAL_PAGES = ("fiji-bridge", "performance")
+sys.path.insert(0, str(DOCS))
+import _bench_report  # noqa: E402
 
-
-def _drop_missing_pages(app: Any, docname: str, source: list[str]) -> None:
-    if docname != "index":
-        return
-    text = source[0]
-    for page in OPTIONAL_PAGES:
-        if not (DOCS / f"{page}.md").exists() and not (DOCS / f"{page}.rst").exists():
-            text = re.sub(rf"^\s+{re.escape(page)}\s*$\n", "", text, flags=re.M)
-    source[0] = text
-
-
-def setup(app: Any) -> dict[str, Any]:
-    """Register the hook that leaves not-yet-written pages out of the index."""
-    app.connect("source-read", _drop_missing_pages)
-    return {"parallel_read_safe": True}
+_bench_report.write(DOCS / "bench-results", GENERATED)
