@@ -40,6 +40,12 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q "torch==2.13.0"
   fi
   .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[$extras]"
+  if [ "$target" = test ]; then
+    # PyQt6 beside the venv (not in it): tests/test_napari_pyqt6.py runs the napari
+    # tests again on it, since napari 0.9 deprecates the default PyQt5.
+    .venv/bin/python -m pip install -q --upgrade --target .venv/pyqt6 \
+      "PyQt6==6.11.0" "PyQt6-Qt6==6.11.2" "PyQt6-sip==13.13.0"
+  fi
   touch "$stamp"
 fi
 echo "setup: $target ready (.venv)"
