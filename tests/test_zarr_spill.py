@@ -131,3 +131,27 @@ def test_a_shared_dict_lets_another_backend_read_spilled_arrays(tmp_path: Path) 
     assert isinstance(shared["/s/a.npy"], SpilledArray)
     np.testing.assert_array_equal(reader.load("/s/a.npy"), _arr(1))
     np.testing.assert_array_equal(reader.load("/s/b.npy"), _arr(2))
+
+
+def test_memory_backend_with_a_vfs_limit_spills(tmp_path: Path) -> None:
+    config = VFSConfig(memory_limit_gb=_limit(2), spill_path=str(tmp_path / "vfs.zarr"))
+    backend = MemoryBackend(vfs_config=config)
+    fm = FileManager(BackendRegistry(memory=backend))
+    for i in range(4):
+        fm.save_array(_arr(i), f"/vfs/a{i}", "memory")
+    manager = backend.spill  # type: ignore[attr-defined]
+    assert manager.spilled_count == 2 and manager.resident_bytes == 2 * MIB
+    assert fm.list_files("/vfs", "memory") == [f"/vfs/a{i}" for i in range(4)]
+    for i in range(4):
+        np.testing.assert_array_equal(fm.load_array(f"/vfs/a{i}", "memory"), _arr(i))
+    fm.delete("/vfs/a0", "memory")
+    assert not fm.exists("/vfs/a0", "memory")
+
+
+def test_memory_backend_without_a_limit_is_not_wrapped() -> None:
+    for config in (None, VFSConfig()):
+        backend = MemoryBackend(vfs_config=config)
+        assert "save" not in vars(backend) and "load" not in vars(backend)
+        assert not hasattr(backend, "spill")
+        backend.save(_arr(0), "/x")
+        assert backend.load("/x") is backend.load("/x")  # zero-copy as before

@@ -75,6 +75,11 @@ class MemoryBackend(StorageBackend):
     ) -> None:
         self._store: MutableMapping[str, Any] = {} if shared_dict is None else shared_dict
         self.vfs_config = vfs_config
+        if vfs_config is not None and vfs_config.memory_limit_gb is not None:
+            # spill-over to zarr wraps this instance's methods; the class's stay as they are
+            from polystore.spill import attach_spill
+
+            attach_spill(self, vfs_config)
 
     # -- data -------------------------------------------------------------
     def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:
