@@ -56,6 +56,9 @@ def test_polystore_store_opens_in_ome_zarr_reader(tmp_path: Path) -> None:
     assert node.metadata["name"] == "site1"
     assert node.metadata["channel_names"] == ["DAPI", "GFP"]
     assert [cmap[-1] for cmap in node.metadata["colormap"]] == [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    # the display window follows the data (not the dtype's 0..65535, which shows black)
+    for (lo, hi), channel in zip(node.metadata["contrast_limits"], data):
+        assert lo == channel.min() and 0.9 * channel.max() < hi <= channel.max()
     transforms = node.metadata["coordinateTransformations"]
     assert transforms[0][0]["scale"] == [1.0, 2.0, 0.5, 0.5]
     assert transforms[2][0]["scale"] == [1.0, 2.0, 2.0, 2.0]
@@ -108,6 +111,11 @@ def test_invalid_axes_are_refused(tmp_path: Path) -> None:
             backend.save(data, "bad.zarr", axes=axes)
     with pytest.raises(ValueError, match="channel_names"):
         backend.save(data, "bad.zarr", axes="cyx", channel_names=["only one"])
+    with pytest.raises(ValueError, match="hex"):
+        backend.save(data, "bad.zarr", axes="cyx", channel_colors=["red", "green"])
+    with pytest.raises(ValueError, match="'c' axis"):
+        backend.save(data, "bad.zarr", axes="zyx", channel_names=["a", "b"])
+    assert not backend.exists("bad.zarr")  # refused before anything was written
     with pytest.raises(ValueError, match="axes"):
         backend.save(data, "bad.zarr", pyramid_levels=2)
 

@@ -1057,6 +1057,8 @@ class ZarrBackend(StorageBackend):
         levels = int(kwargs.get("pyramid_levels") or 0)
         if levels and axes is None:
             raise ValueError("pyramid_levels needs axes= (OME-Zarr multiscales)")
+        if axes is not None:
+            _check_channels(arr.shape, axes, kwargs.get("channel_names"), kwargs.get("channel_colors"))
         attrs = dict(kwargs.get("attrs") or {})
         metadata = kwargs.get("metadata")
         if metadata is not None:
@@ -1399,6 +1401,7 @@ class ZarrBackend(StorageBackend):
         paths = [fs.join(dest, str(level)) for level in range(levels)]
         skip_empty = not self.config.write_empty_chunks
         fmt = image.zarr_format
+        seen = _ChannelRange(axes, int(data.shape[axes.index("c")])) if "c" in axes else None
         if data.ndim >= 3 and data.shape[0] > 0:
             # slab by slab along axis 0 (never y or x), every level of a slab at once:
             # neither the image nor its pyramid has to fit in RAM
@@ -1408,6 +1411,8 @@ class ZarrBackend(StorageBackend):
             for start in range(0, data.shape[0], rows):
                 slab = data[start : start + rows]
                 slab = np.ascontiguousarray(slab.compute() if _is_dask(slab) else slab)
+                if seen is not None and slab.dtype.kind in "iuf":
+                    seen.update(slab, start)
                 for level in range(levels):
                     if level:
                         slab = _downsample_yx(slab, axes)
@@ -1443,7 +1448,11 @@ class ZarrBackend(StorageBackend):
             "axes": [_axis_entry(a) for a in axes],
             "datasets": datasets,
         }
-        omero = _omero(data, axes, image.channel_names, image.channel_colors) if "c" in axes else None
+        omero = None
+        if "c" in axes:
+            omero = _omero(
+                data.shape, np.dtype(data.dtype), axes, image.channel_names, image.channel_colors, seen
+            )
         group_attrs: dict[str, Any] = dict(image.attrs)
         if image.zarr_format == 2:  # OME-NGFF 0.4: metadata at the top level of .zattrs
             group_attrs["multiscales"] = [{"version": "0.4", **multiscale}]
@@ -2025,33 +2034,79 @@ def _downsample_yx(data: np.ndarray, axes: str) -> np.ndarray:
     return acc.astype(data.dtype)
 
 
-def _omero(
-    data: np.ndarray,
-    axes: str,
-    names: Sequence[str] | None,
-    colors: Sequence[str] | None,
-) -> dict[str, Any]:
-    n = data.shape[axes.index("c")]
+def _check_channels(
+    shape: Sequence[int], axes: str, names: Sequence[str] | None, colors: Sequence[str] | None
+) -> None:
+    """Refuse channel names/colours that do not match the channel axis (before writing)."""
+    if (names is not None or colors is not None) and "c" not in axes:
+        raise ValueError(f"channel_names/channel_colors need a 'c' axis; axes are {axes!r}")
+    if "c" not in axes:
+        return
+    n = int(shape[axes.index("c")])
     if names is not None and len(names) != n:
         raise ValueError(f"{len(names)} channel_names for {n} channels")
     if colors is not None and len(colors) != n:
         raise ValueError(f"{len(colors)} channel_colors for {n} channels")
-    if data.dtype.kind in "iu":
-        info = np.iinfo(data.dtype)
+    for color in colors or ():
+        text = str(color).lstrip("#")
+        if len(text) != 6 or any(ch not in "0123456789abcdefABCDEF" for ch in text):
+            raise ValueError(f"channel colour {color!r} is not a hex RRGGBB string")
+
+
+class _ChannelRange:
+    """Running per-channel min/max (on a 4x4-subsampled copy) for the OMERO display window."""
+
+    def __init__(self, axes: str, n: int) -> None:
+        self.c = axes.index("c")
+        self.lo = np.full(n, np.inf)
+        self.hi = np.full(n, -np.inf)
+
+    def update(self, slab: np.ndarray, first_index: int) -> None:
+        """Fold in ``slab``, whose axis 0 starts at ``first_index`` of the image."""
+        sub = np.moveaxis(slab[..., ::4, ::4], self.c, 0)
+        if sub.size == 0:
+            return
+        flat = sub.reshape(sub.shape[0], -1)
+        if flat.dtype.kind == "f":
+            lo, hi = np.nanmin(flat, axis=1), np.nanmax(flat, axis=1)
+        else:
+            lo, hi = flat.min(axis=1), flat.max(axis=1)
+        idx = slice(first_index, first_index + sub.shape[0]) if self.c == 0 else slice(None)
+        self.lo[idx] = np.minimum(self.lo[idx], lo)
+        self.hi[idx] = np.maximum(self.hi[idx], hi)
+
+
+def _omero(
+    shape: Sequence[int],
+    dtype: np.dtype[Any],
+    axes: str,
+    names: Sequence[str] | None,
+    colors: Sequence[str] | None,
+    seen: _ChannelRange | None = None,
+) -> dict[str, Any]:
+    """OMERO channel metadata: labels, colours, and a display window from the data's range."""
+    n = int(shape[axes.index("c")])
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
         lo, hi = float(info.min), float(info.max)
-    elif data.dtype.kind == "b":
-        lo, hi = 0.0, 1.0
     else:
         lo, hi = 0.0, 1.0
     channels = []
     for i in range(n):
         color = (colors[i] if colors is not None else _DEFAULT_COLORS[i % len(_DEFAULT_COLORS)]).lstrip("#").upper()
+        start, end = lo, hi
+        if seen is not None and np.isfinite(seen.lo[i]) and np.isfinite(seen.hi[i]):
+            start, end = float(seen.lo[i]), float(seen.hi[i])
+            if end <= start:
+                end = start + 1.0
+            if dtype.kind == "f":
+                lo, hi = min(lo, start), max(hi, end)
         channels.append(
             {
                 "label": str(names[i]) if names is not None else f"channel {i}",
                 "color": color,
                 "active": True,
-                "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+                "window": {"min": lo, "max": hi, "start": start, "end": end},
             }
         )
     return {"channels": channels, "rdefs": {"model": "color" if n > 1 else "greyscale"}}
