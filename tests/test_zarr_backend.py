@@ -406,3 +406,24 @@ def test_importing_the_module_without_zarr_names_the_extra() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("MissingDependencyError")
     assert 'pip install "polystore[zarr]"' in result.stdout
+
+
+def _child_roundtrip(root: str, queue: object) -> None:
+    backend = ZarrBackend(root=root)
+    data = np.arange(4 * 64 * 64, dtype=np.uint16).reshape(4, 64, 64)
+    backend.save(data, "child.zarr", chunks=(1, 32, 32))
+    queue.put(bool(np.array_equal(backend.load("child.zarr"), data)))  # type: ignore[attr-defined]
+
+
+def test_forked_children_get_their_own_worker_threads(backend: ZarrBackend, tmp_path: Path) -> None:
+    import multiprocessing
+
+    backend.save(_image((4, 64, 64)), "parent.zarr", chunks=(1, 32, 32))  # the parent's pools exist
+    backend.load("parent.zarr")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_roundtrip, args=(str(tmp_path), queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) is True

@@ -334,6 +334,17 @@ _SCRATCH_MAX = 64 * 1024 * 1024
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pools_after_fork() -> None:
+    """A forked child inherits the pools but not their threads: start fresh ones there."""
+    global _POOL_LOCK
+    _POOLS.clear()
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
 def _pool(kind: str = "write") -> ThreadPoolExecutor:
     """Worker threads that encode/decode chunks and do their I/O (both release the GIL).
 
