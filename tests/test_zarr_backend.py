@@ -427,3 +427,13 @@ def test_forked_children_get_their_own_worker_threads(backend: ZarrBackend, tmp_
     child.join(60)
     assert child.exitcode == 0, "the forked child hung or failed"
     assert queue.get(timeout=5) is True
+
+
+def test_a_relative_root_is_fixed_at_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = ZarrBackend(root="data")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    backend.save(_image((4, 4)), "a.zarr")
+    assert (tmp_path / "data" / "a.zarr" / "zarr.json").is_file()
+    assert ZarrBackend(root="/").root == ""  # "/" itself: paths stay absolute

@@ -884,7 +884,12 @@ class ZarrBackend(StorageBackend):
     ) -> None:
         self.config = config or ZarrConfig()
         self.storage_options = dict(storage_options or {})
-        self.root = None if root is None else os.fspath(root).rstrip("/")
+        if root is None:
+            self.root: str | None = None
+        else:
+            text = os.fspath(root)
+            # a local root is fixed now, so a later chdir does not move it
+            self.root = (text if "://" in text else os.path.abspath(text)).rstrip("/")
         self._local = _LocalFS()
         self._remote: dict[str, _FsspecFS] = {}
         self._lock = threading.Lock()
