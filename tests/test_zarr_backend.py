@@ -437,3 +437,42 @@ def test_a_relative_root_is_fixed_at_creation(tmp_path: Path, monkeypatch: pytes
     backend.save(_image((4, 4)), "a.zarr")
     assert (tmp_path / "data" / "a.zarr" / "zarr.json").is_file()
     assert ZarrBackend(root="/").root == ""  # "/" itself: paths stay absolute
+
+
+def test_batches_into_an_existing_batch_merge_like_a_folder(backend: ZarrBackend, tmp_path: Path) -> None:
+    frames = [_image((16, 24), seed=i) for i in range(6)]
+    backend.save_batch(frames[:3], [f"run.zarr/f{i}" for i in range(3)])
+    backend.save_batch(frames[3:5], ["run.zarr/f3", "run.zarr/f4"])  # a second chunk of a pipeline
+    backend.save(frames[5], "run.zarr/f5")  # and one more image
+    assert backend.list_files("run.zarr") == [f"run.zarr/f{i}" for i in range(6)]
+    for i in range(6):
+        np.testing.assert_array_equal(backend.load(f"run.zarr/f{i}"), frames[i])
+    assert json.loads((tmp_path / "run.zarr" / "zarr.json").read_text())["shape"] == [6, 16, 24]
+    # names already there are replaced in place
+    backend.save_batch([frames[0], frames[1]], ["run.zarr/f4", "run.zarr/f1"])
+    np.testing.assert_array_equal(backend.load("run.zarr/f4"), frames[0])
+    np.testing.assert_array_equal(backend.load("run.zarr/f2"), frames[2])
+    np.testing.assert_array_equal(backend.load("run.zarr"), np.stack([frames[i] for i in (0, 1, 2, 3, 0, 5)]))
+    from polystore.exceptions import ImageSaveError
+
+    with pytest.raises(ImageSaveError, match="shape"):
+        backend.save_batch([_image((8, 8)), _image((8, 8))], ["run.zarr/x", "run.zarr/y"])
+    with pytest.raises(ImageSaveError, match="float32"):
+        backend.save(frames[0].astype(np.float32), "run.zarr/z")
+    assert backend.list_files("run.zarr") == [f"run.zarr/f{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_appending_to_an_ome_batch(tmp_path: Path, zarr_format: int) -> None:
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(zarr_format=zarr_format))
+    planes = [np.full((8, 10), i, np.uint8) for i in range(4)]
+    backend.save_batch(planes[:2], ["z.zarr/p0", "z.zarr/p1"], axes="zyx")
+    backend.save_batch(planes[2:], ["z.zarr/p2", "z.zarr/p3"], axes="zyx")
+    assert backend.list_files("z.zarr") == [f"z.zarr/p{i}" for i in range(4)]
+    assert backend.info("z.zarr")["shape"] == (4, 8, 10)
+    np.testing.assert_array_equal(backend.load("z.zarr/p3"), planes[3])
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = list(Reader(parse_url(str(tmp_path / "z.zarr")))())[0]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), np.stack(planes))

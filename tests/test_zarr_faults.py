@@ -191,3 +191,45 @@ def test_truncated_uncompressed_chunk_in_a_strided_read(tmp_path: Path) -> None:
     chunk.write_bytes(b"")
     with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/1/1/1'"):
         backend.load("u.zarr")
+
+
+_APPEND_KILLER = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    import polystore.zarr as pz
+
+    real = pz._Codec.numcodec
+    count = [0]
+
+    class Dying:
+        def __init__(self, codec):
+            self.codec = codec
+        def encode(self, block):
+            count[0] += 1
+            if count[0] > 3:
+                os._exit(9)
+            return self.codec.encode(block)
+
+    pz._Codec.numcodec = lambda self: Dying(real(self))
+    backend = pz.ZarrBackend(root=sys.argv[1])
+    frames = [np.full((64, 64), 100 + i, np.uint16) for i in range(4)]
+    backend.save_batch(frames, [f"b.zarr/new{i}" for i in range(4)])
+    print("finished")
+    """
+)
+
+
+def test_writer_killed_mid_append_leaves_the_batch_as_it_was(backend: ZarrBackend, tmp_path: Path) -> None:
+    frames = [np.full((64, 64), i, np.uint16) for i in range(4)]
+    backend.save_batch(frames, [f"b.zarr/old{i}" for i in range(4)], chunks=(1, 32, 32))
+    result = subprocess.run(
+        [sys.executable, "-c", _APPEND_KILLER, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 9, result.stderr
+    assert list((tmp_path / "b.zarr" / "c" / "4").rglob("*"))  # appended chunks were written ...
+    assert backend.list_files("b.zarr") == [f"b.zarr/old{i}" for i in range(4)]  # ... but not published
+    np.testing.assert_array_equal(backend.load("b.zarr"), np.stack(frames))
+    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/again"])
+    assert backend.list_files("b.zarr") == ["b.zarr/again"] + [f"b.zarr/old{i}" for i in range(4)]
+    assert int(backend.load("b.zarr/again").max()) == 9 and backend.info("b.zarr")["shape"] == (5, 64, 64)

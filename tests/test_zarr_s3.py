@@ -146,6 +146,11 @@ def test_batches_lazy_loads_and_ome_on_s3(
     node = list(Reader(location)())[0]
     assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
     np.testing.assert_array_equal(np.asarray(node.data[0][4]), frames[4])
+    # more images into the same batch are appended, not replacing it
+    s3_backend.save_batch([frames[0], frames[1]], ["stack.zarr/f5", "stack.zarr/f6"], axes="zyx")
+    assert s3_backend.list_files("stack.zarr") == [f"stack.zarr/f{i}" for i in range(7)]
+    np.testing.assert_array_equal(s3_backend.load("stack.zarr/f6"), frames[1])
+    np.testing.assert_array_equal(s3_backend.load("stack.zarr/f2"), frames[2])
 
 
 def test_damaged_chunk_on_s3_is_named(s3_backend: ZarrBackend, s3_server: str, bucket: str) -> None:

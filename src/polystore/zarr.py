@@ -1106,11 +1106,20 @@ class ZarrBackend(StorageBackend):
         existing = self._node(loc)
         if existing is not None and not overwrite:
             raise ImageSaveError(f"zarr: {self._where(loc)} already exists (overwrite=False)")
-        if existing is not None and existing.kind == "member" and image.names is None:
-            if image.axes is not None:
-                raise ImageSaveError(f"zarr: {self._where(loc)} is a member of a batch; axes= cannot apply")
-            self._write_member(loc, existing, image.data, kwargs)
-            return
+        if image.names is None and loc.key:
+            # a path inside a batch: replace that member, or add a new one
+            holder = existing.member_of if existing is not None and existing.kind == "member" else None
+            parent_key, _, member_name = loc.key.rpartition("/")
+            ploc = _Loc(loc.fs, loc.store, parent_key, loc.display.rstrip("/").rpartition("/")[0])
+            if holder is None and existing is None:
+                parent_node = self._node(ploc)
+                if parent_node is not None and parent_node.names is not None:
+                    holder = parent_node
+            if holder is not None:
+                if image.axes is not None:
+                    raise ImageSaveError(f"zarr: {self._where(loc)} is in a batch; axes= cannot apply")
+                self._merge_into_batch(ploc, holder, [member_name], [image.data], kwargs)
+                return
         refusal = self._replace_refusal(loc, existing)
         if refusal:
             raise ImageSaveError(refusal)
@@ -1367,38 +1376,100 @@ class ZarrBackend(StorageBackend):
 
         fs.write_many(encoded())
 
-    def _write_member(self, loc: _Loc, node: _Node, arr: np.ndarray, kwargs: Mapping[str, Any]) -> None:
-        """Replace one image of a batch in place (same shape and dtype; chunk 1 on axis 0)."""
-        assert node.member_of is not None
-        holder = node.member_of
+    def _merge_into_batch(
+        self,
+        ploc: _Loc,
+        holder: _Node,
+        names: Sequence[str],
+        arrays: Sequence[Any],
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        """Save images into an existing batch like files into a folder.
+
+        A name the batch already has is replaced in place; new names are
+        appended along axis 0 (their chunks first, then the metadata with the
+        longer shape and name list, so an interrupted append leaves the batch
+        as it was). Images must match the batch's image shape and dtype.
+        """
         target = holder
+        where = self._where(ploc)
         if holder.kind == "group":
             ome = holder.ome
             if ome is None or len(ome["multiscales"][0].get("datasets") or []) != 1:
                 raise ImageSaveError(
-                    f"zarr: cannot replace {self._where(loc)} in place: its batch is a pyramid; "
-                    "save the whole batch again"
+                    f"zarr: cannot add images to the batch {where}: it is a pyramid; save the whole batch again"
                 )
-            target = self._image_array(holder, 0, loc)
+            target = self._image_array(holder, 0, ploc)
         meta = target.meta
-        reader = self._reader(loc, target)
-        bad = [k for k in kwargs if k not in ("overwrite", "compressor", "compression_level")]
-        if (
-            reader is None
-            or reader.chunks[0] != 1
-            or reader.shape[1:] != arr.shape
-            or reader.dtype != arr.dtype
-            or bad
-        ):
-            raise ImageSaveError(
-                f"zarr: cannot replace {self._where(loc)} in place: a member of a batch takes an "
-                f"image of shape {tuple(meta.get('shape', ()))[1:]} and dtype "
-                f"{_dtype_from_meta(meta)} (no other keywords); save the whole batch again"
-            )
-        self._write_chunks(
-            loc.fs, target.path, arr[None], reader.chunks, reader.codec, node.index,
-            2 if reader.v2_keys and target.zarr_format == 2 else 3, reader.sep,
-        )
+        reader = self._reader(ploc, target)
+        bad = [k for k in kwargs if k not in ("overwrite", "compressor", "compression_level", "chunks", "axes")]
+        axes = kwargs.get("axes")
+        if axes is not None:
+            have = holder.ome["multiscales"][0].get("axes") if holder.ome is not None else None
+            have_axes = "".join(a["name"] if isinstance(a, dict) else str(a) for a in have) if have else None
+            if "".join(axes) != have_axes:
+                raise ImageSaveError(
+                    f"zarr: the batch {where} has axes {have_axes!r}; cannot add images with axes {axes!r}"
+                )
+        shape = tuple(meta.get("shape", ()))[1:]
+        dtype = _dtype_from_meta(meta) if target.zarr_format == 3 else np.dtype(meta.get("dtype", "u1"))
+        for arr in arrays:
+            if reader is None or reader.chunks[0] != 1 or tuple(arr.shape) != reader.shape[1:] or bad:
+                raise ImageSaveError(
+                    f"zarr: the batch {where} holds images of shape {shape} and dtype {dtype}; "
+                    f"cannot store one of shape {tuple(arr.shape)} there with keywords {sorted(kwargs)} "
+                    "(delete the batch or save under another folder)"
+                )
+            if np.dtype(arr.dtype) != reader.dtype:
+                raise ImageSaveError(
+                    f"zarr: the batch {where} holds {reader.dtype} images, not {np.dtype(arr.dtype)}"
+                )
+        assert reader is not None
+        fmt = 2 if reader.v2_keys and target.zarr_format == 2 else 3
+        existing = list(holder.names or [])
+        fresh: list[tuple[str, Any]] = []
+        for name, arr in zip(names, arrays):
+            if name in existing:
+                self._write_chunks(
+                    ploc.fs, target.path, arr[None], reader.chunks, reader.codec, existing.index(name),
+                    fmt, reader.sep,
+                )
+            else:
+                fresh.append((name, arr))
+        if not fresh:
+            return
+        start = reader.shape[0]
+        stack = np.stack([np.asarray(a) for _, a in fresh])
+        self._write_chunks(ploc.fs, target.path, stack, reader.chunks, reader.codec, start, fmt, reader.sep)
+        new_names = existing + [n for n, _ in fresh]
+        new_shape = [start + len(fresh), *reader.shape[1:]]
+        fs = ploc.fs
+        # metadata last: until here the appended chunks lie beyond the array's shape
+        if target.zarr_format == 2:
+            zarray = {k: v for k, v in target.meta.items() if k not in ("attributes", "node_type")}
+            zarray["shape"] = new_shape
+            attrs = dict(target.attrs)
+            if target is holder:
+                attrs["polystore"] = {**dict(attrs.get("polystore") or {}), "names": new_names}
+            fs.write_atomic(fs.join(target.path, ".zattrs"), _dumps(attrs))
+            fs.write_atomic(fs.join(target.path, ".zarray"), _dumps(zarray))
+        else:
+            meta3 = dict(target.meta)
+            meta3["shape"] = new_shape
+            attrs = dict(target.attrs)
+            if "names" in dict(attrs.get("polystore") or {}):
+                attrs["polystore"] = {**dict(attrs.get("polystore") or {}), "names": new_names}
+            meta3["attributes"] = attrs
+            fs.write_atomic(fs.join(target.path, _META), _dumps(meta3))
+        if holder is not target:  # OME batch: the names live in the image group
+            gattrs = dict(holder.attrs)
+            gattrs["polystore"] = {**dict(gattrs.get("polystore") or {}), "names": new_names}
+            if holder.zarr_format == 2:
+                fs.write_atomic(fs.join(holder.path, ".zattrs"), _dumps(gattrs))
+            else:
+                gmeta = dict(holder.meta)
+                gmeta["attributes"] = gattrs
+                fs.write_atomic(fs.join(holder.path, _META), _dumps(gmeta))
 
     def _write_ome(self, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str) -> None:
         """Write an OME-NGFF 0.5 image group: levels "0".."N", then the group metadata."""
@@ -1671,6 +1742,10 @@ class ZarrBackend(StorageBackend):
             parent_display = first.display.rstrip("/").rpartition("/")[0]
             loc = _Loc(first.fs, first.store, parent_key, parent_display)
             parent = self._node(loc)
+            if parent is not None and parent.names is not None and parent.kind != "member":
+                # an existing batch: replace/append like files in a folder, never drop its other images
+                self._merge_into_batch(loc, parent, names, [arrays[i] for i in members], kwargs)
+                continue
             if (parent is not None and parent.kind == "member") or self._replace_refusal(loc, parent):
                 # the parent holds other things: keep them, save the images one by one
                 single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
