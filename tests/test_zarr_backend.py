@@ -476,3 +476,10 @@ def test_appending_to_an_ome_batch(tmp_path: Path, zarr_format: int) -> None:
 
     node = list(Reader(parse_url(str(tmp_path / "z.zarr")))())[0]
     np.testing.assert_array_equal(np.asarray(node.data[0]), np.stack(planes))
+
+
+def test_a_lone_image_in_a_batch_is_saved_as_itself(backend: ZarrBackend) -> None:
+    backend.save_batch([_image((8, 8))], ["p.zarr/A01/site1"])
+    assert backend.is_dir("p.zarr/A01") and backend.is_file("p.zarr/A01/site1")
+    backend.save(_image((5, 7)), "p.zarr/A01/site2")  # a different shape next to it is fine
+    assert backend.list_files("p.zarr/A01") == ["p.zarr/A01/site1", "p.zarr/A01/site2"]

@@ -1714,8 +1714,10 @@ class ZarrBackend(StorageBackend):
         ``load("s.zarr/f1")`` reads only that image's chunks and
         ``load("s.zarr")`` returns the whole stack. With ``axes=`` (one letter
         more than an image has, e.g. "zyx" for a batch of yx planes) the
-        parent is written as an OME-Zarr image instead. Images whose parent
-        or shape differ are saved one by one.
+        parent is written as an OME-Zarr image instead. A lone image, and
+        images whose parent or shape differ, are saved one by one. Into an
+        existing batch, images are replaced or appended (see
+        ``docs/zarr-layout.md``).
         """
         if len(data_list) != len(identifiers):
             raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
@@ -1733,7 +1735,7 @@ class ZarrBackend(StorageBackend):
         for (store_url, parent_key), members in groups.items():
             shapes = {(arrays[i].shape, arrays[i].dtype.str) for i in members}
             names = [locs[i].key.rpartition("/")[2] for i in members]
-            if store_url == "" or len(shapes) != 1 or len(set(names)) != len(names):
+            if store_url == "" or len(members) == 1 or len(shapes) != 1 or len(set(names)) != len(names):
                 single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
                 for i in members:
                     self.save(arrays[i], identifiers[i], **single_kwargs)
