@@ -483,3 +483,16 @@ def test_a_lone_image_in_a_batch_is_saved_as_itself(backend: ZarrBackend) -> Non
     assert backend.is_dir("p.zarr/A01") and backend.is_file("p.zarr/A01/site1")
     backend.save(_image((5, 7)), "p.zarr/A01/site2")  # a different shape next to it is fine
     assert backend.list_files("p.zarr/A01") == ["p.zarr/A01/site1", "p.zarr/A01/site2"]
+
+
+def test_filemanager_progress_batches_add_up(tmp_path: Path) -> None:
+    fm = FileManager(BackendRegistry(zarr=ZarrBackend(root=tmp_path)))
+    frames = [np.full((4, 4), i, np.uint16) for i in range(300)]
+    paths = [f"big.zarr/f{i:03d}" for i in range(300)]
+    fm.save_batch(frames, paths, "zarr", progress=True)  # the bar saves 3 images per call
+    assert fm.list_files("big.zarr", "zarr") == paths
+    np.testing.assert_array_equal(fm.load("big.zarr", "zarr"), np.stack(frames))  # still one array
+    small = [np.full((4, 4), i, np.uint16) for i in range(20)]
+    fm.save_batch(small, [f"small.zarr/f{i:02d}" for i in range(20)], "zarr", progress=True)  # 1 per call
+    assert fm.list_files("small.zarr", "zarr") == [f"small.zarr/f{i:02d}" for i in range(20)]
+    np.testing.assert_array_equal(fm.load("small.zarr/f07", "zarr"), small[7])
