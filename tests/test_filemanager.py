@@ -83,3 +83,15 @@ def test_pathlike_and_case_insensitive(tmp_path: Path, fm: FileManager) -> None:
     fm.save(np.ones(2), tmp_path / "p.npy", backend="DiSk")
     assert fm.is_file(tmp_path / "p.npy", Backend.DISK)
     assert fm.ensure_directory(tmp_path / "new", "disk") == str(tmp_path / "new")
+
+
+def test_progress_never_splits_a_zarr_batch(tmp_path: Path, fm: FileManager) -> None:
+    pytest.importorskip("zarr")
+    images = [np.full((16, 16), i, np.uint16) for i in range(10)]
+    paths = [str(tmp_path / "p.zarr" / "A01" / f"img{i}") for i in range(10)]
+    fm.save_batch(images, paths, backend="zarr", progress=True)
+    import zarr
+
+    stack = zarr.open_array(str(tmp_path / "p.zarr" / "A01"), mode="r")
+    assert stack.shape == (10, 16, 16)  # one N-D array, not ten small ones
+    assert [int(x[0, 0]) for x in fm.load_batch(paths, backend="zarr")] == list(range(10))

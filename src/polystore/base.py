@@ -47,6 +47,10 @@ class DataSink(_Described, abc.ABC):
 
     #: True when ``save`` stores data that can later be read back.
     supports_writes: ClassVar[bool] = True
+    #: True when a batch saved in consecutive pieces gives the same result as
+    #: one ``save_batch`` call (FileManager then splits long batches to show
+    #: progress). False for backends that lay a batch out as a whole (zarr).
+    splits_batches: ClassVar[bool] = True
 
     @abc.abstractmethod
     def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:

@@ -117,6 +117,13 @@ class FileManager:
         if not self._wants_progress(len(data_list), progress):
             instance.save_batch(data_list, output_paths, **kwargs)
             return
+        if not instance.splits_batches:  # one call; the bar completes when it returns
+            from tqdm import tqdm
+
+            with tqdm(total=len(data_list), desc=f"save {instance.backend_name}", unit="item") as bar:
+                instance.save_batch(data_list, output_paths, **kwargs)
+                bar.update(len(data_list))
+            return
         pairs = list(zip(data_list, output_paths))
         for chunk in _chunks_with_progress(pairs, f"save {instance.backend_name}"):
             instance.save_batch([d for d, _ in chunk], [p for _, p in chunk], **kwargs)

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -875,6 +875,8 @@ class ZarrBackend(StorageBackend):
     """
 
     _backend_type = "zarr"
+    #: save_batch lays a batch out as one N-D array: never split it into pieces.
+    splits_batches: ClassVar[bool] = False
 
     def __init__(
         self,
