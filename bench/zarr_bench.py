@@ -239,7 +239,7 @@ def main(argv: list[str]) -> int:
         ts_note = "tensorstore not installed: its columns are skipped"
     print(f"zarr-python {zarr.__version__}; {ts_note}; cpus {os.cpu_count()}", flush=True)
     data = _make_stack(args.frames)
-    folder = tempfile.mkdtemp(prefix="polystore-zarr-bench-", dir=args.dir or os.getcwd())
+    folder = tempfile.mkdtemp(prefix="polystore-zarr-bench-", dir=args.dir)
     try:
         for compressed in (True, False):
             if args.only == ("raw" if compressed else "lz4"):
