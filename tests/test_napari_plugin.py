@@ -183,3 +183,55 @@ def test_store_browser_lists_zarr_through_file_manager(tree: Path) -> None:
     assert [(m.name, m.kind) for m in members] == [("s0.tif", "zarr-item"), ("s1.tif", "zarr-item")]
     data, kwargs = model.open(members[1])
     assert data is member and kwargs == {"name": "s1"}
+
+
+def test_store_browser_shows_and_opens_batch_members(tmp_path: Path) -> None:
+    """A save_batch into plate.zarr/A01/img0..img4 is ONE array at A01; its members are in the tree."""
+    from polystore import FileManager
+    from polystore_napari._store import open_zarr_layers
+
+    fm = FileManager()
+    store = tmp_path / "plate.zarr"
+    planes = [np.full((6, 7), i, np.uint16) + np.arange(42, dtype=np.uint16).reshape(6, 7) for i in range(5)]
+    fm.save_batch(planes, [store / "A01" / f"img{i}" for i in range(5)], backend="zarr")
+    fm.save(np.ones((3, 4), np.float32), store / "B01" / "raw", backend="zarr")
+
+    model = StoreBrowserModel(tmp_path)
+    (plate,) = model.children()
+    assert plate.name == "plate.zarr" and plate.kind == "zarr-group"
+    a01, b01 = model.children(plate)
+    assert (a01.name, a01.kind, b01.kind) == ("A01", "zarr-batch", "zarr-group")
+    assert a01.expandable and a01.openable  # lists its members, opens as the whole stack
+    members = model.children(a01)
+    assert [(m.name, m.kind) for m in members] == [(f"img{i}", "zarr-item") for i in range(5)]
+    data, kwargs = model.open(members[3])
+    assert type(data).__module__.startswith("dask") and kwargs == {"name": "img3"}
+    np.testing.assert_array_equal(np.asarray(data), planes[3])
+    stack, _ = model.open(a01)
+    np.testing.assert_array_equal(np.asarray(stack), np.stack(planes))
+    # the reader: a store opens one layer per array (the batch as one stack)
+    layers = open_zarr_layers(str(store))
+    assert [(kw["name"], d.shape) for d, kw, _ in layers] == [("A01", (5, 6, 7)), ("raw", (3, 4))]
+    (member,) = open_zarr_layers(str(store / "A01" / "img1"))
+    np.testing.assert_array_equal(np.asarray(member[0]), planes[1])
+
+
+def test_batch_saved_as_ome_image_opens_members_as_planes(tmp_path: Path) -> None:
+    """A batch with axes= is an OME image; a member loses the batch axis (axes, scale, channels)."""
+    from polystore import FileManager
+
+    fm = FileManager()
+    store = tmp_path / "s.zarr"
+    planes = [np.full((2, 8, 8), i, np.uint8) for i in range(3)]
+    fm.save_batch(planes, [store / "well" / f"t{i}" for i in range(3)], backend="zarr", axes="tcyx",
+                  scale=[2.0, 1.0, 0.5, 0.5], channel_names=["a", "b"], pyramid_levels=1)
+    model = StoreBrowserModel(store)
+    (well,) = model.children()
+    assert well.kind == "zarr-batch"
+    members = model.children(well)
+    assert [m.name for m in members] == ["t0", "t1", "t2"]
+    levels, kwargs = model.open(members[2])
+    assert [level.shape for level in levels] == [(2, 8, 8), (2, 4, 4)] and kwargs["multiscale"]
+    assert kwargs["channel_axis"] == 0 and kwargs["name"] == ["a", "b"]
+    assert kwargs["scale"] == [[0.5, 0.5]] * 2 and kwargs["axis_labels"] == [("y", "x")] * 2
+    np.testing.assert_array_equal(np.asarray(levels[0]), planes[2])

@@ -210,3 +210,27 @@ def test_pyramids_are_written_slab_by_slab(tmp_path: Path, monkeypatch: pytest.M
     # a 2-D image (axis 0 is y) is written whole
     backend.save(data[0, 0], "flat.zarr", axes="yx", pyramid_levels=1)
     assert backend.load("flat.zarr", level=1).shape == (18, 25)
+
+
+def test_info_reports_scale_and_omero_channels(tmp_path: Path) -> None:
+    """info() gives what a viewer needs: axis names, scale, channel axis, names, colours, windows."""
+    backend = ZarrBackend(root=tmp_path)
+    data = np.stack([np.full((4, 8, 8), 10, np.uint16), np.arange(256, dtype=np.uint16).reshape(4, 8, 8)])
+    backend.save(data, "i.zarr/img", axes="czyx", scale=[1.0, 2.0, 0.5, 0.5], channel_names=["dna", "actin"],
+                 channel_colors=["0000ff", "#00FF00"], pyramid_levels=1)
+    info = backend.info("i.zarr/img")
+    assert info["kind"] == "image" and info["axes"] == "czyx" and info["levels"] == 2
+    assert info["axis_names"] == ["c", "z", "y", "x"] and info["scale"] == [1.0, 2.0, 0.5, 0.5]
+    assert info["channel_axis"] == 0 and info["channel_names"] == ["dna", "actin"]
+    assert info["channel_colors"] == ["0000FF", "00FF00"]
+    omero = json.loads((tmp_path / "i.zarr" / "img" / "zarr.json").read_text())["attributes"]["ome"]["omero"]
+    assert info["contrast_limits"] == [[c["window"]["start"], c["window"]["end"]] for c in omero["channels"]]
+    assert info["contrast_limits"][0] == [10.0, 11.0]  # a flat channel still gets a valid window
+    assert info["shape"] == (2, 4, 8, 8)
+    # a member of a batch image loses the batch axis; a member of a batch along c is one channel
+    backend.save_batch([data[0], data[1]], ["i.zarr/b/c0", "i.zarr/b/c1"], axes="czyx", scale=[1, 2, 0.5, 0.5])
+    member = backend.info("i.zarr/b/c1")
+    assert member["kind"] == "member" and member["shape"] == (4, 8, 8) and member["axes"] == "zyx"
+    assert member["scale"] == [2.0, 0.5, 0.5] and "channel_axis" not in member and "channel_names" not in member
+    batch = backend.info("i.zarr/b")
+    assert batch["axes"] == "czyx" and batch["channel_axis"] == 0 and batch["shape"] == (2, 4, 8, 8)

@@ -15,7 +15,7 @@ LayerData = list[tuple[Any, dict[str, Any], str]]
 def read_store(path: str | list[str]) -> LayerData:
     """Layer data tuples for one store path (or the first of a list)."""
     target = path[0] if isinstance(path, list) else path
-    return open_zarr_layers(str(target).rstrip("/"))
+    return open_zarr_layers(str(target).rstrip("/") or "/")
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] | None:

@@ -2024,7 +2024,23 @@ class ZarrBackend(StorageBackend):
         return dict(value) if isinstance(value, dict) else None
 
     def info(self, path: PathLike) -> dict[str, Any]:
-        """Shape, dtype, chunks, axes and kind of what is stored at ``path``."""
+        """Shape, dtype, chunks, axes and kind of what is stored at ``path``.
+
+        Always: ``kind`` ("array", "group", "image" or "member") and
+        ``zarr_format``; for arrays, images and members also ``shape``,
+        ``dtype`` and ``chunks``. An OME-Zarr image (and a member of a batch
+        saved as one, whose axes and scale lose the batch axis) also reports
+        what a viewer needs to show it:
+
+        - ``axes`` (axis names joined, e.g. "czyx"), ``axis_names`` (list) and
+          ``levels`` (pyramid levels; ``load(path, level=k)`` reads level k);
+        - ``scale``: physical size per axis of level 0, when the image has one;
+        - ``channel_axis``: position of the channel axis, when there is one;
+        - ``channel_names`` (OMERO labels, None where missing),
+          ``channel_colors`` (hex "RRGGBB") and ``contrast_limits`` (OMERO
+          ``window`` start/end per channel), each only when every channel has
+          a valid entry.
+        """
         loc = self._locate(path)
         node = self._node(loc)
         if node is None:
@@ -2035,6 +2051,11 @@ class ZarrBackend(StorageBackend):
             ome = arr_node.ome
             out["axes"] = "".join(a["name"] for a in ome["multiscales"][0]["axes"])
             out["levels"] = len(ome["multiscales"][0]["datasets"])
+            display = _ome_display(ome)
+            if node.kind == "member":
+                display = _drop_lead_axis(display)
+                out["axes"] = "".join(display["axis_names"])
+            out.update(display)
             arr_node = self._image_array(arr_node, 0, loc)
         if arr_node.kind == "array":
             meta = arr_node.meta
@@ -2067,6 +2088,61 @@ _SAVE_KWARGS = frozenset(
         "zarr_format",
     }
 )
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ome_display(ome: Mapping[str, Any]) -> dict[str, Any]:
+    """Axis names, level-0 scale and OMERO channel names/colours/windows of an OME image."""
+    ms = ome["multiscales"][0]
+    axes = [a if isinstance(a, dict) else {"name": str(a)} for a in ms.get("axes") or []]
+    names = [str(a.get("name", i)) for i, a in enumerate(axes)]
+    out: dict[str, Any] = {"axis_names": names}
+    datasets = ms.get("datasets") or []
+    transforms = datasets[0].get("coordinateTransformations") if datasets and isinstance(datasets[0], dict) else None
+    for transform in transforms or []:
+        values = transform.get("scale") if isinstance(transform, dict) and transform.get("type") == "scale" else None
+        if isinstance(values, list) and len(values) == len(names) and all(_is_num(v) and v > 0 for v in values):
+            out["scale"] = [float(v) for v in values]
+    channel = next(
+        (i for i, a in enumerate(axes) if a.get("type") == "channel" or ("type" not in a and a.get("name") == "c")),
+        None,
+    )
+    if channel is None:
+        return out
+    out["channel_axis"] = channel
+    omero = ome.get("omero")
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, dict) for c in channels):
+        return out
+    out["channel_names"] = [str(c["label"]) if c.get("label") else None for c in channels]
+    colors = [c.get("color") for c in channels]
+    if all(isinstance(c, str) and len(c) == 6 and all(ch in "0123456789abcdefABCDEF" for ch in c) for c in colors):
+        out["channel_colors"] = [str(c).upper() for c in colors]
+    windows = [c.get("window") for c in channels]
+    if all(
+        isinstance(w, dict) and _is_num(w.get("start")) and _is_num(w.get("end")) and w["start"] < w["end"]
+        for w in windows
+    ):
+        out["contrast_limits"] = [[float(w["start"]), float(w["end"])] for w in windows]
+    return out
+
+
+def _drop_lead_axis(display: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_ome_display` for one member of a batch image (axis 0 is the batch axis)."""
+    out = dict(display)
+    out["axis_names"] = display["axis_names"][1:]
+    if "scale" in out:
+        out["scale"] = display["scale"][1:]
+    channel = out.pop("channel_axis", None)
+    if channel is None or channel == 0:  # a member of a batch along c is one channel
+        for key in ("channel_names", "channel_colors", "contrast_limits"):
+            out.pop(key, None)
+    else:
+        out["channel_axis"] = channel - 1
+    return out
 
 
 def _is_dask(data: Any) -> bool:

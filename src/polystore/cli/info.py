@@ -82,8 +82,10 @@ def zarr_info(path: str) -> dict[str, Any]:
     if out["kind"] == "image" and isinstance(ome, dict) and ome.get("multiscales"):
         ms = ome["multiscales"][0]
         out["ome_version"] = ome.get("version") or ms.get("version")
-        out.pop("axes", None)
-        out.pop("levels", None)
+        # reported below in detail (axes_detail, levels_detail, channels)
+        for key in ("axes", "levels", "axis_names", "scale", "channel_axis", "channel_names", "channel_colors",
+                    "contrast_limits"):
+            out.pop(key, None)
         out["axes_detail"] = [
             {k: a[k] for k in ("name", "type", "unit") if k in a} if isinstance(a, dict) else {"name": a}
             for a in ms.get("axes", [])
