@@ -254,6 +254,13 @@ def test_listing(tmp_path: Path, fm: FileManager) -> None:
         fm.list_files(tmp_path / "missing", "disk")
 
 
+def test_listing_hides_temp_files_of_writers(tmp_path: Path, fm: FileManager) -> None:
+    fm.save(np.zeros(2), tmp_path / "a.npy", backend="disk")
+    (tmp_path / ".a.npy.4242-7.tmp").write_bytes(b"half")  # a killed writer's leftover
+    assert fm.list_files(tmp_path, "disk") == [str(tmp_path / "a.npy")]
+    assert fm.list_dir(tmp_path, "disk") == ["a.npy"]
+
+
 def test_directory_operations(tmp_path: Path, fm: FileManager) -> None:
     created = fm.ensure_directory(tmp_path / "d" / "e", backend="disk")
     assert created == str(tmp_path / "d" / "e") and isinstance(created, str)

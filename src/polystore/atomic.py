@@ -27,6 +27,7 @@ __all__ = [
     "atomic_update_json",
     "file_lock",
     "temp_name_beside",
+    "is_temp_name",
     "replace_atomically",
     "swap_into_place",
 ]
@@ -45,6 +46,11 @@ def temp_name_beside(path: str) -> str:
     """
     folder, name = os.path.split(path)
     return os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a file name made by :func:`temp_name_beside` (hidden from listings)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _load_renameat2() -> Any:

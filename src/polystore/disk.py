@@ -9,14 +9,14 @@ sidecar for every other format; :meth:`DiskBackend.load_metadata` reads it back.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from polystore.atomic import replace_atomically, swap_into_place, temp_name_beside
+from polystore._listing import matches, normalize_extensions
+from polystore.atomic import is_temp_name, replace_atomically, swap_into_place, temp_name_beside
 from polystore.base import PathLike, StorageBackend
 from polystore.exceptions import (
     ImageLoadError,
@@ -36,22 +36,6 @@ SIDECAR_SUFFIX = ".meta.json"
 
 def _fspath(path: PathLike) -> str:
     return path if isinstance(path, str) else os.fspath(path)
-
-
-def normalize_extensions(extensions: Iterable[str] | None) -> tuple[str, ...] | None:
-    """``{"npy", ".TIF"}`` -> ``(".npy", ".tif")``; None stays None."""
-    if extensions is None:
-        return None
-    if isinstance(extensions, str):
-        extensions = [extensions]
-    return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
-
-
-def matches(name: str, pattern: str | None, extensions: tuple[str, ...] | None) -> bool:
-    """True if a file ``name`` passes the glob ``pattern`` and the extension filter."""
-    if extensions is not None and not name.lower().endswith(extensions):
-        return False
-    return pattern is None or fnmatch.fnmatchcase(name, pattern)
 
 
 class DiskBackend(StorageBackend):
@@ -267,7 +251,7 @@ class DiskBackend(StorageBackend):
         found = [
             path
             for path, name in _walk_files(root, recursive)
-            if matches(name, pattern, exts) and not name.endswith(SIDECAR_SUFFIX)
+            if matches(name, pattern, exts) and not _is_hidden_entry(name)
         ]
         return sorted(found)
 
@@ -276,7 +260,7 @@ class DiskBackend(StorageBackend):
         root = _fspath(path)
         try:
             return sorted(
-                name for name in os.listdir(root) if not name.endswith(SIDECAR_SUFFIX)
+                name for name in os.listdir(root) if not _is_hidden_entry(name)
             )
         except FileNotFoundError:
             raise PathNotFoundError(root, "disk") from None
@@ -358,6 +342,11 @@ class DiskBackend(StorageBackend):
         shutil.move(src, dst)
         if os.path.exists(src + SIDECAR_SUFFIX):
             shutil.move(src + SIDECAR_SUFFIX, dst + SIDECAR_SUFFIX)
+
+
+def _is_hidden_entry(name: str) -> bool:
+    """Metadata sidecars and in-flight (or abandoned) temp files are not listed."""
+    return name.endswith(SIDECAR_SUFFIX) or is_temp_name(name)
 
 
 def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, str]]:

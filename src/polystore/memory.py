@@ -18,9 +18,9 @@ import posixpath
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+from polystore._listing import matches, normalize_extensions
 from polystore.base import PathLike, StorageBackend
 from polystore.config import VFSConfig
-from polystore.disk import matches, normalize_extensions
 from polystore.exceptions import PathNotFoundError, StorageError
 from polystore.frameworks import from_numpy
 
