@@ -1,0 +1,87 @@
+"""Compressors: the Blosc codec polystore writes, and reading a store's codec back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numcodecs import Blosc
+
+from polystore.config import ZarrCompressor, ZarrConfig
+from polystore.zarr._dtypes import _dtype_from_meta
+
+
+_BLOSC_NAMES = {
+    ZarrCompressor.LZ4: "lz4",
+    ZarrCompressor.ZSTD: "zstd",
+    ZarrCompressor.BLOSC_LZ4HC: "lz4hc",
+    ZarrCompressor.BLOSC_ZLIB: "zlib",
+}
+_SHUFFLE_IDS = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """How chunks are encoded: ``cname`` None means raw little-endian bytes."""
+
+    cname: str | None
+    clevel: int = 1
+    shuffle: str = "shuffle"
+
+    def metadata(self, itemsize: int) -> list[dict[str, Any]]:
+        """The v3 ``codecs`` list for this codec."""
+        bytes_codec: dict[str, Any] = {"name": "bytes"}
+        if itemsize > 1:
+            bytes_codec["configuration"] = {"endian": "little"}
+        codecs = [bytes_codec]
+        if self.cname is not None:
+            codecs.append(
+                {
+                    "name": "blosc",
+                    "configuration": {
+                        "typesize": itemsize,
+                        "cname": self.cname,
+                        "clevel": self.clevel,
+                        "shuffle": self.shuffle,
+                        "blocksize": 0,
+                    },
+                }
+            )
+        return codecs
+
+    def numcodec(self) -> Blosc | None:
+        """A numcodecs codec object (None for raw bytes)."""
+        if self.cname is None:
+            return None
+        return Blosc(cname=self.cname, clevel=self.clevel, shuffle=_SHUFFLE_IDS[self.shuffle])
+
+
+def _codec_for(compressor: ZarrCompressor | str | None, level: int | None, config: ZarrConfig) -> _Codec:
+    comp = ZarrCompressor(compressor) if compressor is not None else config.compressor
+    lvl = config.compression_level if level is None else int(level)
+    if not 0 <= lvl <= 9:
+        raise ValueError(f"compression_level must be 0..9, got {lvl}")
+    if comp == ZarrCompressor.NONE:
+        return _Codec(None)
+    return _Codec(_BLOSC_NAMES[comp], lvl, "shuffle")
+
+
+def _codec_from_metadata(meta: Mapping[str, Any]) -> _Codec | None:
+    """The codec of a v3 array we can decode ourselves, or None (use zarr-python)."""
+    codecs = meta.get("codecs") or []
+    if not codecs or codecs[0].get("name") != "bytes":
+        return None
+    endian = (codecs[0].get("configuration") or {}).get("endian", "little")
+    if endian != "little" and np.dtype(_dtype_from_meta(meta) or "u1").itemsize > 1:
+        return None
+    if len(codecs) == 1:
+        return _Codec(None)
+    if len(codecs) == 2 and codecs[1].get("name") == "blosc":
+        conf = codecs[1].get("configuration") or {}
+        shuffle = conf.get("shuffle", "shuffle")
+        if shuffle not in _SHUFFLE_IDS or conf.get("cname") is None:
+            return None
+        return _Codec(str(conf["cname"]), int(conf.get("clevel", 5)), shuffle)
+    return None

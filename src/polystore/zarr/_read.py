@@ -1,0 +1,224 @@
+"""Reading chunks straight from a store (polystore's fast path for arrays it can decode)."""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
+from polystore.exceptions import ImageLoadError
+from polystore.zarr._codec import _Codec
+from polystore.zarr._dtypes import _dtype_from_meta
+from polystore.zarr._fs import _FS, _LocalFS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, _pool
+
+
+class _ArrayReader:
+    """Reads regions of one v3 array by fetching and decoding only the chunks touched.
+
+    Supports arrays whose codecs are ``bytes`` (+ optional ``blosc``) and the
+    default chunk key encoding; others are read through zarr-python.
+    """
+
+    def __init__(self, fs: _FS, path: str, meta: dict[str, Any], codec: _Codec, where: str) -> None:
+        self.fs = fs
+        self.path = path
+        self.meta = meta
+        self.where = where
+        self.shape = tuple(int(s) for s in meta["shape"])
+        dtype = _dtype_from_meta(meta)
+        assert dtype is not None
+        self.dtype = dtype
+        self.ndim = len(self.shape)
+        self.chunks = tuple(int(c) for c in meta["chunk_grid"]["configuration"]["chunk_shape"])
+        enc = meta.get("chunk_key_encoding") or {}
+        conf = enc.get("configuration") or {}
+        self.sep = conf.get("separator", "/")
+        self.v2_keys = enc.get("name") == "v2"
+        self.codec = codec
+        self.numcodec = codec.numcodec()
+        info = (meta.get("attributes") or {}).get("polystore")
+        #: polystore writes every chunk, so a missing one means damage, not fill value.
+        self.dense = bool(isinstance(info, dict) and info.get("dense"))
+        fill = meta.get("fill_value", 0)
+        try:
+            self.fill = np.array(complex(*fill) if isinstance(fill, list) else fill, dtype=self.dtype)
+        except (TypeError, ValueError):
+            self.fill = np.zeros((), dtype=self.dtype)
+        self.chunk_nbytes = int(np.prod(self.chunks, dtype=np.int64)) * self.dtype.itemsize
+
+    def chunk_key(self, idx: Sequence[int]) -> str:
+        if self.v2_keys:
+            return self.sep.join(str(i) for i in idx) if idx else "0"
+        return "c" + "".join(self.sep + str(i) for i in idx)
+
+    def _decode(self, raw: bytes, key: str, dest: np.ndarray | None) -> np.ndarray:
+        try:
+            if self.numcodec is None:
+                arr = np.frombuffer(raw, dtype=self.dtype)
+                if arr.size * self.dtype.itemsize != self.chunk_nbytes:
+                    raise ValueError(f"{len(raw)} bytes, expected {self.chunk_nbytes}")
+                arr = arr.reshape(self.chunks)
+                if dest is not None:
+                    dest[...] = arr
+                    return dest
+                return arr
+            # blosc1 header: bytes 4-7 hold the decompressed size (little-endian)
+            nbytes = int.from_bytes(raw[4:8], "little") if len(raw) >= 16 else -1
+            if nbytes != self.chunk_nbytes:
+                raise ValueError(f"it holds {nbytes} bytes, expected {self.chunk_nbytes}")
+            if dest is not None:
+                self.numcodec.decode(raw, out=dest)
+                return dest
+            out = self._scratch()
+            self.numcodec.decode(raw, out=out)
+            return out
+        except Exception as exc:
+            raise ImageLoadError(
+                f"zarr: corrupted chunk {key!r} of array {self.where}: {exc}"
+            ) from exc
+
+    def read(self, starts: Sequence[int], stops: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
+        """Return ``array[starts:stops]`` (per axis), reading only overlapping chunks."""
+        shape_out = tuple(b - a for a, b in zip(starts, stops))
+        if out is None:
+            out = np.empty(shape_out, dtype=self.dtype)
+        if out.size == 0:
+            return out
+        ranges = [
+            range(a // c, (b - 1) // c + 1) for a, b, c in zip(starts, stops, self.chunks)
+        ]
+        jobs = list(itertools.product(*ranges))
+
+        def one(idx: tuple[int, ...], raw: bytes | None) -> None:
+            key = self.chunk_key(idx)
+            c0 = [i * c for i, c in zip(idx, self.chunks)]
+            o0 = [max(a, s) for a, s in zip(c0, starts)]
+            o1 = [min(a + c, e) for a, c, e in zip(c0, self.chunks, stops)]
+            dest = out[tuple(slice(a - s, b - s) for a, b, s in zip(o0, o1, starts))]
+            if raw is None:
+                if self.dense:
+                    raise ImageLoadError(
+                        f"zarr: chunk {key!r} of array {self.where} is missing "
+                        "(polystore writes every chunk, so the store is damaged)"
+                    )
+                dest[...] = self.fill
+                return
+            full = all(b - a == c for a, b, c in zip(o0, o1, self.chunks))
+            if full and dest.flags.c_contiguous:
+                self._decode(raw, key, dest)
+                return
+            chunk = self._decode(raw, key, None)
+            dest[...] = chunk[tuple(slice(a - c, b - c) for a, b, c in zip(o0, o1, c0))]
+
+        base = self.path
+        if isinstance(self.fs, _LocalFS):
+            fs = self.fs
+
+            raw_codec = self.numcodec is None
+
+            def local(idx: tuple[int, ...]) -> None:
+                if raw_codec and self._read_raw_into(idx, starts, stops, out):
+                    return
+                one(idx, fs.read(base + "/" + self.chunk_key(idx)))
+
+            if len(jobs) <= 2:
+                for idx in jobs:
+                    local(idx)
+            else:
+                for fut in [_pool("read").submit(local, idx) for idx in jobs]:
+                    fut.result()
+            return out
+        # object store: fetch a window of chunks concurrently, decode in the pool
+        window = max(8, _package._PUT_BATCH_BYTES // max(1, self.chunk_nbytes))
+        for i in range(0, len(jobs), window):
+            part = jobs[i : i + window]
+            raws = self.fs.read_many([base + "/" + self.chunk_key(idx) for idx in part])
+            if len(part) <= 2:
+                for idx, raw in zip(part, raws):
+                    one(idx, raw)
+            else:
+                for fut in [_pool("read").submit(one, idx, raw) for idx, raw in zip(part, raws)]:
+                    fut.result()
+        return out
+
+    def _scratch(self) -> np.ndarray:
+        """This thread's reusable chunk-sized buffer (valid until its next use)."""
+        scratch: np.ndarray | None = getattr(_SCRATCH, "buf", None)
+        if scratch is None or scratch.nbytes < self.chunk_nbytes:
+            scratch = np.empty(max(self.chunk_nbytes, 1), np.uint8)
+            if self.chunk_nbytes <= _SCRATCH_MAX:  # huge chunks get a buffer of their own
+                _SCRATCH.buf = scratch
+        return scratch[: self.chunk_nbytes].view(self.dtype).reshape(self.chunks)
+
+    def _read_raw_into(
+        self, idx: tuple[int, ...], starts: Sequence[int], stops: Sequence[int], out: np.ndarray
+    ) -> bool:
+        """Uncompressed chunk wholly inside ``out``: copy it there once, no scratch copy.
+
+        A contiguous destination is filled by ``readinto``; a strided one is
+        copied from a memory map of the chunk file (one copy instead of two).
+        """
+        c0 = [i * c for i, c in zip(idx, self.chunks)]
+        if any(a < s or a + c > e for a, c, s, e in zip(c0, self.chunks, starts, stops)):
+            return False
+        dest = out[tuple(slice(a - s, a - s + c) for a, c, s in zip(c0, self.chunks, starts))]
+        path = self.path + "/" + self.chunk_key(idx)
+        try:
+            if dest.flags.c_contiguous:
+                with open(path, "rb", buffering=0) as f:
+                    buf: Any = dest.reshape(-1).view(np.uint8)
+                    got = f.readinto(buf)
+                    extra = f.read(1)
+                if got == self.chunk_nbytes and not extra:
+                    return True
+            else:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    size = os.fstat(fd).st_size
+                    if size == self.chunk_nbytes and size > 0:
+                        with mmap.mmap(fd, 0, prot=mmap.PROT_READ, flags=_MMAP_FLAGS) as mapped:
+                            dest[...] = np.frombuffer(mapped, dtype=self.dtype).reshape(self.chunks)
+                        return True
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # the general path reports it (or fills it)
+        raise ImageLoadError(
+            f"zarr: corrupted chunk {self.chunk_key(idx)!r} of array {self.where}: "
+            f"expected {self.chunk_nbytes} bytes"
+        )
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        """Basic indexing (ints and step-1 slices), used by dask for lazy loads."""
+        if not isinstance(item, tuple):
+            item = (item,)
+        if any(i is Ellipsis for i in item):
+            pos = next(k for k, i in enumerate(item) if i is Ellipsis)
+            item = item[:pos] + (slice(None),) * (self.ndim - len(item) + 1) + item[pos + 1 :]
+        item = item + (slice(None),) * (self.ndim - len(item))
+        starts, stops, squeeze = [], [], []
+        for axis, (sel, size) in enumerate(zip(item, self.shape)):
+            if isinstance(sel, (int, np.integer)):
+                i = int(sel) + size if sel < 0 else int(sel)
+                if not 0 <= i < size:
+                    raise IndexError(f"index {sel} out of range for axis {axis} of size {size}")
+                starts.append(i)
+                stops.append(i + 1)
+                squeeze.append(axis)
+            elif isinstance(sel, slice):
+                a, b, step = sel.indices(size)
+                if step != 1:
+                    return self[tuple(slice(None) if k == axis else s for k, s in enumerate(item))][
+                        (slice(None),) * (axis - len([q for q in squeeze if q < axis])) + (sel,)
+                    ]
+                starts.append(a)
+                stops.append(max(a, b))
+            else:
+                raise TypeError(f"unsupported index {sel!r}")
+        out = self.read(starts, stops)
+        return out.reshape([s for k, s in enumerate(out.shape) if k not in squeeze]) if squeeze else out

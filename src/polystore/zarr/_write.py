@@ -1,0 +1,252 @@
+"""Writing arrays: encoding chunks (slab by slab for dask), array metadata, OME-NGFF pyramids."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
+from polystore.config import ZarrConfig
+from polystore.zarr._codec import _Codec
+from polystore.zarr._dtypes import _fill_value
+from polystore.zarr._fs import _FS, _LocalFS, _pool
+from polystore.zarr._meta import _META, _array_metadata, _array_metadata_v2, _dumps, _write_group
+from polystore.zarr._nodes import _Image
+from polystore.zarr._ome import (
+    _ChannelRange,
+    _axis_entry,
+    _downsample_yx,
+    _downsampled_shape,
+    _is_dask,
+    _omero,
+)
+
+
+class _ChunkWriter:
+    """The writing half of :class:`~polystore.zarr.backend.ZarrBackend` (a mixin)."""
+
+    config: ZarrConfig
+
+    def _write_array(
+        self,
+        fs: _FS,
+        dest: str,
+        data: np.ndarray,
+        chunks: tuple[int, ...],
+        codec: _Codec,
+        attrs: Mapping[str, Any],
+        dimension_names: Sequence[str] | None,
+        names: Sequence[str | None] | None = None,
+        zarr_format: int = 3,
+    ) -> None:
+        """Write every chunk of ``data`` under ``dest``, then its metadata (last)."""
+        skip_empty = not self.config.write_empty_chunks
+        self._write_chunks(fs, dest, data, chunks, codec, zarr_format=zarr_format, skip_empty=skip_empty)
+        self._write_array_meta(
+            fs, dest, tuple(data.shape), np.dtype(data.dtype), chunks, codec, attrs, dimension_names,
+            names, zarr_format,
+        )
+
+    def _write_array_meta(
+        self,
+        fs: _FS,
+        dest: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        chunks: tuple[int, ...],
+        codec: _Codec,
+        attrs: Mapping[str, Any],
+        dimension_names: Sequence[str] | None,
+        names: Sequence[str | None] | None,
+        zarr_format: int,
+    ) -> None:
+        """Write the metadata of an array whose chunks are all written (this makes it exist)."""
+        info: dict[str, Any] = {"dense": bool(self.config.write_empty_chunks)}
+        if names is not None:
+            info["names"] = list(names)
+        all_attrs = {**attrs, "polystore": info}
+        if zarr_format == 2:
+            fs.write_atomic(fs.join(dest, ".zattrs"), _dumps(all_attrs))
+            meta2 = _array_metadata_v2(shape, dtype, chunks, codec)
+            fs.write_atomic(fs.join(dest, ".zarray"), _dumps(meta2))  # last: now it exists
+            return
+        meta = _array_metadata(shape, dtype, chunks, codec, all_attrs, dimension_names)
+        fs.write_atomic(fs.join(dest, _META), _dumps(meta))
+
+    def _write_chunks(
+        self,
+        fs: _FS,
+        dest: str,
+        data: np.ndarray,
+        chunks: tuple[int, ...],
+        codec: _Codec,
+        lead_offset: int = 0,
+        zarr_format: int = 3,
+        separator: str = "/",
+        skip_empty: bool = False,
+    ) -> None:
+        """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
+
+        With ``skip_empty`` (``ZarrConfig(write_empty_chunks=False)``) chunks
+        holding only the fill value are not written, as zarr does by default.
+
+        A dask array is computed and written one slab of about ``_SLAB_BYTES``
+        (whole chunks along axis 0) at a time, so it never has to fit in RAM.
+        """
+        if not isinstance(data, np.ndarray):
+            step = chunks[0]
+            row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+            rows = max(step, (_package._SLAB_BYTES // max(1, row_bytes)) // step * step)
+            for start in range(0, data.shape[0], rows):
+                slab = np.ascontiguousarray(np.asarray(data[start : start + rows].compute()))
+                self._write_chunks(
+                    fs, dest, slab, chunks, codec, lead_offset + start // step, zarr_format, separator,
+                    skip_empty,
+                )
+            return
+        numcodec = codec.numcodec()
+        grid = [range(max(1, math.ceil(s / c))) if s else range(0) for s, c in zip(data.shape, chunks)]
+        indices = list(itertools.product(*grid)) if data.ndim else [()]
+        fill = _fill_value(data.dtype)
+
+        def encode(idx: tuple[int, ...]) -> bytes | np.ndarray | None:
+            sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks))
+            block = data[sel]
+            if skip_empty and not np.any(block):
+                return None  # all fill value (0 / False): left out
+            if block.shape != chunks:
+                padded = np.full(chunks, fill if not isinstance(fill, list) else 0, dtype=data.dtype)
+                padded[tuple(slice(0, s) for s in block.shape)] = block
+                block = padded
+            block = np.ascontiguousarray(block)
+            if numcodec is None:
+                return block  # raw little-endian bytes: written straight from the buffer
+            return bytes(numcodec.encode(block))
+
+        def key(idx: tuple[int, ...]) -> str:
+            if lead_offset and idx:
+                idx = (idx[0] + lead_offset,) + idx[1:]
+            if zarr_format == 2:
+                return dest + "/" + (separator.join(str(i) for i in idx) if idx else "0")
+            return dest + "/c" + "".join(separator + str(i) for i in idx)
+
+        if isinstance(fs, _LocalFS):
+            for d in {os.path.dirname(key(idx)) for idx in indices}:
+                os.makedirs(d, exist_ok=True)
+            os.makedirs(dest, exist_ok=True)
+
+            def work(idx: tuple[int, ...]) -> None:
+                blob: Any = encode(idx)
+                if blob is None:
+                    path = key(idx)
+                    if os.path.lexists(path):  # a member rewritten as empty
+                        os.remove(path)
+                    return
+                with open(key(idx), "wb") as f:
+                    f.write(blob)
+
+            if len(indices) <= 2:
+                for idx in indices:
+                    work(idx)
+            else:
+                for fut in [_pool().submit(work, idx) for idx in indices]:
+                    fut.result()
+            return
+
+        def encoded() -> Iterator[tuple[str, bytes]]:
+            step = 16
+            for i in range(0, len(indices), step):
+                part = indices[i : i + step]
+                for idx, blob in zip(part, _pool().map(encode, part)):
+                    if blob is not None:
+                        yield key(idx), blob if isinstance(blob, bytes) else blob.tobytes()
+
+        fs.write_many(encoded())
+
+    def _write_ome(self, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str) -> None:
+        """Write an OME-NGFF 0.5 image group: levels "0".."N", then the group metadata."""
+        assert image.axes is not None
+        axes = image.axes
+        data: Any = image.data  # NumPy or dask
+        base_scale = [float(s) for s in image.scale] if image.scale is not None else [1.0] * data.ndim
+        if len(base_scale) != data.ndim:
+            raise ValueError(f"scale has {len(base_scale)} entries for {data.ndim} axes")
+        datasets = []
+        levels = image.pyramid_levels + 1
+        shapes = [tuple(int(s) for s in data.shape)]
+        for _ in range(1, levels):
+            shapes.append(_downsampled_shape(shapes[-1]))
+        level_chunks = [tuple(min(c, max(1, s)) for c, s in zip(image.chunks, shp)) for shp in shapes]
+        paths = [fs.join(dest, str(level)) for level in range(levels)]
+        skip_empty = not self.config.write_empty_chunks
+        fmt = image.zarr_format
+        seen = _ChannelRange(axes, int(data.shape[axes.index("c")])) if "c" in axes else None
+        if data.ndim >= 3 and data.shape[0] > 0:
+            # slab by slab along axis 0 (never y or x), every level of a slab at once:
+            # neither the image nor its pyramid has to fit in RAM
+            step = level_chunks[0][0]
+            row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
+            rows = max(step, (_package._SLAB_BYTES // max(1, row_bytes)) // step * step)
+            for start in range(0, data.shape[0], rows):
+                slab = data[start : start + rows]
+                slab = np.ascontiguousarray(slab.compute() if _is_dask(slab) else slab)
+                if seen is not None and slab.dtype.kind in "iuf":
+                    seen.update(slab, start)
+                for level in range(levels):
+                    if level:
+                        slab = _downsample_yx(slab, axes)
+                    self._write_chunks(
+                        fs, paths[level], slab, level_chunks[level], codec, start // step, fmt, "/",
+                        skip_empty,
+                    )
+        else:
+            level_data = data.compute() if _is_dask(data) else data
+            for level in range(levels):
+                if level:
+                    level_data = _downsample_yx(level_data, axes)
+                self._write_chunks(
+                    fs, paths[level], level_data, level_chunks[level], codec, zarr_format=fmt,
+                    skip_empty=skip_empty,
+                )
+        for level in range(levels):
+            self._write_array_meta(
+                fs, paths[level], shapes[level], np.dtype(data.dtype), level_chunks[level], codec, {},
+                list(axes), image.names if level == 0 else None, fmt,
+            )
+            factor = [2.0**level if a in "yx" else 1.0 for a in axes]
+            datasets.append(
+                {
+                    "path": str(level),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [s * f for s, f in zip(base_scale, factor)]}
+                    ],
+                }
+            )
+        multiscale = {
+            "name": name or "image",
+            "axes": [_axis_entry(a) for a in axes],
+            "datasets": datasets,
+        }
+        omero = None
+        if "c" in axes:
+            omero = _omero(
+                data.shape, np.dtype(data.dtype), axes, image.channel_names, image.channel_colors, seen
+            )
+        group_attrs: dict[str, Any] = dict(image.attrs)
+        if image.zarr_format == 2:  # OME-NGFF 0.4: metadata at the top level of .zattrs
+            group_attrs["multiscales"] = [{"version": "0.4", **multiscale}]
+            if omero is not None:
+                group_attrs["omero"] = omero
+        else:
+            ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscale]}
+            if omero is not None:
+                ome["omero"] = omero
+            group_attrs["ome"] = ome
+        if image.names is not None:
+            group_attrs["polystore"] = {"names": list(image.names)}
+        _write_group(fs, dest, group_attrs, image.zarr_format)

@@ -1,0 +1,1060 @@
+"""ZarrBackend: the zarr / OME-Zarr storage backend (saving, loading, listing, moving)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import zarr
+
+from polystore.base import PathLike, StorageBackend
+from polystore.config import ZarrConfig
+from polystore.exceptions import (
+    ImageLoadError,
+    ImageSaveError,
+    PathNotFoundError,
+    StorageError,
+    StorageResolutionError,
+    UnsupportedFormatError,
+)
+from polystore.zarr._chunks import resolve_chunks
+from polystore.zarr._codec import _Codec, _codec_for, _codec_from_metadata
+from polystore.zarr._dtypes import _check_dtype, _dtype_from_meta
+from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS, _OLD_MARK, _TMP_MARK
+from polystore.zarr._meta import _META, _V2_META, _dumps, _write_group
+from polystore.zarr._nodes import _Image, _Loc, _Node, _is_hidden
+from polystore.zarr._ome import (
+    _check_channels,
+    _drop_lead_axis,
+    _is_dask,
+    _jsonable,
+    _ome_display,
+    _validate_axes,
+)
+from polystore.zarr._read import _ArrayReader
+from polystore.zarr._write import _ChunkWriter
+
+
+class ZarrBackend(StorageBackend, _ChunkWriter):
+    """Chunked, compressed array storage in zarr v3 / OME-Zarr, local or on object storage.
+
+    Args:
+        root: optional base for every path: a local directory or a URL such as
+            ``"s3://bucket/prefix"``. Without it, paths are local filesystem
+            paths (or URLs).
+        storage_options: options for fsspec (e.g. s3fs ``key``, ``secret``,
+            ``client_kwargs={"endpoint_url": ...}``) used for URL paths.
+        config: :class:`~polystore.config.ZarrConfig` (compressor, level,
+            chunk strategy). Defaults: Blosc LZ4 level 1 with shuffle, ADAPTIVE.
+
+    Save keywords: ``chunks``, ``axes`` ("tczyx", "zyx", "yx", ...),
+    ``pyramid_levels``, ``channel_names``, ``channel_colors``, ``scale``,
+    ``compressor``, ``compression_level``, ``attrs``, ``metadata``,
+    ``overwrite``. NumPy arrays, framework tensors and dask arrays (written
+    slab by slab) are accepted.
+    Load keywords: ``lazy`` (dask array, reads nothing yet), ``level``
+    (pyramid level of an OME-Zarr image), ``framework`` ("torch", "jax", ...).
+    """
+
+    _backend_type = "zarr"
+    #: save_batch lays a batch out as one N-D array: never split it into pieces.
+    splits_batches: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        root: PathLike | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        config: ZarrConfig | None = None,
+    ) -> None:
+        self.config = config or ZarrConfig()
+        self.storage_options = dict(storage_options or {})
+        if root is None:
+            self.root: str | None = None
+        else:
+            text = os.fspath(root)
+            # a local root is fixed now, so a later chdir does not move it
+            self.root = (text if "://" in text else os.path.abspath(text)).rstrip("/")
+        self._local = _LocalFS()
+        self._remote: dict[str, _FsspecFS] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for process pools): settings only; connections are re-made."""
+        return {"root": self.root, "storage_options": self.storage_options, "config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"], state["storage_options"], state["config"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"ZarrBackend(root={self.root!r}, config={self.config!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    def _fs_for(self, url: str) -> tuple[_FS, str]:
+        if "://" in url:
+            protocol, _, rest = url.partition("://")
+            if protocol == "file":
+                return self._local, os.path.abspath(rest)
+            with self._lock:
+                fs = self._remote.get(protocol)
+                if fs is None:
+                    fs = _FsspecFS(protocol, self.storage_options)
+                    self._remote[protocol] = fs
+            return fs, rest.rstrip("/")
+        return self._local, os.path.abspath(url)
+
+    def _absolute(self, path: PathLike) -> str:
+        p = os.fspath(path)
+        if self.root is None:
+            return p
+        if "://" in p:
+            return p
+        if self.root and (p == self.root or p.startswith(self.root + "/")):
+            return p
+        rel = p.replace("\\", "/").strip("/")
+        if rel in ("", "."):
+            return self.root
+        return self.root + "/" + rel
+
+    def _locate(self, path: PathLike) -> _Loc:
+        display = os.fspath(path)
+        fs, full = self._fs_for(self._absolute(display))
+        parts = [p for p in full.split("/") if p not in ("", ".")]
+        lead = "/" if full.startswith("/") else ""
+        # 1. the first component named *.zarr ends the store
+        for i, part in enumerate(parts):
+            if part.lower().endswith(".zarr"):
+                return _Loc(fs, lead + "/".join(parts[: i + 1]), "/".join(parts[i + 1 :]), display)
+        # 2. the topmost existing ancestor holding zarr metadata is the store
+        for i in range(1, len(parts) + 1):
+            candidate = lead + "/".join(parts[:i])
+            if self._has_zarr_meta(fs, candidate):
+                return _Loc(fs, candidate, "/".join(parts[i:]), display)
+        # 3. otherwise the whole path is a (new) store
+        return _Loc(fs, lead + "/".join(parts), "", display)
+
+    @staticmethod
+    def _has_zarr_meta(fs: _FS, path: str) -> bool:
+        if isinstance(fs, _LocalFS):
+            return any(os.path.isfile(os.path.join(path, m)) for m in (_META, *_V2_META))
+        return any(r is not None for r in fs.read_many([fs.join(path, m) for m in (_META, *_V2_META)]))
+
+    def _where(self, loc: _Loc, key: str | None = None) -> str:
+        key = loc.key if key is None else key
+        return f"{key or '/'!r} in store {loc.fs.url(loc.store)!r}"
+
+    # ------------------------------------------------------------------ metadata
+
+    def _read_meta(self, fs: _FS, path: str) -> tuple[dict[str, Any], int] | None:
+        raws = fs.read_many([fs.join(path, _META), fs.join(path, ".zarray"), fs.join(path, ".zgroup")])
+        raw3, rawa, rawg = raws
+        try:
+            if raw3 is not None:
+                meta = json.loads(raw3)
+                if meta.get("zarr_format") == 3:
+                    return meta, 3
+                return None
+            if rawa is not None or rawg is not None:
+                meta = json.loads(rawa if rawa is not None else rawg)  # type: ignore[arg-type]
+                meta["node_type"] = "array" if rawa is not None else "group"
+                zattrs = fs.read(fs.join(path, ".zattrs"))
+                meta["attributes"] = json.loads(zattrs) if zattrs else {}
+                return meta, 2
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ImageLoadError(f"zarr: unreadable metadata at {fs.url(path)!r}: {exc}") from exc
+        return None
+
+    def _node(self, loc: _Loc) -> _Node | None:
+        """What lives at ``loc`` (array, group, or a member of a batch), or None."""
+        got = self._read_meta(loc.fs, loc.full)
+        if got is not None:
+            meta, fmt = got
+            kind = "array" if meta.get("node_type") == "array" else "group"
+            return _Node(kind, loc.full, meta, fmt)
+        if loc.key:
+            parent_key, _, name = loc.key.rpartition("/")
+            parent_path = loc.fs.join(loc.store, parent_key) if parent_key else loc.store
+            got = self._read_meta(loc.fs, parent_path)
+            if got is not None:
+                parent = _Node("array" if got[0].get("node_type") == "array" else "group", parent_path, got[0], got[1])
+                names = parent.names
+                if names is not None and name in names:
+                    return _Node("member", parent_path, parent.meta, parent.zarr_format, names.index(name), parent)
+        return None
+
+    def _image_array(self, node: _Node, level: int, loc: _Loc) -> _Node:
+        """The array of pyramid ``level`` of an OME image group."""
+        ome = node.ome
+        assert ome is not None
+        datasets = ome["multiscales"][0].get("datasets") or []
+        if not 0 <= level < len(datasets):
+            raise StorageResolutionError(
+                f"zarr: image {self._where(loc)} has {len(datasets)} levels; level {level} does not exist"
+            )
+        apath = loc.fs.join(node.path, str(datasets[level]["path"]))
+        got = self._read_meta(loc.fs, apath)
+        if got is None or got[0].get("node_type") != "array":
+            raise ImageLoadError(
+                f"zarr: image {self._where(loc)} lists level {datasets[level]['path']!r} "
+                "but that array is missing"
+            )
+        return _Node("array", apath, got[0], got[1])
+
+    # ------------------------------------------------------------------ save
+
+    def _prepare(self, data: Any, where: str, allow_lazy: bool = False) -> Any:
+        """``data`` as a little-endian NumPy array (or, if ``allow_lazy``, a dask array)."""
+        to_numpy: Callable[[Any], Any]
+        try:
+            from polystore.frameworks import to_numpy  # the core's converter, when present
+        except ImportError:  # pragma: no cover - core not built yet
+            to_numpy = np.asarray
+        if _is_dask(data):
+            if allow_lazy and data.ndim >= 1 and data.size:
+                dtype = np.dtype(data.dtype)
+                _check_dtype(dtype, where)
+                return data.astype(dtype.newbyteorder("<")) if dtype.byteorder == ">" else data
+            data = data.compute()
+        elif hasattr(data, "compute") and not isinstance(data, np.ndarray):
+            data = data.compute()
+        try:
+            arr = to_numpy(data)
+        except Exception as exc:
+            raise UnsupportedFormatError(
+                f"zarr backend: cannot store {type(data).__name__} at {where!r}: {exc}"
+            ) from exc
+        arr = np.asarray(arr)
+        _check_dtype(arr.dtype, where)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        return arr
+
+    def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:
+        """Write ``data`` as a chunked array (or OME-Zarr image when ``axes=`` is given).
+
+        Keywords: ``chunks`` (tuple/int; clipped to the array), ``axes``
+        ("tczyx" subset in that order; writes OME-NGFF 0.5 multiscales),
+        ``pyramid_levels`` (extra 2x-downsampled levels, y/x only),
+        ``channel_names`` / ``channel_colors`` (hex "RRGGBB"), ``scale``
+        (physical size per axis), ``compressor`` / ``compression_level``
+        (override the config), ``attrs`` (user attributes), ``overwrite``
+        (default True; False raises if the path exists), ``metadata`` (a
+        JSON-able dict, read back by :meth:`load_metadata`).
+        """
+        loc = self._locate(file_path)
+        arr = self._prepare(data, loc.display, allow_lazy=True)
+        image = self._image_from_kwargs(arr, kwargs)
+        self._save_image(loc, image, kwargs)
+
+    def _image_from_kwargs(self, arr: np.ndarray, kwargs: dict[str, Any], lead_axis: bool = False) -> _Image:
+        axes = kwargs.get("axes")
+        if axes is not None:
+            axes = "".join(axes) if not isinstance(axes, str) else axes
+            _validate_axes(axes, arr.ndim)
+        chunks = resolve_chunks(arr.shape, arr.dtype, kwargs.get("chunks"), self.config)
+        if lead_axis and kwargs.get("chunks") is None:
+            chunks = (1,) + chunks[1:]
+        levels = int(kwargs.get("pyramid_levels") or 0)
+        if levels and axes is None:
+            raise ValueError("pyramid_levels needs axes= (OME-Zarr multiscales)")
+        if axes is not None:
+            _check_channels(arr.shape, axes, kwargs.get("channel_names"), kwargs.get("channel_colors"))
+        attrs = dict(kwargs.get("attrs") or {})
+        metadata = kwargs.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, Mapping):
+                raise TypeError(f"metadata= must be a dict, not {type(metadata).__name__}")
+            attrs["polystore_metadata"] = _jsonable(dict(metadata))
+        return _Image(
+            arr,
+            chunks,
+            axes,
+            levels,
+            kwargs.get("channel_names"),
+            kwargs.get("channel_colors"),
+            kwargs.get("scale"),
+            attrs=attrs,
+        )
+
+    def _save_image(self, loc: _Loc, image: _Image, kwargs: Mapping[str, Any]) -> None:
+        unknown = set(kwargs) - _SAVE_KWARGS
+        if unknown:
+            raise TypeError(f"zarr backend: unexpected save keyword(s): {', '.join(sorted(unknown))}")
+        codec = _codec_for(kwargs.get("compressor"), kwargs.get("compression_level"), self.config)
+        overwrite = bool(kwargs.get("overwrite", True))
+        fs = loc.fs
+        target = loc.full
+        name = (loc.key or loc.store).rstrip("/").rpartition("/")[2]
+        if name.lower().endswith(".zarr"):
+            name = name[:-5]
+        existing = self._node(loc)
+        if existing is not None and not overwrite:
+            raise ImageSaveError(f"zarr: {self._where(loc)} already exists (overwrite=False)")
+        if image.names is None and loc.key:
+            # a path inside a batch: replace that member, or add a new one
+            holder = existing.member_of if existing is not None and existing.kind == "member" else None
+            parent_key, _, member_name = loc.key.rpartition("/")
+            ploc = _Loc(loc.fs, loc.store, parent_key, loc.display.rstrip("/").rpartition("/")[0])
+            if holder is None and existing is None:
+                parent_node = self._node(ploc)
+                if parent_node is not None and parent_node.names is not None:
+                    holder = parent_node
+            if holder is not None:
+                if image.axes is not None:
+                    raise ImageSaveError(f"zarr: {self._where(loc)} is in a batch; axes= cannot apply")
+                self._merge_into_batch(ploc, holder, [member_name], [image.data], kwargs)
+                return
+        refusal = self._replace_refusal(loc, existing)
+        if refusal:
+            raise ImageSaveError(refusal)
+        image.zarr_format = self._format_for(loc, kwargs.get("zarr_format"))
+        fmt = image.zarr_format
+        try:
+            self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True, zarr_format=fmt)
+
+            def build(dest: str) -> None:
+                if image.axes is None:
+                    self._write_array(
+                        fs, dest, image.data, image.chunks, codec, image.attrs, None, image.names, fmt
+                    )
+                else:
+                    self._write_ome(fs, dest, image, codec, name)
+
+            if isinstance(fs, _LocalFS):
+                parent = os.path.dirname(target)
+                tmp = os.path.join(parent, f".{os.path.basename(target)}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
+                try:
+                    build(tmp)
+                    self._swap_into_place(tmp, target)
+                finally:
+                    if os.path.lexists(tmp):
+                        shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                if fs.isdir(target):
+                    fs.rmtree(target)
+                build(target)
+        except (StorageError, TypeError, ValueError):
+            raise
+        except Exception as exc:
+            raise ImageSaveError(f"zarr: could not write {self._where(loc)}: {exc}") from exc
+
+    def _format_for(self, loc: _Loc, requested: Any) -> int:
+        """The zarr format of a new node: the store's own, else ``requested``, else the config's."""
+        fmt = int(requested) if requested is not None else None
+        if fmt not in (None, 2, 3):
+            raise ValueError(f"zarr_format must be 2 or 3, got {requested!r}")
+        if loc.key:
+            got = self._read_meta(loc.fs, loc.store)
+            if got is not None:
+                if fmt is not None and fmt != got[1]:
+                    raise ImageSaveError(
+                        f"zarr: store {loc.fs.url(loc.store)!r} is zarr v{got[1]}; cannot add a v{fmt} node"
+                    )
+                return got[1]
+        return fmt or self.config.zarr_format
+
+    def _replace_refusal(self, loc: _Loc, existing: _Node | None) -> str | None:
+        """Why saving at ``loc`` must not replace what is there (None: it may).
+
+        Arrays, images, batches, empty groups and leftovers of interrupted
+        writes are replaced; a group holding other nodes, or a non-empty folder
+        that is not zarr, is never deleted by a save.
+        """
+        if existing is not None:
+            if existing.kind == "group" and not existing.is_image and existing.names is None:
+                if any(f or d for _, f, d in self._children(loc, existing)):
+                    return (
+                        f"zarr: {self._where(loc)} is a group with content; saving there would delete it "
+                        "(delete it first with delete(path, recursive=True))"
+                    )
+            return None
+        entries = loc.fs.listdir(loc.full)
+        if not entries:
+            return None
+        if loc.key and self._has_zarr_meta(loc.fs, loc.store):
+            return None  # chunks of an interrupted write: replace them
+        return (
+            f"zarr: {loc.fs.url(loc.full)!r} is a folder that is not a zarr array or group; "
+            "refusing to replace it"
+        )
+
+    @staticmethod
+    def _swap_into_place(tmp: str, target: str) -> None:
+        """Rename the finished ``tmp`` tree to ``target``; the old tree survives until then."""
+        if os.path.lexists(target):
+            old = os.path.join(
+                os.path.dirname(target), f".{os.path.basename(target)}{_OLD_MARK}{uuid.uuid4().hex[:8]}"
+            )
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+
+    def _ensure_groups(
+        self, fs: _FS, store: str, key: str, parents_only: bool, zarr_format: int | None = None
+    ) -> None:
+        """Make the store root and every group on the way to ``key`` exist."""
+        parts = [p for p in key.split("/") if p]
+        if parents_only:
+            parts = parts[:-1]
+        paths = [store] + [fs.join(store, "/".join(parts[: i + 1])) for i in range(len(parts))]
+        if not parts and not key and parents_only:
+            # saving at the store root: only the store's parent directory must exist
+            if isinstance(fs, _LocalFS):
+                os.makedirs(os.path.dirname(store) or ".", exist_ok=True)
+            return
+        fmt = zarr_format or self.config.zarr_format
+        for p in paths:
+            got = self._read_meta(fs, p)
+            if got is None:
+                if isinstance(fs, _LocalFS):
+                    os.makedirs(p, exist_ok=True)
+                _write_group(fs, p, {}, fmt)
+            elif p == store:
+                fmt = got[1]  # new groups follow the store's format
+                if got[0].get("node_type") == "array":
+                    raise ImageSaveError(
+                        f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
+                        f"{fs.url(p)!r} is an array, not a group"
+                    )
+            elif got[0].get("node_type") == "array":
+                raise ImageSaveError(
+                    f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
+                    f"{fs.url(p)!r} is an array, not a group"
+                )
+
+    def _merge_into_batch(
+        self,
+        ploc: _Loc,
+        holder: _Node,
+        names: Sequence[str],
+        arrays: Sequence[Any],
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        """Save images into an existing batch like files into a folder.
+
+        A name the batch already has is replaced in place; new names are
+        appended along axis 0 (their chunks first, then the metadata with the
+        longer shape and name list, so an interrupted append leaves the batch
+        as it was). Images must match the batch's image shape and dtype.
+        """
+        target = holder
+        where = self._where(ploc)
+        if holder.kind == "group":
+            ome = holder.ome
+            if ome is None or len(ome["multiscales"][0].get("datasets") or []) != 1:
+                raise ImageSaveError(
+                    f"zarr: cannot add images to the batch {where}: it is a pyramid; save the whole batch again"
+                )
+            target = self._image_array(holder, 0, ploc)
+        meta = target.meta
+        reader = self._reader(ploc, target)
+        bad = [k for k in kwargs if k not in ("overwrite", "compressor", "compression_level", "chunks", "axes")]
+        axes = kwargs.get("axes")
+        if axes is not None:
+            have = holder.ome["multiscales"][0].get("axes") if holder.ome is not None else None
+            have_axes = "".join(a["name"] if isinstance(a, dict) else str(a) for a in have) if have else None
+            if "".join(axes) != have_axes:
+                raise ImageSaveError(
+                    f"zarr: the batch {where} has axes {have_axes!r}; cannot add images with axes {axes!r}"
+                )
+        shape = tuple(meta.get("shape", ()))[1:]
+        dtype = _dtype_from_meta(meta) if target.zarr_format == 3 else np.dtype(meta.get("dtype", "u1"))
+        for arr in arrays:
+            if reader is None or reader.chunks[0] != 1 or tuple(arr.shape) != reader.shape[1:] or bad:
+                raise ImageSaveError(
+                    f"zarr: the batch {where} holds images of shape {shape} and dtype {dtype}; "
+                    f"cannot store one of shape {tuple(arr.shape)} there with keywords {sorted(kwargs)} "
+                    "(delete the batch or save under another folder)"
+                )
+            if np.dtype(arr.dtype) != reader.dtype:
+                raise ImageSaveError(
+                    f"zarr: the batch {where} holds {reader.dtype} images, not {np.dtype(arr.dtype)}"
+                )
+        assert reader is not None
+        fmt = 2 if reader.v2_keys and target.zarr_format == 2 else 3
+        existing = list(holder.names or [])
+        fresh: list[tuple[str, Any]] = []
+        for name, arr in zip(names, arrays):
+            if name in existing:
+                self._write_chunks(
+                    ploc.fs, target.path, arr[None], reader.chunks, reader.codec, existing.index(name),
+                    fmt, reader.sep,
+                )
+            else:
+                fresh.append((name, arr))
+        if not fresh:
+            return
+        start = reader.shape[0]
+        stack = np.stack([np.asarray(a) for _, a in fresh])
+        self._write_chunks(ploc.fs, target.path, stack, reader.chunks, reader.codec, start, fmt, reader.sep)
+        new_names = existing + [n for n, _ in fresh]
+        new_shape = [start + len(fresh), *reader.shape[1:]]
+        fs = ploc.fs
+        # metadata last: until here the appended chunks lie beyond the array's shape
+        if target.zarr_format == 2:
+            zarray = {k: v for k, v in target.meta.items() if k not in ("attributes", "node_type")}
+            zarray["shape"] = new_shape
+            attrs = dict(target.attrs)
+            if target is holder:
+                attrs["polystore"] = {**dict(attrs.get("polystore") or {}), "names": new_names}
+            fs.write_atomic(fs.join(target.path, ".zattrs"), _dumps(attrs))
+            fs.write_atomic(fs.join(target.path, ".zarray"), _dumps(zarray))
+        else:
+            meta3 = dict(target.meta)
+            meta3["shape"] = new_shape
+            attrs = dict(target.attrs)
+            if "names" in dict(attrs.get("polystore") or {}):
+                attrs["polystore"] = {**dict(attrs.get("polystore") or {}), "names": new_names}
+            meta3["attributes"] = attrs
+            fs.write_atomic(fs.join(target.path, _META), _dumps(meta3))
+        if holder is not target:  # OME batch: the names live in the image group
+            gattrs = dict(holder.attrs)
+            gattrs["polystore"] = {**dict(gattrs.get("polystore") or {}), "names": new_names}
+            if holder.zarr_format == 2:
+                fs.write_atomic(fs.join(holder.path, ".zattrs"), _dumps(gattrs))
+            else:
+                gmeta = dict(holder.meta)
+                gmeta["attributes"] = gattrs
+                fs.write_atomic(fs.join(holder.path, _META), _dumps(gmeta))
+
+    # ------------------------------------------------------------------ load
+
+    def load(self, file_path: PathLike, **kwargs: Any) -> Any:
+        """Read the array (or member of a batch, or level 0 of an OME image) at ``file_path``.
+
+        ``lazy=True`` returns a dask array that reads nothing until computed
+        (and then only the chunks its slices touch). ``level=k`` picks a
+        pyramid level of an OME-Zarr image.
+        """
+        lazy = bool(kwargs.pop("lazy", False))
+        level = int(kwargs.pop("level", 0))
+        framework = kwargs.pop("framework", None)
+        if kwargs:
+            raise TypeError(f"zarr backend: unexpected load keyword(s): {', '.join(sorted(kwargs))}")
+        loc = self._locate(file_path)
+        node = self._resolve_for_load(loc)
+        index = None
+        if node.kind == "member":
+            index = node.index
+            assert node.member_of is not None
+            node = node.member_of
+        if node.kind == "group":
+            if node.ome is None:
+                raise ImageLoadError(
+                    f"zarr: {self._where(loc)} is a group, not an array or OME-Zarr image"
+                )
+            node = self._image_array(node, level, loc)
+        data = self._read_node(loc, node, index, lazy)
+        if framework and not lazy:
+            from polystore.frameworks import from_numpy
+
+            return from_numpy(data, framework)
+        return data
+
+    def _resolve_for_load(self, loc: _Loc) -> _Node:
+        node = self._node(loc)
+        if node is not None:
+            return node
+        fs = loc.fs
+        if not fs.isdir(loc.store) and not self._has_zarr_meta(fs, loc.store):
+            raise PathNotFoundError(loc.display, "zarr")
+        if not self._has_zarr_meta(fs, loc.store):
+            raise StorageResolutionError(
+                f"zarr: {fs.url(loc.store)!r} is not a zarr store (no zarr.json/.zgroup/.zarray); "
+                f"cannot load {loc.key or '/'!r}"
+            )
+        if fs.isdir(loc.full):
+            raise ImageLoadError(
+                f"zarr: {self._where(loc)} exists but has no zarr metadata "
+                "(not a zarr node, or a write was interrupted before its metadata was written)"
+            )
+        raise PathNotFoundError(f"{loc.key or '/'} (in store {fs.url(loc.store)})", "zarr")
+
+    def _reader(self, loc: _Loc, node: _Node) -> _ArrayReader | None:
+        if node.zarr_format == 2:
+            return self._reader_v2(loc, node)
+        codec = _codec_from_metadata(node.meta)
+        dtype = _dtype_from_meta(node.meta)
+        grid = node.meta.get("chunk_grid") or {}
+        if codec is None or dtype is None or grid.get("name") != "regular":
+            return None
+        rel = node.path[len(loc.store) :].strip("/")
+        return _ArrayReader(loc.fs, node.path, node.meta, codec, self._where(loc, rel))
+
+    def _reader_v2(self, loc: _Loc, node: _Node) -> _ArrayReader | None:
+        """Our reader for v2 arrays that are C-ordered, filter-free, blosc or raw."""
+        meta = node.meta
+        comp = meta.get("compressor")
+        if meta.get("filters") or meta.get("order", "C") != "C" or "dtype" not in meta:
+            return None
+        try:
+            dtype = np.dtype(meta["dtype"])
+        except TypeError:
+            return None
+        if dtype.kind not in "biufc" or dtype.byteorder == ">" or dtype.fields is not None:
+            return None
+        if comp is None:
+            codec = _Codec(None)
+        elif isinstance(comp, dict) and comp.get("id") == "blosc":
+            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "shuffle"}.get(comp.get("shuffle", 1))
+            if shuffle is None or comp.get("shuffle", 1) == -1:
+                return None
+            codec = _Codec(str(comp.get("cname", "lz4")), int(comp.get("clevel", 5)), shuffle)
+        else:
+            return None
+        as_v3 = {
+            "shape": meta["shape"],
+            "data_type": dtype.name,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": meta["chunks"]}},
+            "chunk_key_encoding": {
+                "name": "v2",
+                "configuration": {"separator": meta.get("dimension_separator") or "."},
+            },
+            "fill_value": meta.get("fill_value") if meta.get("fill_value") is not None else 0,
+            "attributes": meta.get("attributes") or {},
+        }
+        rel = node.path[len(loc.store) :].strip("/")
+        return _ArrayReader(loc.fs, node.path, as_v3, codec, self._where(loc, rel))
+
+    def _zarr_array(self, loc: _Loc, node: _Node) -> Any:
+        rel = node.path[len(loc.store) :].strip("/")
+        try:
+            store = loc.fs.zarr_store(loc.store)
+            return zarr.open_array(
+                store=store, path=rel, mode="r", zarr_format=3 if node.zarr_format == 3 else 2
+            )
+        except Exception as exc:
+            raise ImageLoadError(f"zarr: cannot open array {self._where(loc, rel)}: {exc}") from exc
+
+    def _read_node(self, loc: _Loc, node: _Node, index: int | None, lazy: bool) -> Any:
+        reader = self._reader(loc, node)
+        rel = node.path[len(loc.store) :].strip("/")
+        if lazy:
+            return self._lazy(loc, node, reader, index)
+        if reader is not None:
+            if index is None:
+                return reader.read([0] * reader.ndim, list(reader.shape))
+            return reader[index]
+        arr = self._zarr_array(loc, node)
+        try:
+            return np.asarray(arr[()] if index is None else arr[index])
+        except Exception as exc:
+            raise ImageLoadError(
+                f"zarr: cannot read array {self._where(loc, rel)} (a chunk is corrupted or unreadable): {exc}"
+            ) from exc
+
+    def _lazy(self, loc: _Loc, node: _Node, reader: _ArrayReader | None, index: int | None) -> Any:
+        try:
+            import dask.array as _dask_array
+        except ImportError:  # pragma: no cover - dask is in the zarr extra
+            arr = self._zarr_array(loc, node)
+            return arr if index is None else arr[index]
+        da: Any = _dask_array
+        if reader is not None:
+            out = da.from_array(
+                reader,
+                chunks=reader.chunks,
+                asarray=False,
+                fancy=False,
+                lock=False,
+                meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
+                name=f"polystore-zarr-{uuid.uuid4().hex}",
+            )
+        else:
+            out = da.from_zarr(self._zarr_array(loc, node))
+        return out if index is None else out[index]
+
+    # ------------------------------------------------------------------ batches
+
+    def save_batch(
+        self, data_list: Sequence[Any], identifiers: Sequence[PathLike], **kwargs: Any
+    ) -> None:
+        """Save N images; same-shape images with one parent become ONE N-D array.
+
+        ``"s.zarr/f0"``, ``"s.zarr/f1"``, ... (same parent, same shape and
+        dtype) are written as one array at the parent (``"s.zarr"``) with axis 0
+        of length N and chunk size 1 along it, and the names in its attributes;
+        ``load("s.zarr/f1")`` reads only that image's chunks and
+        ``load("s.zarr")`` returns the whole stack. With ``axes=`` (one letter
+        more than an image has, e.g. "zyx" for a batch of yx planes) the
+        parent is written as an OME-Zarr image instead. A lone image, and
+        images whose parent or shape differ, are saved one by one. Into an
+        existing batch, images are replaced or appended (see
+        ``docs/zarr-layout.md``).
+        """
+        if len(data_list) != len(identifiers):
+            raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
+        if not data_list:
+            return
+        groups: dict[tuple[str, str], list[int]] = {}
+        locs = [self._locate(p) for p in identifiers]
+        arrays = [self._prepare(d, loc.display) for d, loc in zip(data_list, locs)]
+        for i, loc in enumerate(locs):
+            parent_key, _, name = loc.key.rpartition("/")
+            if not name:
+                groups.setdefault(("", f"single{i}"), []).append(i)
+                continue
+            groups.setdefault((loc.fs.url(loc.store), parent_key), []).append(i)
+        for (store_url, parent_key), members in groups.items():
+            shapes = {(arrays[i].shape, arrays[i].dtype.str) for i in members}
+            names = [locs[i].key.rpartition("/")[2] for i in members]
+            if store_url == "" or len(members) == 1 or len(shapes) != 1 or len(set(names)) != len(names):
+                single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+                for i in members:
+                    self.save(arrays[i], identifiers[i], **single_kwargs)
+                continue
+            first = locs[members[0]]
+            parent_display = first.display.rstrip("/").rpartition("/")[0]
+            loc = _Loc(first.fs, first.store, parent_key, parent_display)
+            parent = self._node(loc)
+            if parent is not None and parent.names is not None and parent.kind != "member":
+                # an existing batch: replace/append like files in a folder, never drop its other images
+                self._merge_into_batch(loc, parent, names, [arrays[i] for i in members], kwargs)
+                continue
+            if (parent is not None and parent.kind == "member") or self._replace_refusal(loc, parent):
+                # the parent holds other things: keep them, save the images one by one
+                single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+                for i in members:
+                    self.save(arrays[i], identifiers[i], **single_kwargs)
+                continue
+            stack = np.stack([arrays[i] for i in members])
+            image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
+            image.names = names
+            self._save_image(loc, image, kwargs)
+
+    def load_batch(self, file_paths: Sequence[PathLike], **kwargs: Any) -> list[Any]:
+        """Read every path in order; members of one batch array are read in one pass."""
+        lazy = bool(kwargs.get("lazy", False))
+        out: list[Any] = [None] * len(file_paths)
+        pending: dict[str, tuple[_Loc, _Node, list[tuple[int, int]]]] = {}
+        for pos, path in enumerate(file_paths):
+            loc = self._locate(path)
+            node = self._node(loc) if not lazy else None
+            if node is not None and node.kind == "member" and node.member_of is not None:
+                parent = node.member_of
+                if parent.kind == "group":
+                    if parent.ome is None:
+                        raise ImageLoadError(f"zarr: {self._where(loc)} is not readable")
+                    parent = self._image_array(parent, 0, loc)
+                entry = pending.setdefault(parent.path, (loc, parent, []))
+                entry[2].append((pos, node.index))
+            else:
+                out[pos] = self.load(path, **kwargs)
+        for loc, node, items in pending.values():
+            reader = self._reader(loc, node)
+            indices = [i for _, i in items]
+            lo, hi = min(indices), max(indices) + 1
+            if reader is not None and hi - lo <= 2 * len(indices):
+                block = reader.read([lo] + [0] * (reader.ndim - 1), [hi] + list(reader.shape[1:]))
+                for pos, i in items:
+                    out[pos] = block[i - lo]
+            else:
+                for pos, i in items:
+                    out[pos] = self._read_node(loc, node, i, False)
+        return out
+
+    # ------------------------------------------------------------------ listing
+
+    def _children(self, loc: _Loc, node: _Node | None) -> list[tuple[str, bool, bool]]:
+        """(name, is_file, is_dir) of entries directly inside ``loc``."""
+        fs = loc.fs
+        if node is not None:
+            if node.kind == "member":
+                return []
+            names = node.names
+            if names is not None:
+                return [(n, True, False) for n in names if n is not None]
+            if node.kind == "array" or node.is_image:
+                return []
+        entries = fs.listdir(loc.full)
+        if entries is None:
+            return []
+        entries = sorted(e for e in entries if not _is_hidden(e) and e not in _V2_META and e != ".zattrs")
+        inside_store = node is not None or self._has_zarr_meta(fs, loc.store)
+        paths = [fs.join(loc.full, e) for e in entries]
+        out: list[tuple[str, bool, bool]] = []
+        if not inside_store or isinstance(fs, _LocalFS):
+            for name, p in zip(entries, paths):
+                got = self._read_meta(fs, p)
+                out.append(self._classify(name, got, fs, p, inside_store))
+            return out
+        metas = fs.read_many([fs.join(p, _META) for p in paths])
+        for name, p, raw in zip(entries, paths, metas):
+            got = None
+            if raw is not None:
+                got = (json.loads(raw), 3)
+            elif self._has_zarr_meta(fs, p):
+                got = self._read_meta(fs, p)
+            out.append(self._classify(name, got, fs, p, inside_store))
+        return out
+
+    @staticmethod
+    def _classify(
+        name: str, got: tuple[dict[str, Any], int] | None, fs: _FS, path: str, inside_store: bool
+    ) -> tuple[str, bool, bool]:
+        if got is None:
+            if inside_store:
+                return (name, False, False)  # chunk dirs, interrupted writes: not nodes
+            # outside stores only folders count (they may hold stores); other files are not zarr
+            return (name, False, os.path.isdir(path) if isinstance(fs, _LocalFS) else fs.isdir(path))
+        n = _Node("array" if got[0].get("node_type") == "array" else "group", path, got[0], got[1])
+        if n.names is not None:
+            return (name, False, True)
+        return (name, n.is_file, not n.is_file)
+
+    def list_dir(self, path: PathLike) -> list[str]:
+        """Names of the groups, arrays, images and batch members directly inside ``path``."""
+        loc = self._locate(path)
+        node = self._node(loc)
+        if node is None and not loc.fs.isdir(loc.full):
+            raise PathNotFoundError(loc.display, "zarr")
+        if node is not None and node.is_file:
+            raise NotADirectoryError(f"zarr: {self._where(loc)} is an array, not a group")
+        return [name for name, f, d in self._children(loc, node) if f or d]
+
+    def list_files(
+        self,
+        directory: PathLike,
+        pattern: str | None = None,
+        extensions: Iterable[str] | None = None,
+        recursive: bool = False,
+    ) -> list[str]:
+        """Arrays, OME images and batch members under ``directory`` (paths, sorted)."""
+        exts = None
+        if extensions is not None:
+            exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+        base = os.fspath(directory).rstrip("/") or "/"
+        loc = self._locate(base)
+        node = self._node(loc)
+        if node is None and not loc.fs.isdir(loc.full):
+            raise PathNotFoundError(base, "zarr")
+        if node is not None and node.is_file:
+            raise NotADirectoryError(f"zarr: {self._where(loc)} is an array, not a group")
+        found: list[str] = []
+
+        def walk(display: str, wloc: _Loc, wnode: _Node | None) -> None:
+            for name, is_file, is_dir in self._children(wloc, wnode):
+                child_display = display.rstrip("/") + "/" + name
+                if is_file:
+                    if pattern is not None and not fnmatch.fnmatch(name, pattern):
+                        continue
+                    if exts is not None and not name.lower().endswith(exts):
+                        continue
+                    found.append(child_display)
+                elif is_dir and recursive:
+                    cloc = self._locate(child_display)
+                    walk(child_display, cloc, self._node(cloc))
+
+        walk(base, loc, node)
+        return sorted(found)
+
+    def exists(self, path: PathLike) -> bool:
+        """True for an array, image, batch member, group or directory at ``path``."""
+        loc = self._locate(path)
+        return self._node(loc) is not None or loc.fs.isdir(loc.full) and not self._is_junk(loc)
+
+    def _is_junk(self, loc: _Loc) -> bool:
+        """A directory inside a store without metadata (chunk dirs, interrupted writes)."""
+        return bool(loc.key) and self._has_zarr_meta(loc.fs, loc.store)
+
+    def is_file(self, path: PathLike) -> bool:
+        """True for an array, an OME image or a member of a batch."""
+        node = self._node(self._locate(path))
+        return node is not None and node.is_file
+
+    def is_dir(self, path: PathLike) -> bool:
+        """True for a group, a batch array (it lists its members) or a plain directory."""
+        loc = self._locate(path)
+        node = self._node(loc)
+        if node is not None:
+            return not node.is_file
+        return loc.fs.isdir(loc.full) and not self._is_junk(loc)
+
+    def ensure_directory(self, directory: PathLike) -> str:
+        """Create the store and the groups on the way to ``directory``."""
+        loc = self._locate(directory)
+        if isinstance(loc.fs, _LocalFS):
+            os.makedirs(os.path.dirname(loc.store) or ".", exist_ok=True)
+        self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=False)
+        return os.fspath(directory)
+
+    def delete(self, path: PathLike, recursive: bool = False) -> None:
+        """Remove an array, image or group (non-empty groups need ``recursive=True``).
+
+        Deleting a member of a batch removes its name from the batch index;
+        its pixels stay in the batch array until the batch is rewritten.
+        """
+        loc = self._locate(path)
+        node = self._node(loc)
+        fs = loc.fs
+        if node is None:
+            if fs.isdir(loc.full):
+                if fs.listdir(loc.full) and not recursive:
+                    raise OSError(f"zarr: directory {loc.display!r} is not empty (use recursive=True)")
+                fs.rmtree(loc.full)
+                return
+            raise PathNotFoundError(loc.display, "zarr")
+        if node.kind == "member":
+            parent = node.member_of
+            assert parent is not None
+            names = list(parent.names or [])
+            names[node.index] = None
+            meta = dict(parent.meta)
+            attrs = dict(meta.get("attributes") or {})
+            info = dict(attrs.get("polystore") or {})
+            info["names"] = names
+            attrs["polystore"] = info
+            meta["attributes"] = attrs
+            if parent.zarr_format == 2:
+                fs.write_atomic(fs.join(parent.path, ".zattrs"), _dumps(attrs))
+            else:
+                fs.write_atomic(fs.join(parent.path, _META), _dumps(meta))
+            return
+        if node.kind == "group" and not node.is_image and not recursive:
+            if any(f or d for _, f, d in self._children(loc, node)):
+                raise OSError(f"zarr: group {self._where(loc)} is not empty (use recursive=True)")
+        fs.rmtree(loc.full)
+
+    def copy(self, source: PathLike, destination: PathLike) -> None:
+        """Copy an array, image, group or batch member to ``destination``."""
+        src = self._locate(source)
+        node = self._node(src)
+        if node is None:
+            raise PathNotFoundError(src.display, "zarr")
+        dst = self._locate(destination)
+        if node.kind == "member" or src.fs is not dst.fs:
+            self.save(self.load(source), destination)
+            return
+        if self._node(dst) is not None or dst.fs.isdir(dst.full):
+            raise ImageSaveError(f"zarr: copy destination {self._where(dst)} already exists")
+        if dst.key:
+            self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
+        elif isinstance(dst.fs, _LocalFS):
+            os.makedirs(os.path.dirname(dst.store) or ".", exist_ok=True)
+        dst.fs.copytree(src.full, dst.full)
+
+    def move(self, source: PathLike, destination: PathLike) -> None:
+        """Move an array, image or group to ``destination`` (a rename on local disk)."""
+        src = self._locate(source)
+        node = self._node(src)
+        if node is None:
+            raise PathNotFoundError(src.display, "zarr")
+        dst = self._locate(destination)
+        if node.kind != "member" and isinstance(src.fs, _LocalFS) and dst.fs is src.fs:
+            if self._node(dst) is not None or os.path.exists(dst.full):
+                raise ImageSaveError(f"zarr: move destination {self._where(dst)} already exists")
+            if dst.key:
+                self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
+            else:
+                os.makedirs(os.path.dirname(dst.store) or ".", exist_ok=True)
+            os.rename(src.full, dst.full)
+            return
+        self.copy(source, destination)
+        self.delete(source, recursive=True)
+
+    # ------------------------------------------------------------------ extras
+
+    def cleanup(self, directory: PathLike) -> list[str]:
+        """Remove what killed writers left under ``directory`` (local stores); return it.
+
+        An interrupted save leaves a hidden ``.<name>.polystore-tmp-*`` (or,
+        if killed between the two renames of an overwrite, ``-old-*``)
+        directory next to its target. Reads and listings ignore them; this
+        deletes them. Do not run it while another process is saving there.
+        """
+        loc = self._locate(directory)
+        removed: list[str] = []
+        if not isinstance(loc.fs, _LocalFS):
+            return removed
+        for dirpath, dirnames, _files in os.walk(loc.full):
+            for d in list(dirnames):
+                if d.startswith(".") and (_TMP_MARK in d or _OLD_MARK in d):
+                    shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
+                    removed.append(os.path.join(dirpath, d))
+                    dirnames.remove(d)
+        return sorted(removed)
+
+    def load_metadata(self, file_path: PathLike) -> dict[str, Any] | None:
+        """The ``metadata=`` dict saved with the array/image (or its batch), or None."""
+        loc = self._locate(file_path)
+        node = self._node(loc)
+        if node is None:
+            raise PathNotFoundError(loc.display, "zarr")
+        holder = node.member_of if node.kind == "member" and node.member_of else node
+        value = holder.attrs.get("polystore_metadata")
+        return dict(value) if isinstance(value, dict) else None
+
+    def info(self, path: PathLike) -> dict[str, Any]:
+        """Shape, dtype, chunks, axes and kind of what is stored at ``path``.
+
+        Always: ``kind`` ("array", "group", "image" or "member") and
+        ``zarr_format``; for arrays, images and members also ``shape``,
+        ``dtype`` and ``chunks``. An OME-Zarr image (and a member of a batch
+        saved as one, whose axes and scale lose the batch axis) also reports
+        what a viewer needs to show it:
+
+        - ``axes`` (axis names joined, e.g. "czyx"), ``axis_names`` (list) and
+          ``levels`` (pyramid levels; ``load(path, level=k)`` reads level k);
+        - ``scale``: physical size per axis of level 0, when the image has one;
+        - ``channel_axis``: position of the channel axis, when there is one;
+        - ``channel_names`` (OMERO labels, None where missing),
+          ``channel_colors`` (hex "RRGGBB") and ``contrast_limits`` (OMERO
+          ``window`` start/end per channel), each only when every channel has
+          a valid entry.
+        """
+        loc = self._locate(path)
+        node = self._node(loc)
+        if node is None:
+            raise PathNotFoundError(loc.display, "zarr")
+        out: dict[str, Any] = {"kind": "image" if node.is_image else node.kind, "zarr_format": node.zarr_format}
+        arr_node = node.member_of if node.kind == "member" and node.member_of else node
+        if arr_node.kind == "group" and arr_node.ome is not None:
+            ome = arr_node.ome
+            out["axes"] = "".join(a["name"] for a in ome["multiscales"][0]["axes"])
+            out["levels"] = len(ome["multiscales"][0]["datasets"])
+            display = _ome_display(ome)
+            if node.kind == "member":
+                display = _drop_lead_axis(display)
+                out["axes"] = "".join(display["axis_names"])
+            out.update(display)
+            arr_node = self._image_array(arr_node, 0, loc)
+        if arr_node.kind == "array":
+            meta = arr_node.meta
+            shape = tuple(meta.get("shape", ()))
+            out["shape"] = shape[1:] if node.kind == "member" else shape
+            out["dtype"] = str(_dtype_from_meta(meta) or meta.get("dtype"))
+            if "chunk_grid" in meta:
+                out["chunks"] = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+            elif "chunks" in meta:
+                out["chunks"] = tuple(meta["chunks"])
+        return out
+
+
+#: Alias used by the application polystore was extracted from (seed 004).
+ZarrStorageBackend = ZarrBackend
+
+_SAVE_KWARGS = frozenset(
+    {
+        "chunks",
+        "axes",
+        "pyramid_levels",
+        "channel_names",
+        "channel_colors",
+        "scale",
+        "compressor",
+        "compression_level",
+        "attrs",
+        "overwrite",
+        "metadata",
+        "zarr_format",
+    }
+)
