@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import zarr
 
+from polystore._listing import matches, normalize_extensions
 from polystore.base import PathLike, StorageBackend
 from polystore.config import ZarrConfig
 from polystore.exceptions import (
@@ -829,9 +829,7 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
         recursive: bool = False,
     ) -> list[str]:
         """Arrays, OME images and batch members under ``directory`` (paths, sorted)."""
-        exts = None
-        if extensions is not None:
-            exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+        exts = normalize_extensions(extensions)
         base = os.fspath(directory).rstrip("/") or "/"
         loc = self._locate(base)
         node = self._node(loc)
@@ -845,11 +843,8 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
             for name, is_file, is_dir in self._children(wloc, wnode):
                 child_display = display.rstrip("/") + "/" + name
                 if is_file:
-                    if pattern is not None and not fnmatch.fnmatch(name, pattern):
-                        continue
-                    if exts is not None and not name.lower().endswith(exts):
-                        continue
-                    found.append(child_display)
+                    if matches(name, pattern, exts):
+                        found.append(child_display)
                 elif is_dir and recursive:
                     cloc = self._locate(child_display)
                     walk(child_display, cloc, self._node(cloc))
