@@ -102,20 +102,13 @@ def stream_into_viewer(stack: np.ndarray, out: Path, headless: bool) -> None:
     endpoint = controller.start()
     worker = multiprocessing.get_context("spawn").Process(target=pipeline, args=(endpoint,))
     worker.start()
-    deadline = time.monotonic() + 120
     sent = FRAMES * CHANNELS + 1
-    receiver = controller.receiver
-    assert receiver is not None
-    while time.monotonic() < deadline:
-        QApplication.processEvents()
-        controller.tick()
-        stats = receiver.stats()
-        if worker.exitcode is not None and stats.received >= sent and stats.queued_frames == 0:
-            break
-        time.sleep(0.02)
+    arrived = controller.wait_until_received(sent, lambda: worker.exitcode is not None, QApplication.processEvents)
     worker.join(30)
     if worker.exitcode != 0:
         raise SystemExit(f"demo: the pipeline process failed (exit code {worker.exitcode})")
+    if not arrived:
+        raise SystemExit("demo: the viewer did not receive every frame within 120 s")
     controller.tick()
     names = {layer.name for layer in viewer.layers}
     for c, color in enumerate(COLORS):

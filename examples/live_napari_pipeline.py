@@ -90,20 +90,13 @@ def screenshot_run(png: Path, frames: int) -> None:
     endpoint = controller.start()
     worker = multiprocessing.get_context("spawn").Process(target=_worker, args=(endpoint, frames))
     worker.start()
-    receiver = controller.receiver
-    assert receiver is not None
     expected = 3 * frames
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        QApplication.processEvents()
-        controller.tick()
-        stats = receiver.stats()
-        if worker.exitcode is not None and stats.received >= expected and stats.queued_frames == 0:
-            break
-        time.sleep(0.02)
+    arrived = controller.wait_until_received(expected, lambda: worker.exitcode is not None, QApplication.processEvents)
     worker.join(30)
     if worker.exitcode != 0:
         raise SystemExit(f"the pipeline process failed (exit code {worker.exitcode})")
+    if not arrived:
+        raise SystemExit("live pipeline: the viewer did not receive every frame within 120 s")
     controller.tick()
     raw = np.asarray(viewer.layers["A01 raw"].data)
     mask = np.asarray(viewer.layers["A01 mask"].data)

@@ -189,6 +189,31 @@ class StreamController:
         if self.wake is not None:
             self.wake()
 
+    def wait_until_received(
+        self,
+        count: int,
+        sender_done: Callable[[], bool],
+        process_events: Callable[[], object],
+        timeout: float = 120.0,
+    ) -> bool:
+        """Keep applying frames until ``count`` messages arrived, the sender is done and
+        nothing is left queued; False if ``timeout`` seconds pass first.
+
+        ``process_events`` keeps the GUI alive meanwhile (``QApplication.processEvents``).
+        """
+        receiver = self.receiver
+        if receiver is None:
+            raise RuntimeError("the controller is not listening: call start() first")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process_events()
+            self.tick()
+            stats = receiver.stats()
+            if sender_done() and stats.received >= count and stats.queued_frames == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
     def tick(self) -> int:
         """Apply every queued frame to the viewer (GUI thread); returns updates applied."""
         receiver = self.receiver
