@@ -99,31 +99,37 @@ def test_damaged_foreign_array_still_raises_image_load_error(backend: ZarrBacken
         backend.load("v2.zarr")
 
 
-_KILLER = textwrap.dedent(
-    """
-    import os, sys
-    import numpy as np
-    import polystore.zarr as pz
+def _dying_writer(after_chunks: int, work: str) -> str:
+    """A script that runs ``work`` with a ZarrBackend whose process dies (``os._exit(9)``,
+    no cleanup) while encoding chunk number ``after_chunks + 1``."""
+    return textwrap.dedent(
+        f"""
+        import os, sys
+        import numpy as np
+        import polystore.zarr as pz
 
-    real = pz._Codec.numcodec
-    count = [0]
+        real = pz._Codec.numcodec
+        count = [0]
 
-    class Dying:
-        def __init__(self, codec):
-            self.codec = codec
-        def encode(self, block):
-            count[0] += 1
-            if count[0] > 5:
-                os._exit(9)  # the process dies here, mid-save, with no cleanup
-            return self.codec.encode(block)
+        class Dying:
+            def __init__(self, codec):
+                self.codec = codec
+            def encode(self, block):
+                count[0] += 1
+                if count[0] > {after_chunks}:
+                    os._exit(9)
+                return self.codec.encode(block)
 
-    pz._Codec.numcodec = lambda self: Dying(real(self))
-    backend = pz.ZarrBackend(root=sys.argv[1])
+        pz._Codec.numcodec = lambda self: Dying(real(self))
+        backend = pz.ZarrBackend(root=sys.argv[1])
+        """
+    ) + textwrap.dedent(work) + 'print("finished")\n'
+
+
+_KILLER = _dying_writer(5, """
     data = np.full((16, 64, 64), int(sys.argv[3]), np.uint16)
     backend.save(data, sys.argv[2], chunks=(1, 32, 32))
-    print("finished")
-    """
-)
+""")
 
 
 def _kill_mid_save(root: Path, path: str, value: int) -> None:
@@ -193,31 +199,10 @@ def test_truncated_uncompressed_chunk_in_a_strided_read(tmp_path: Path) -> None:
         backend.load("u.zarr")
 
 
-_APPEND_KILLER = textwrap.dedent(
-    """
-    import os, sys
-    import numpy as np
-    import polystore.zarr as pz
-
-    real = pz._Codec.numcodec
-    count = [0]
-
-    class Dying:
-        def __init__(self, codec):
-            self.codec = codec
-        def encode(self, block):
-            count[0] += 1
-            if count[0] > 3:
-                os._exit(9)
-            return self.codec.encode(block)
-
-    pz._Codec.numcodec = lambda self: Dying(real(self))
-    backend = pz.ZarrBackend(root=sys.argv[1])
+_APPEND_KILLER = _dying_writer(3, """
     frames = [np.full((64, 64), 100 + i, np.uint16) for i in range(4)]
     backend.save_batch(frames, [f"b.zarr/new{i}" for i in range(4)])
-    print("finished")
-    """
-)
+""")
 
 
 def test_writer_killed_mid_append_leaves_the_batch_as_it_was(backend: ZarrBackend, tmp_path: Path) -> None:
