@@ -1,4 +1,4 @@
-"""Shared timing helpers for the benchmarks: best-of-N wall time and ratio printing.
+"""Shared reporting for the benchmarks: one comparison line (ours, raw, ratio, target) each.
 
 ``python -m bench SUITE --record FILE`` also appends every :func:`report` line
 to FILE as one JSON object per line; the documentation build turns
@@ -11,18 +11,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable
-
-
-def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Run ``fn`` ``repeat`` times (after one warm-up) and return the fastest wall time in s."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 #: Where report() appends JSON records (set by ``python -m bench ... --record FILE``).
