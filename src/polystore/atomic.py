@@ -14,12 +14,15 @@ import errno
 import itertools
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from polystore._oserror import storage_error
 from polystore.base import PathLike
+from polystore.exceptions import StorageError
 
 __all__ = [
     "atomic_write",
@@ -28,8 +31,9 @@ __all__ = [
     "file_lock",
     "temp_name_beside",
     "is_temp_name",
+    "is_stale_temp",
+    "temp_owner",
     "replace_atomically",
-    "swap_into_place",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -48,9 +52,34 @@ def temp_name_beside(path: str) -> str:
     return os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
 
 
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-\d+\.tmp$")
+
+
 def is_temp_name(name: str) -> bool:
     """True for a file name made by :func:`temp_name_beside` (hidden from listings)."""
-    return name.startswith(".") and name.endswith(".tmp")
+    return _TEMP_NAME.match(name) is not None
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid that made the temp file ``name`` (see :func:`temp_name_beside`), or None."""
+    found = _TEMP_NAME.match(name)
+    return int(found.group(1)) if found else None
+
+
+def is_stale_temp(name: str) -> bool:
+    """True for a temp file whose writer process no longer runs (safe to delete)."""
+    pid = temp_owner(name)
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
 
 
 def _load_renameat2() -> Any:
@@ -109,29 +138,6 @@ def replace_atomically(tmp: str, path: str, durable: bool = False) -> bool:
     return replaced
 
 
-def swap_into_place(tmp: str, path: str, durable: bool = False) -> tuple[bool, str | None]:
-    """Like :func:`replace_atomically`, but hand back the replaced file for reuse.
-
-    Returns ``(replaced, reusable)``. ``reusable`` is ``tmp``, now holding the
-    old content, when that is a plain file with no other hard link (so
-    overwriting it cannot change data seen elsewhere): a batch writes its next
-    item into it instead of creating and deleting an inode per file. It is
-    None when nothing was replaced or the old file cannot be reused (it is
-    then unlinked).
-    """
-    replaced = _exchange(tmp, path)
-    reusable = None
-    if replaced:
-        old = os.lstat(tmp)
-        if stat.S_ISREG(old.st_mode) and old.st_nlink == 1:
-            reusable = tmp
-        else:
-            os.unlink(tmp)
-    if durable:
-        _fsync_dir(os.path.dirname(path) or ".")
-    return replaced, reusable
-
-
 def _fsync_dir(folder: str) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -167,6 +173,8 @@ def file_lock(path: PathLike, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator
         lock.acquire()
     except portalocker.exceptions.LockException as exc:
         raise TimeoutError(f"could not lock {lock_path!r} within {timeout} s") from exc
+    except OSError as exc:  # e.g. a read-only folder: the lock file cannot be created
+        raise storage_error(exc, lock_path, "disk", "create the lock file") from exc
     try:
         yield
     finally:
@@ -203,15 +211,30 @@ def atomic_write(
 
 
 @contextlib.contextmanager
+def _io_errors(target: str) -> Iterator[None]:
+    """Raise filesystem errors of the block as polystore errors naming ``target`` and the fix."""
+    try:
+        yield
+    except (StorageError, TimeoutError):
+        raise
+    except OSError as exc:
+        raise storage_error(exc, target, "disk", "write") from exc
+
+
+@contextlib.contextmanager
 def _atomic_file(target: str, mode: str, encoding: str | None) -> Iterator[IO[Any]]:
     tmp = temp_name_beside(target)
     try:
         exclusive = "xb" if "b" in mode else "x"
-        with open(tmp, exclusive, encoding=None if "b" in mode else encoding) as handle:
+        with _io_errors(target):
+            handle = open(tmp, exclusive, encoding=None if "b" in mode else encoding)
+        with handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        replace_atomically(tmp, target, durable=True)
+            with _io_errors(target):
+                handle.flush()
+                os.fsync(handle.fileno())
+        with _io_errors(target):
+            replace_atomically(tmp, target, durable=True)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -221,8 +244,14 @@ def _atomic_file(target: str, mode: str, encoding: str | None) -> Iterator[IO[An
 def atomic_write_json(
     data: Any, path: PathLike, indent: int | None = 2, lock: bool = True, **json_kwargs: Any
 ) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (see :func:`atomic_write`)."""
-    with atomic_write(path, "w", lock=lock) as handle:
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`atomic_write`).
+
+    A full or read-only disk raises :class:`~polystore.exceptions.StorageFullError`
+    or :class:`~polystore.exceptions.StoragePermissionError` (also an
+    ``OSError``/``PermissionError``) naming the path; ``path`` is then untouched.
+    """
+    target = os.fspath(path)
+    with _io_errors(target), atomic_write(target, "w", lock=lock) as handle:
         json.dump(data, handle, indent=indent, **json_kwargs)
 
 

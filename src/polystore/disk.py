@@ -9,20 +9,24 @@ sidecar for every other format; :meth:`DiskBackend.load_metadata` reads it back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from polystore._listing import matches, normalize_extensions
-from polystore.atomic import is_temp_name, replace_atomically, swap_into_place, temp_name_beside
+from polystore._listing import is_working_file, matches, normalize_extensions
+from polystore._oserror import storage_error
+from polystore.atomic import is_stale_temp, replace_atomically, temp_name_beside
 from polystore.base import PathLike, StorageBackend
 from polystore.exceptions import (
     ImageLoadError,
     ImageSaveError,
+    InvalidPathError,
     PathNotFoundError,
     StorageError,
+    SymlinkLoopError,
     UnsupportedFormatError,
 )
 from polystore.formats import Codec, codec_for
@@ -35,7 +39,12 @@ SIDECAR_SUFFIX = ".meta.json"
 
 
 def _fspath(path: PathLike) -> str:
-    return path if isinstance(path, str) else os.fspath(path)
+    text = path if isinstance(path, str) else os.fspath(path)
+    if "\x00" in text:
+        raise InvalidPathError(
+            f"disk: path {text!r} contains a NUL byte, which no filesystem allows; remove it from the name"
+        )
+    return text
 
 
 class DiskBackend(StorageBackend):
@@ -79,16 +88,17 @@ class DiskBackend(StorageBackend):
         path: str,
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
-        spare: str | None = None,
-        keep_old: bool = False,
-    ) -> str | None:
-        """Write via a temp file and swap it in place of ``path``.
+    ) -> None:
+        """Write via a new temp file and swap it in place of ``path``.
 
-        ``spare`` is a temp file to write into instead of a new one. With
-        ``keep_old`` the replaced content is left in the temp file, whose path
-        is returned for reuse (None if nothing reusable was replaced).
+        The replaced file is unlinked, never rewritten: a reader that still has
+        it open (or memory-mapped) keeps the old bytes. The metadata sidecar
+        is written only after the data is in place, and the previous one is
+        removed just before the swap, so a sidecar never describes data that
+        is not there; a kill in between leaves the data without metadata.
         """
-        tmp = spare if spare is not None else temp_name_beside(path)
+        sidecar_text = _sidecar_text(metadata, codec, path)
+        tmp = temp_name_beside(path)
         try:
             try:
                 codec.write(data, tmp, metadata, **kwargs)
@@ -100,22 +110,18 @@ class DiskBackend(StorageBackend):
                 codec.write(data, tmp, metadata, **kwargs)
             if self.durable:
                 _fsync_file(tmp)
-            has_sidecar = bool(metadata) and not codec.embeds_metadata
-            if has_sidecar:
-                self._write_sidecar(path, metadata)
-            if keep_old:
-                replaced, kept = swap_into_place(tmp, path, durable=self.durable)
-            else:
-                kept = None
-                replaced = replace_atomically(tmp, path, durable=self.durable)
+            if not codec.embeds_metadata:
+                _unlink_if_present(path + SIDECAR_SUFFIX)
+            replace_atomically(tmp, path, durable=self.durable)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise self._save_error(exc, path, codec) from exc
-        if replaced and not has_sidecar:  # drop metadata of the previous content
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path + SIDECAR_SUFFIX)
-        return kept
+        if sidecar_text is not None:
+            try:
+                _write_text_atomically(path + SIDECAR_SUFFIX, sidecar_text)
+            except Exception as exc:
+                raise self._save_error(exc, path + SIDECAR_SUFFIX, codec) from exc
 
     @staticmethod
     def _save_error(exc: BaseException, path: str, codec: Codec) -> BaseException:
@@ -123,16 +129,11 @@ class DiskBackend(StorageBackend):
             return UnsupportedFormatError(f"disk: cannot save to {path!r}: {exc}")
         if isinstance(exc, StorageError) or not isinstance(exc, Exception):
             return exc
+        if isinstance(exc, OSError):
+            return storage_error(exc, path, "disk", f"save ({codec.name})")
         return ImageSaveError(
             f"disk: could not save {path!r} as {codec.name}: {type(exc).__name__}: {exc}"
         )
-
-    def _write_sidecar(self, path: str, metadata: Any) -> None:
-        sidecar = path + SIDECAR_SUFFIX
-        tmp = temp_name_beside(sidecar)
-        with open(tmp, "x", encoding="utf-8") as handle:
-            json.dump(metadata, handle)
-        os.replace(tmp, sidecar)
 
     def save_batch(
         self,
@@ -143,17 +144,15 @@ class DiskBackend(StorageBackend):
     ) -> None:
         """Save each item at the path of the same index, in order, each atomically.
 
-        When items replace existing files, the file a swap displaces becomes
-        the temp file of the next item in the same folder (one inode for the
-        batch instead of one created and one deleted per file). No thread pool:
-        on 2 cores pools made small-file I/O slower.
+        Every item gets a new temp file that is renamed over its target; a
+        replaced file is unlinked, so readers holding it keep the old bytes.
+        No thread pool: on 2 cores pools made small-file I/O slower.
         """
         if len(data_list) != len(identifiers):
             raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
         write = self._write
         codecs: dict[str, Codec] = {}
-        spare: str | None = None
-        spare_folder = ""
+        done = 0
         try:
             for data, file_path in zip(data_list, identifiers):
                 path = _fspath(file_path)
@@ -161,16 +160,14 @@ class DiskBackend(StorageBackend):
                 codec = codecs.get(ext)
                 if codec is None:
                     codec = codecs[ext] = codec_for(path)
-                folder = os.path.dirname(path)
-                if spare is not None and folder != spare_folder:
-                    os.unlink(spare)
-                    spare = None
-                spare = write(codec, to_numpy(data), path, metadata, kwargs, spare, keep_old=True)
-                spare_folder = folder
-        finally:
-            if spare is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(spare)
+                write(codec, to_numpy(data), path, metadata, kwargs)
+                done += 1
+        except StorageError as exc:
+            exc.add_note(
+                f"save_batch: the {done} item(s) before this one were saved; "
+                f"the {len(identifiers) - done} from this one on were not written"
+            )
+            raise
 
     def load(self, file_path: PathLike, framework: str | None = None, **kwargs: Any) -> Any:
         """Read the file at ``file_path``; ``framework="torch"`` (etc.) converts arrays.
@@ -267,15 +264,15 @@ class DiskBackend(StorageBackend):
 
     def exists(self, path: PathLike) -> bool:
         """True if a file or folder is at ``path``."""
-        return os.path.exists(_fspath(path))
+        return os.path.exists(os.fspath(path))
 
     def is_file(self, path: PathLike) -> bool:
         """True if ``path`` is a regular file."""
-        return os.path.isfile(_fspath(path))
+        return os.path.isfile(os.fspath(path))
 
     def is_dir(self, path: PathLike) -> bool:
         """True if ``path`` is a folder."""
-        return os.path.isdir(_fspath(path))
+        return os.path.isdir(os.fspath(path))
 
     # -- directories ------------------------------------------------------
     def ensure_directory(self, directory: PathLike) -> str:
@@ -307,6 +304,25 @@ class DiskBackend(StorageBackend):
             raise PathNotFoundError(target, "disk") from None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target + SIDECAR_SUFFIX)
+
+    def cleanup(self, directory: PathLike, recursive: bool = True) -> list[str]:
+        """Delete the temp files killed writers left under ``directory``; return their paths.
+
+        A save or ``atomic_write`` killed mid-way leaves a hidden
+        ``.<name>.<pid>-<n>.tmp`` beside its target. Listings never show
+        them; this removes those whose writer process is gone (a temp file of
+        a running writer is kept), so it is safe while other processes save.
+        """
+        root = _fspath(directory)
+        if not os.path.isdir(root):
+            raise PathNotFoundError(root, "disk")
+        removed: list[str] = []
+        for path, name in _walk_files(root, recursive):
+            if is_stale_temp(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed.append(path)
+        return sorted(removed)
 
     def copy(self, source: PathLike, destination: PathLike) -> None:
         """Copy a file (atomically, with its sidecar) or a folder tree."""
@@ -345,21 +361,71 @@ class DiskBackend(StorageBackend):
 
 
 def _is_hidden_entry(name: str) -> bool:
-    """Metadata sidecars and in-flight (or abandoned) temp files are not listed."""
-    return name.endswith(SIDECAR_SUFFIX) or is_temp_name(name)
+    """Metadata sidecars and polystore's working files (temp files, locks, cp journal) are not listed."""
+    return name.endswith(SIDECAR_SUFFIX) or is_working_file(name)
 
 
 def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, str]]:
-    stack = [root]
+    """(path, name) of the files under ``root``; symlinked folders are followed.
+
+    A link back into a folder being walked (or one pointing at itself)
+    raises :class:`SymlinkLoopError` naming it, instead of walking until the
+    kernel's ELOOP.
+    """
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset())]
     while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    if recursive:
-                        stack.append(entry.path)
-                elif entry.is_file():
-                    yield entry.path, entry.name
+        folder, ancestors = stack.pop()
+        try:
+            info = os.stat(folder)
+            here = ancestors | {(info.st_dev, info.st_ino)}
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if not recursive:
+                            continue
+                        sub = entry.stat()
+                        if (sub.st_dev, sub.st_ino) in here:
+                            raise OSError(errno.ELOOP, "symbolic link loop", entry.path)
+                        stack.append((entry.path, here))
+                    elif entry.is_file():
+                        yield entry.path, entry.name
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            where = exc.filename if isinstance(exc.filename, str) else folder
+            raise SymlinkLoopError(
+                f"disk: symbolic link loop at {where!r} while listing {root!r}; remove or correct "
+                "the link (or list without recursive=True)"
+            ) from exc
+
+
+def _sidecar_text(metadata: dict[str, Any] | None, codec: Codec, path: str) -> str | None:
+    """The JSON of a ``<file>.meta.json`` sidecar, checked before anything is written."""
+    if not metadata or codec.embeds_metadata:
+        return None
+    try:
+        return json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedFormatError(
+            f"disk: metadata for {path!r} must be JSON-serialisable: {exc}"
+        ) from None
+
+
+def _write_text_atomically(path: str, text: str) -> None:
+    tmp = temp_name_beside(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _unlink_if_present(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _fsync_file(path: str) -> None:

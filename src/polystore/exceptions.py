@@ -15,6 +15,10 @@ __all__ = [
     "ImageLoadError",
     "ImageSaveError",
     "PathNotFoundError",
+    "InvalidPathError",
+    "StoragePermissionError",
+    "StorageFullError",
+    "SymlinkLoopError",
     "MissingDependencyError",
     "UnsupportedOperationError",
 ]
@@ -58,6 +62,25 @@ class PathNotFoundError(StorageResolutionError, FileNotFoundError):
         super().__init__(f"{backend}: no such file or directory: {path!r}")
         self.path = path
         self.backend = backend
+
+
+class InvalidPathError(StorageResolutionError, ValueError):
+    """A path no filesystem can hold (a NUL byte in it). Also a :class:`ValueError`, as ``open`` raises."""
+
+
+class StoragePermissionError(ImageSaveError, PermissionError):
+    """Writing was refused: no write permission, or a read-only filesystem.
+
+    Also a :class:`PermissionError`. Nothing was half-written.
+    """
+
+
+class StorageFullError(ImageSaveError, OSError):
+    """The disk (or the user's quota) is full. Also an :class:`OSError`. Nothing was half-written."""
+
+
+class SymlinkLoopError(StorageResolutionError, OSError):
+    """A symbolic link points back to itself or to a folder it is in. Also an :class:`OSError` (ELOOP)."""
 
 
 class MissingDependencyError(StorageError, ImportError):

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from polystore._listing import is_working_file
 from polystore.cli._common import disk_array_header, guess_backend, human_size, is_url, is_zarr_dir, tree_size
 
 __all__ = ["ls", "Entry", "disk_entries", "zarr_entries"]
@@ -28,6 +29,7 @@ class Entry:
     dtype: str | None = None
     chunks: tuple[int, ...] | None = None
     size: int | None = None
+    error: str | None = None  # set (and kind "corrupt") when the file could not be read
 
 
 def _wanted(name: str, pattern: str | None, exts: tuple[str, ...] | None) -> bool:
@@ -39,6 +41,14 @@ def _wanted(name: str, pattern: str | None, exts: tuple[str, ...] | None) -> boo
 def _disk_file(path: str, shown: str) -> Entry:
     header = disk_array_header(path)
     return Entry(shown, "file", header.get("shape"), header.get("dtype"), None, os.path.getsize(path))
+
+
+def _listed_disk_file(path: str, shown: str) -> Entry:
+    """The entry of a file inside a listed folder: an unreadable one is marked, not fatal."""
+    try:
+        return _disk_file(path, shown)
+    except click.ClickException as exc:
+        return Entry(shown, "corrupt", size=os.path.getsize(path), error=exc.format_message())
 
 
 def disk_entries(
@@ -57,7 +67,7 @@ def disk_entries(
         with os.scandir(folder) as it:
             children = sorted(it, key=lambda e: e.name)
         for entry in children:
-            if entry.name.startswith(".") or entry.name.endswith(_SIDECAR):
+            if entry.name.startswith(".") or entry.name.endswith(_SIDECAR) or is_working_file(entry.name):
                 continue
             shown = os.path.join(rel, entry.name) if rel else entry.name
             if entry.is_dir():
@@ -70,7 +80,7 @@ def disk_entries(
                 if recursive:
                     yield from walk(shown)
             elif entry.is_file() and _wanted(entry.name, pattern, exts):
-                yield _disk_file(entry.path, shown)
+                yield _listed_disk_file(entry.path, shown)
 
     yield from walk("")
 
@@ -141,11 +151,17 @@ def ls(path: str, backend: str, recursive: bool, pattern: str | None, extensions
     entries = zarr_entries(path, recursive, pattern, exts) if chosen == "zarr" else disk_entries(
         path, recursive, pattern, exts
     )
+    unreadable = 0
     for entry in entries:
+        if entry.error is not None:
+            unreadable += 1
         if as_json:
             click.echo(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(entry).items()}))
         else:
+            note = f"  ({entry.error})" if entry.error else ""
             click.echo(
                 f"{entry.kind:<7} {_text(entry.shape):<20} {entry.dtype or '-':<8} "
-                f"{_text(entry.chunks):<18} {human_size(entry.size):>10}  {entry.path}"
+                f"{_text(entry.chunks):<18} {human_size(entry.size):>10}  {entry.path}{note}"
             )
+    if unreadable:
+        raise click.ClickException(f"{unreadable} file(s) could not be read (marked corrupt above)")

@@ -10,7 +10,7 @@ class Codec:
 
     ``write`` writes to a temporary path that the disk backend then swaps into
     place of the target, so a codec never has to care about atomicity. The
-    temporary file may already exist (a batch reuses one): truncate it.
+    temporary path is new: the codec creates it.
     """
 
     name: ClassVar[str] = ""
@@ -19,7 +19,7 @@ class Codec:
     embeds_metadata: ClassVar[bool] = False
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
-        """Write ``data`` to ``path`` (a temporary file: create or truncate it)."""
+        """Write ``data`` to ``path`` (a new temporary file)."""
         raise NotImplementedError
 
     def read(self, path: str, **kwargs: Any) -> Any:

@@ -18,12 +18,17 @@ from polystore.formats._codec import Codec, data_type_error
 _MAGIC = b"\x93NUMPY"
 _ALIGN = 64
 _MAX_CACHED_HEADERS = 4096
+#: numpy refuses longer headers unless told otherwise (``max_header_size``); so do we,
+#: before parsing: a crafted header of megabytes takes minutes and gigabytes to parse.
+MAX_HEADER_SIZE = 10000
 _header_cache: dict[tuple[str, tuple[int, ...], bool], bytes] = {}
 _parse_cache: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool]] = {}
 
 
 def _header_bytes(dtype: np.dtype[Any], shape: tuple[int, ...], fortran: bool) -> bytes:
-    key = (dtype.str, shape, fortran)
+    # dtype.str names only the size of a structured dtype ("|V8"): key those on
+    # the full description that goes into the header
+    key = (dtype.str if dtype.names is None else repr(np.lib.format.dtype_to_descr(dtype)), shape, fortran)
     header = _header_cache.get(key)
     if header is None:
         descr = np.lib.format.dtype_to_descr(dtype)
@@ -64,7 +69,9 @@ def write_npy(array: np.ndarray[Any, Any], path: str) -> None:
     if not (array.flags.c_contiguous or fortran):
         array = np.ascontiguousarray(array)
     header = _header_bytes(array.dtype, array.shape, fortran)
-    payload = (array.T if fortran else array).data.cast("B")
+    # a flat byte view works for every dtype (datetime, structured) and for 0-size arrays,
+    # where memoryview.cast refuses
+    payload = (array.T if fortran else array).reshape(-1).view(np.uint8).data
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         if len(payload) <= 65536:
@@ -106,6 +113,11 @@ def read_npy(path: str) -> np.ndarray[Any, Any]:
         start, hlen = 12, int.from_bytes(bytes(buffer[8:12]), "little")
     else:
         raise ValueError(f"unsupported .npy format version {major}")
+    if hlen > MAX_HEADER_SIZE:
+        raise ValueError(
+            f"header of {hlen} bytes is over the {MAX_HEADER_SIZE}-byte limit numpy applies; "
+            "not a file polystore or numpy wrote"
+        )
     dtype, shape, fortran = _parse_header(bytes(buffer[start : start + hlen]))
     if dtype.hasobject:
         raise ValueError("the file holds a pickled object array; refusing to unpickle it")

@@ -18,6 +18,8 @@ from polystore.formats._codec import Codec, data_type_error
 
 IMAGEJ_AXES = "TZCYXS"
 IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+#: dtype kinds a TIFF sample can be: bool, unsigned, signed, float, complex.
+TIFF_KINDS = "buifc"
 _INFO_KEY = "polystore"
 
 
@@ -45,6 +47,13 @@ class TiffCodec(Codec):
 
         if not isinstance(data, np.ndarray):
             raise data_type_error(self, "NumPy arrays", data)
+        if data.dtype.kind not in TIFF_KINDS:
+            raise TypeError(
+                f"TIFF holds numbers (bool, int, uint, float, complex), not dtype {data.dtype}; "
+                "save it as .npy instead"
+            )
+        if data.size == 0:
+            raise TypeError(f"TIFF cannot hold an empty array (shape {data.shape}); save it as .npy instead")
         axes: str | None = kwargs.pop("axes", None)
         options: dict[str, Any] = {}
         if "compression" in kwargs:
@@ -66,7 +75,10 @@ class TiffCodec(Codec):
         """Read the whole image or stack (``key=`` selects pages, as in tifffile)."""
         import tifffile
 
-        return tifffile.imread(path, **kwargs)
+        image = tifffile.imread(path, **kwargs)
+        if getattr(image, "size", 1) == 0:  # tifffile returns an empty array for a broken first IFD
+            raise ValueError("no image in the file: it is truncated or not a TIFF")
+        return image
 
     def read_metadata(self, path: str) -> dict[str, Any] | None:
         """Return the user metadata and, when known, the stored ``axes``."""
