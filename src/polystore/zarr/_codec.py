@@ -58,6 +58,44 @@ class _Codec:
         return Blosc(cname=self.cname, clevel=self.clevel, shuffle=_SHUFFLE_IDS[self.shuffle])
 
 
+def blosc_frame_problem(raw: bytes | memoryview, nbytes: int) -> str | None:
+    """Why ``raw`` is not one complete Blosc (1.x) frame holding ``nbytes`` bytes, or None.
+
+    Checked before decoding, because Blosc trusts its header: a frame cut
+    short (a truncated file) decodes "without error" into garbage read past
+    the buffer, or crashes the process. The 16-byte header holds the
+    decompressed size (bytes 4-7), the block size (8-11) and the compressed
+    size (12-15); an uncompressed ("memcpyed", flag bit 1) frame is the
+    header plus the data, any other holds one start offset per block, each
+    inside the frame.
+    """
+    size = len(raw)
+    if size < 16:
+        return f"{size} bytes, shorter than a Blosc header (16)"
+    header = bytes(raw[:16])
+    held = int.from_bytes(header[4:8], "little")
+    blocksize = int.from_bytes(header[8:12], "little")
+    cbytes = int.from_bytes(header[12:16], "little")
+    if cbytes != size:
+        return f"{size} bytes, but its Blosc header says {cbytes} (truncated or padded)"
+    if held != nbytes:
+        return f"it holds {held} bytes, expected {nbytes}"
+    if header[2] & 0x2:  # memcpyed: the data follows the header as is
+        return None if cbytes == held + 16 else f"uncompressed Blosc frame of {cbytes} bytes for {held}"
+    if held == 0:
+        return None
+    if blocksize <= 0:
+        return f"invalid Blosc block size {blocksize}"
+    nblocks = -(-held // blocksize)
+    table_end = 16 + 4 * nblocks
+    if table_end > cbytes:
+        return f"Blosc frame of {cbytes} bytes cannot hold {nblocks} block offsets"
+    starts = np.frombuffer(raw, dtype="<i4", count=nblocks, offset=16)
+    if nblocks and (int(starts.min()) < table_end or int(starts.max()) >= cbytes):
+        return "a Blosc block offset points outside the frame"
+    return None
+
+
 def _codec_for(compressor: ZarrCompressor | str | None, level: int | None, config: ZarrConfig) -> _Codec:
     comp = ZarrCompressor(compressor) if compressor is not None else config.compressor
     lvl = config.compression_level if level is None else int(level)

@@ -12,7 +12,7 @@ import numpy as np
 
 import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
 from polystore.exceptions import ImageLoadError
-from polystore.zarr._codec import _Codec
+from polystore.zarr._codec import _Codec, blosc_frame_problem
 from polystore.zarr._dtypes import _dtype_from_meta
 from polystore.zarr._fs import _FS, _LocalFS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, _pool
 
@@ -67,10 +67,9 @@ class _ArrayReader:
                     dest[...] = arr
                     return dest
                 return arr
-            # blosc1 header: bytes 4-7 hold the decompressed size (little-endian)
-            nbytes = int.from_bytes(raw[4:8], "little") if len(raw) >= 16 else -1
-            if nbytes != self.chunk_nbytes:
-                raise ValueError(f"it holds {nbytes} bytes, expected {self.chunk_nbytes}")
+            problem = blosc_frame_problem(raw, self.chunk_nbytes)
+            if problem is not None:
+                raise ValueError(problem)
             if dest is not None:
                 self.numcodec.decode(raw, out=dest)
                 return dest
