@@ -34,6 +34,7 @@ __all__ = [
     "is_stale_temp",
     "temp_owner",
     "replace_atomically",
+    "exchange",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -98,24 +99,37 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
+def exchange(a: str, b: str) -> bool:
+    """Swap the entries ``a`` and ``b`` (files or directories) in one atomic step.
+
+    Uses Linux ``renameat2(RENAME_EXCHANGE)``: anyone resolving either path
+    sees the old or the new entry, never neither. Returns False, changing
+    nothing, when ``b`` does not exist or the kernel or filesystem cannot
+    exchange (other systems); other failures raise :class:`OSError`.
+    """
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.ENOENT and not os.path.lexists(a):
+        raise FileNotFoundError(err, os.strerror(err), a)
+    if err in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
 def _exchange(tmp: str, path: str) -> bool:
     """Swap ``tmp`` and an existing ``path`` atomically; False if ``path`` does not exist.
 
     Falls back to ``os.replace`` (then ``tmp`` is gone) where the exchange is
     not supported. Never swaps a directory out of the way.
     """
-    if _renameat2 is None:
+    if not exchange(tmp, path):
         os.replace(tmp, path)
         return False
-    tmp_b, path_b = os.fsencode(tmp), os.fsencode(path)
-    if _renameat2(_AT_FDCWD, tmp_b, _AT_FDCWD, path_b, _RENAME_EXCHANGE) != 0:
-        if ctypes.get_errno() == errno.ENOENT:
-            os.rename(tmp, path)
-        else:  # exchange unsupported by this filesystem
-            os.replace(tmp, path)
-        return False
     if stat.S_ISDIR(os.lstat(tmp).st_mode):
-        _renameat2(_AT_FDCWD, tmp_b, _AT_FDCWD, path_b, _RENAME_EXCHANGE)  # put it back
+        exchange(tmp, path)  # put it back
         raise IsADirectoryError(errno.EISDIR, "a directory is in the way", path)
     return True
 

@@ -69,8 +69,14 @@ class ZarrConfig:
     write_empty_chunks: bool = True
     #: Format of new stores: 3 (OME-NGFF 0.5 images) or 2 (OME-NGFF 0.4, for older readers).
     zarr_format: int = 3
+    #: Seconds a save into a batch waits for another process's lock on it before ImageSaveError.
+    lock_timeout: float = 60.0
+    #: Times a load starts over when the array changed under it (then ImageLoadError).
+    read_retries: int = 20
 
     def __post_init__(self) -> None:
+        if self.lock_timeout <= 0 or self.read_retries < 1:
+            raise ValueError("lock_timeout must be > 0 and read_retries >= 1")
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.zarr_format not in (2, 3):

@@ -89,11 +89,15 @@ class _ChunkWriter:
         zarr_format: int = 3,
         separator: str = "/",
         skip_empty: bool = False,
+        member_root: str | None = None,
     ) -> None:
         """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
 
         With ``skip_empty`` (``ZarrConfig(write_empty_chunks=False)``) chunks
         holding only the fill value are not written, as zarr does by default.
+        With ``member_root`` (one image of a batch: ``data`` has length 1 on
+        axis 0), chunk ``(0, j, k)`` goes to ``member_root/j/k`` (the batch
+        module stages a replaced member there, see ``_batch``).
 
         A dask array is computed and written one slab of about ``_SLAB_BYTES``
         (whole chunks along axis 0) at a time, so it never has to fit in RAM.
@@ -129,6 +133,8 @@ class _ChunkWriter:
             return bytes(numcodec.encode(block))
 
         def key(idx: tuple[int, ...]) -> str:
+            if member_root is not None:
+                return member_root + "".join("/" + str(i) for i in idx[1:])
             if lead_offset and idx:
                 idx = (idx[0] + lead_offset,) + idx[1:]
             if zarr_format == 2:
@@ -138,7 +144,7 @@ class _ChunkWriter:
         if isinstance(fs, _LocalFS):
             for d in {os.path.dirname(key(idx)) for idx in indices}:
                 os.makedirs(d, exist_ok=True)
-            os.makedirs(dest, exist_ok=True)
+            os.makedirs(dest if member_root is None or data.ndim < 2 else member_root, exist_ok=True)
 
             def work(idx: tuple[int, ...]) -> None:
                 blob: Any = encode(idx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,10 +40,10 @@ from polystore.zarr._ome import (
     _validate_axes,
 )
 from polystore.zarr._read import _ArrayReader
-from polystore.zarr._write import _ChunkWriter
+from polystore.zarr._batch import _BatchWriter, put_in_place
 
 
-class ZarrBackend(StorageBackend, _ChunkWriter):
+class ZarrBackend(StorageBackend, _BatchWriter):
     """Chunked, compressed array storage in zarr v3 / OME-Zarr, local or on object storage.
 
     Args:
@@ -299,18 +300,17 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
             raise ImageSaveError(f"zarr: {self._where(loc)} already exists (overwrite=False)")
         if image.names is None and loc.key:
             # a path inside a batch: replace that member, or add a new one
-            holder = existing.member_of if existing is not None and existing.kind == "member" else None
             parent_key, _, member_name = loc.key.rpartition("/")
             ploc = _Loc(loc.fs, loc.store, parent_key, loc.display.rstrip("/").rpartition("/")[0])
-            if holder is None and existing is None:
+            in_batch = existing is not None and existing.kind == "member"
+            if existing is None and not in_batch:
                 parent_node = self._node(ploc)
-                if parent_node is not None and parent_node.names is not None:
-                    holder = parent_node
-            if holder is not None:
+                in_batch = parent_node is not None and parent_node.names is not None
+            if in_batch:
                 if image.axes is not None:
                     raise ImageSaveError(f"zarr: {self._where(loc)} is in a batch; axes= cannot apply")
-                self._merge_into_batch(ploc, holder, [member_name], [image.data], kwargs)
-                return
+                if self._merge_into_batch(ploc, [member_name], [image.data], kwargs):
+                    return
         refusal = self._replace_refusal(loc, existing)
         if refusal:
             raise ImageSaveError(refusal)
@@ -332,7 +332,12 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
                 tmp = os.path.join(parent, f".{os.path.basename(target)}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
                 try:
                     build(tmp)
-                    self._swap_into_place(tmp, target)
+                    # a batch being replaced whole: no append or replace may run meanwhile
+                    batch = existing is not None and existing.names is not None
+                    with self._batch_lock(loc) if batch else contextlib.nullcontext():
+                        old = put_in_place(tmp, target)
+                    if old is not None:
+                        shutil.rmtree(old, ignore_errors=True)
                 finally:
                     if os.path.lexists(tmp):
                         shutil.rmtree(tmp, ignore_errors=True)
@@ -385,19 +390,6 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
             "refusing to replace it"
         )
 
-    @staticmethod
-    def _swap_into_place(tmp: str, target: str) -> None:
-        """Rename the finished ``tmp`` tree to ``target``; the old tree survives until then."""
-        if os.path.lexists(target):
-            old = os.path.join(
-                os.path.dirname(target), f".{os.path.basename(target)}{_OLD_MARK}{uuid.uuid4().hex[:8]}"
-            )
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-
     def _ensure_groups(
         self, fs: _FS, store: str, key: str, parents_only: bool, zarr_format: int | None = None
     ) -> None:
@@ -430,101 +422,6 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
                     f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
                     f"{fs.url(p)!r} is an array, not a group"
                 )
-
-    def _merge_into_batch(
-        self,
-        ploc: _Loc,
-        holder: _Node,
-        names: Sequence[str],
-        arrays: Sequence[Any],
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        """Save images into an existing batch like files into a folder.
-
-        A name the batch already has is replaced in place; new names are
-        appended along axis 0 (their chunks first, then the metadata with the
-        longer shape and name list, so an interrupted append leaves the batch
-        as it was). Images must match the batch's image shape and dtype.
-        """
-        target = holder
-        where = self._where(ploc)
-        if holder.kind == "group":
-            ome = holder.ome
-            if ome is None or len(ome["multiscales"][0].get("datasets") or []) != 1:
-                raise ImageSaveError(
-                    f"zarr: cannot add images to the batch {where}: it is a pyramid; save the whole batch again"
-                )
-            target = self._image_array(holder, 0, ploc)
-        meta = target.meta
-        reader = self._reader(ploc, target)
-        bad = [k for k in kwargs if k not in ("overwrite", "compressor", "compression_level", "chunks", "axes")]
-        axes = kwargs.get("axes")
-        if axes is not None:
-            have = holder.ome["multiscales"][0].get("axes") if holder.ome is not None else None
-            have_axes = "".join(a["name"] if isinstance(a, dict) else str(a) for a in have) if have else None
-            if "".join(axes) != have_axes:
-                raise ImageSaveError(
-                    f"zarr: the batch {where} has axes {have_axes!r}; cannot add images with axes {axes!r}"
-                )
-        shape = tuple(meta.get("shape", ()))[1:]
-        dtype = _dtype_from_meta(meta) if target.zarr_format == 3 else np.dtype(meta.get("dtype", "u1"))
-        for arr in arrays:
-            if reader is None or reader.chunks[0] != 1 or tuple(arr.shape) != reader.shape[1:] or bad:
-                raise ImageSaveError(
-                    f"zarr: the batch {where} holds images of shape {shape} and dtype {dtype}; "
-                    f"cannot store one of shape {tuple(arr.shape)} there with keywords {sorted(kwargs)} "
-                    "(delete the batch or save under another folder)"
-                )
-            if np.dtype(arr.dtype) != reader.dtype:
-                raise ImageSaveError(
-                    f"zarr: the batch {where} holds {reader.dtype} images, not {np.dtype(arr.dtype)}"
-                )
-        assert reader is not None
-        fmt = 2 if reader.v2_keys and target.zarr_format == 2 else 3
-        existing = list(holder.names or [])
-        fresh: list[tuple[str, Any]] = []
-        for name, arr in zip(names, arrays):
-            if name in existing:
-                self._write_chunks(
-                    ploc.fs, target.path, arr[None], reader.chunks, reader.codec, existing.index(name),
-                    fmt, reader.sep,
-                )
-            else:
-                fresh.append((name, arr))
-        if not fresh:
-            return
-        start = reader.shape[0]
-        stack = np.stack([np.asarray(a) for _, a in fresh])
-        self._write_chunks(ploc.fs, target.path, stack, reader.chunks, reader.codec, start, fmt, reader.sep)
-        new_names = existing + [n for n, _ in fresh]
-        new_shape = [start + len(fresh), *reader.shape[1:]]
-        fs = ploc.fs
-        # metadata last: until here the appended chunks lie beyond the array's shape
-        if target.zarr_format == 2:
-            zarray = {k: v for k, v in target.meta.items() if k not in ("attributes", "node_type")}
-            zarray["shape"] = new_shape
-            attrs = dict(target.attrs)
-            if target is holder:
-                attrs["polystore"] = {**dict(attrs.get("polystore") or {}), "names": new_names}
-            fs.write_atomic(fs.join(target.path, ".zattrs"), _dumps(attrs))
-            fs.write_atomic(fs.join(target.path, ".zarray"), _dumps(zarray))
-        else:
-            meta3 = dict(target.meta)
-            meta3["shape"] = new_shape
-            attrs = dict(target.attrs)
-            if "names" in dict(attrs.get("polystore") or {}):
-                attrs["polystore"] = {**dict(attrs.get("polystore") or {}), "names": new_names}
-            meta3["attributes"] = attrs
-            fs.write_atomic(fs.join(target.path, _META), _dumps(meta3))
-        if holder is not target:  # OME batch: the names live in the image group
-            gattrs = dict(holder.attrs)
-            gattrs["polystore"] = {**dict(gattrs.get("polystore") or {}), "names": new_names}
-            if holder.zarr_format == 2:
-                fs.write_atomic(fs.join(holder.path, ".zattrs"), _dumps(gattrs))
-            else:
-                gmeta = dict(holder.meta)
-                gmeta["attributes"] = gattrs
-                fs.write_atomic(fs.join(holder.path, _META), _dumps(gmeta))
 
     # ------------------------------------------------------------------ load
 
@@ -715,21 +612,21 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
             first = locs[members[0]]
             parent_display = first.display.rstrip("/").rpartition("/")[0]
             loc = _Loc(first.fs, first.store, parent_key, parent_display)
-            parent = self._node(loc)
-            if parent is not None and parent.names is not None and parent.kind != "member":
+            with self._batch_lock(loc):  # no other writer creates or changes this batch meanwhile
                 # an existing batch: replace/append like files in a folder, never drop its other images
-                self._merge_into_batch(loc, parent, names, [arrays[i] for i in members], kwargs)
-                continue
-            if (parent is not None and parent.kind == "member") or self._replace_refusal(loc, parent):
-                # the parent holds other things: keep them, save the images one by one
-                single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
-                for i in members:
-                    self.save(arrays[i], identifiers[i], **single_kwargs)
-                continue
-            stack = np.stack([arrays[i] for i in members])
-            image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
-            image.names = names
-            self._save_image(loc, image, kwargs)
+                if self._merge_into_batch(loc, names, [arrays[i] for i in members], kwargs):
+                    continue
+                parent = self._node(loc)
+                if (parent is not None and parent.kind == "member") or self._replace_refusal(loc, parent):
+                    # the parent holds other things: keep them, save the images one by one
+                    single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+                    for i in members:
+                        self.save(arrays[i], identifiers[i], **single_kwargs)
+                    continue
+                stack = np.stack([arrays[i] for i in members])
+                image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
+                image.names = names
+                self._save_image(loc, image, kwargs)
 
     def load_batch(self, file_paths: Sequence[PathLike], **kwargs: Any) -> list[Any]:
         """Read every path in order; members of one batch array are read in one pass."""
@@ -899,20 +796,10 @@ class ZarrBackend(StorageBackend, _ChunkWriter):
                 return
             raise PathNotFoundError(loc.display, "zarr")
         if node.kind == "member":
-            parent = node.member_of
-            assert parent is not None
-            names = list(parent.names or [])
-            names[node.index] = None
-            meta = dict(parent.meta)
-            attrs = dict(meta.get("attributes") or {})
-            info = dict(attrs.get("polystore") or {})
-            info["names"] = names
-            attrs["polystore"] = info
-            meta["attributes"] = attrs
-            if parent.zarr_format == 2:
-                fs.write_atomic(fs.join(parent.path, ".zattrs"), _dumps(attrs))
-            else:
-                fs.write_atomic(fs.join(parent.path, _META), _dumps(meta))
+            parent_key, _, name = loc.key.rpartition("/")
+            ploc = _Loc(fs, loc.store, parent_key, loc.display.rstrip("/").rpartition("/")[0])
+            if not self._delete_member(ploc, name):
+                raise PathNotFoundError(loc.display, "zarr")
             return
         if node.kind == "group" and not node.is_image and not recursive:
             if any(f or d for _, f, d in self._children(loc, node)):
