@@ -32,7 +32,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from polystore.zarr._dtypes import _dtype_from_meta
 from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK
 from polystore.zarr._meta import _META, _dumps
 from polystore.zarr._nodes import _Loc, _Node
+from polystore.zarr._pins import _Pins
 from polystore.zarr._write import _ChunkWriter
 
 if TYPE_CHECKING:
@@ -108,6 +109,22 @@ def member_unit(array_path: str, index: int, zarr_format: int, separator: str) -
     if separator != "/":
         return None
     return f"{array_path}/c/{index}" if zarr_format == 3 else f"{array_path}/{index}"
+
+
+def pin_members(pins: _Pins, node: _Node, reader: _ArrayReader, which: int | Iterable[int] | None) -> None:
+    """Pin the member units a read of batch ``node`` touches (all of them for ``which=None``).
+
+    A replaced image is swapped in unit by unit, so a read that saw the same
+    units before and after read one version of each image.
+    """
+    if not pins.local or node.names is None or not reader.chunks or reader.chunks[0] != 1:
+        return
+    indices = range(reader.shape[0]) if which is None else [which] if isinstance(which, int) else which
+    fmt = 2 if reader.v2_keys else 3
+    for i in indices:
+        unit = member_unit(node.path, i, fmt, reader.sep)
+        if unit is not None:
+            pins.note(unit)
 
 
 def _remove(path: str) -> None:

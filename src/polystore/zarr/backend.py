@@ -40,7 +40,8 @@ from polystore.zarr._ome import (
     _validate_axes,
 )
 from polystore.zarr._read import _ArrayReader
-from polystore.zarr._batch import _BatchWriter, put_in_place
+from polystore.zarr._batch import _BatchWriter, pin_members, put_in_place
+from polystore.zarr._pins import _Pins, read_stable
 
 
 class ZarrBackend(StorageBackend, _BatchWriter):
@@ -438,19 +439,25 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if kwargs:
             raise TypeError(f"zarr backend: unexpected load keyword(s): {', '.join(sorted(kwargs))}")
         loc = self._locate(file_path)
-        node = self._resolve_for_load(loc)
-        index = None
-        if node.kind == "member":
-            index = node.index
-            assert node.member_of is not None
-            node = node.member_of
-        if node.kind == "group":
-            if node.ome is None:
-                raise ImageLoadError(
-                    f"zarr: {self._where(loc)} is a group, not an array or OME-Zarr image"
-                )
-            node = self._image_array(node, level, loc)
-        data = self._read_node(loc, node, index, lazy)
+
+        def read(pins: _Pins) -> Any:
+            self._pin_node(loc, pins)
+            node = self._resolve_for_load(loc)
+            index = None
+            if node.kind == "member":
+                index = node.index
+                assert node.member_of is not None
+                node = node.member_of
+            if node.kind == "group":
+                if node.ome is None:
+                    raise ImageLoadError(
+                        f"zarr: {self._where(loc)} is a group, not an array or OME-Zarr image"
+                    )
+                node = self._image_array(node, level, loc)
+                pins.hold(node.path)
+            return self._read_node(loc, node, index, lazy, pins)
+
+        data = read_stable(loc.fs, self.config.read_retries, self._where(loc), read)
         if framework and not lazy:
             from polystore.frameworks import from_numpy
 
@@ -532,11 +539,22 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         except Exception as exc:
             raise ImageLoadError(f"zarr: cannot open array {self._where(loc, rel)}: {exc}") from exc
 
-    def _read_node(self, loc: _Loc, node: _Node, index: int | None, lazy: bool) -> Any:
+    @staticmethod
+    def _pin_node(loc: _Loc, pins: _Pins) -> None:
+        """Pin the folder at ``loc`` (or, for a batch member, its batch) before reading metadata."""
+        pins.hold(loc.full)
+        if loc.key:
+            pins.hold(loc.fs.join(loc.store, loc.key.rpartition("/")[0]))
+
+    def _read_node(
+        self, loc: _Loc, node: _Node, index: int | None, lazy: bool, pins: _Pins | None = None
+    ) -> Any:
         reader = self._reader(loc, node)
         rel = node.path[len(loc.store) :].strip("/")
         if lazy:
             return self._lazy(loc, node, reader, index)
+        if pins is not None and reader is not None:
+            pin_members(pins, node, reader, index)
         if reader is not None:
             if index is None:
                 return reader.read([0] * reader.ndim, list(reader.shape))
@@ -630,34 +648,42 @@ class ZarrBackend(StorageBackend, _BatchWriter):
 
     def load_batch(self, file_paths: Sequence[PathLike], **kwargs: Any) -> list[Any]:
         """Read every path in order; members of one batch array are read in one pass."""
-        lazy = bool(kwargs.get("lazy", False))
-        out: list[Any] = [None] * len(file_paths)
-        pending: dict[str, tuple[_Loc, _Node, list[tuple[int, int]]]] = {}
-        for pos, path in enumerate(file_paths):
-            loc = self._locate(path)
-            node = self._node(loc) if not lazy else None
-            if node is not None and node.kind == "member" and node.member_of is not None:
-                parent = node.member_of
-                if parent.kind == "group":
-                    if parent.ome is None:
-                        raise ImageLoadError(f"zarr: {self._where(loc)} is not readable")
-                    parent = self._image_array(parent, 0, loc)
-                entry = pending.setdefault(parent.path, (loc, parent, []))
-                entry[2].append((pos, node.index))
-            else:
-                out[pos] = self.load(path, **kwargs)
-        for loc, node, items in pending.values():
-            reader = self._reader(loc, node)
-            indices = [i for _, i in items]
-            lo, hi = min(indices), max(indices) + 1
-            if reader is not None and hi - lo <= 2 * len(indices):
-                block = reader.read([lo] + [0] * (reader.ndim - 1), [hi] + list(reader.shape[1:]))
-                for pos, i in items:
-                    out[pos] = block[i - lo]
-            else:
-                for pos, i in items:
-                    out[pos] = self._read_node(loc, node, i, False)
-        return out
+        if kwargs.get("lazy") or not file_paths:
+            return [self.load(path, **kwargs) for path in file_paths]
+        locs = [self._locate(path) for path in file_paths]
+
+        def read(pins: _Pins) -> list[Any]:
+            out: list[Any] = [None] * len(file_paths)
+            pending: dict[str, tuple[_Loc, _Node, list[tuple[int, int]]]] = {}
+            for pos, loc in enumerate(locs):
+                self._pin_node(loc, pins)
+                node = self._node(loc)
+                if node is not None and node.kind == "member" and node.member_of is not None:
+                    parent = node.member_of
+                    if parent.kind == "group":
+                        if parent.ome is None:
+                            raise ImageLoadError(f"zarr: {self._where(loc)} is not readable")
+                        parent = self._image_array(parent, 0, loc)
+                        pins.hold(parent.path)
+                    entry = pending.setdefault(parent.path, (loc, parent, []))
+                    entry[2].append((pos, node.index))
+                else:
+                    out[pos] = self.load(file_paths[pos], **kwargs)
+            for loc, node, items in pending.values():
+                reader = self._reader(loc, node)
+                indices = [i for _, i in items]
+                lo, hi = min(indices), max(indices) + 1
+                if reader is not None and hi - lo <= 2 * len(indices):
+                    pin_members(pins, node, reader, range(lo, hi))
+                    block = reader.read([lo] + [0] * (reader.ndim - 1), [hi] + list(reader.shape[1:]))
+                    for pos, i in items:
+                        out[pos] = block[i - lo]
+                else:
+                    for pos, i in items:
+                        out[pos] = self._read_node(loc, node, i, False, pins)
+            return out
+
+        return read_stable(locs[0].fs, self.config.read_retries, self._where(locs[0]), read)
 
     # ------------------------------------------------------------------ listing
 
