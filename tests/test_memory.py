@@ -79,11 +79,12 @@ def test_copy_move_tree() -> None:
     backend.copy("/src", "/dst")
     assert backend.list_files("/dst", recursive=True) == ["/dst/one.npy", "/dst/sub/two.npy"]
     assert backend.is_dir("/dst/empty")
-    assert backend.load("/dst/one.npy") is a
+    copied = backend.load("/dst/one.npy")
+    assert copied is not a and np.array_equal(copied, a)  # a copy, as the existing package made
     backend.move("/dst", "/moved")
     assert not backend.exists("/dst") and backend.load("/moved/sub/two.npy") == 2
     backend.move("/moved/one.npy", "/single.npy")
-    assert backend.load("/single.npy") is a and not backend.exists("/moved/one.npy")
+    assert backend.load("/single.npy") is copied and not backend.exists("/moved/one.npy")
 
 
 def _worker(shared_dict: Any) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "Backend",
     "MaterializationBackend",
     "ZarrCompressor",
     "ZarrChunkStrategy",
+    "CompressorConfig",
     "ZarrConfig",
     "VFSConfig",
 ]
@@ -55,6 +57,36 @@ class ZarrChunkStrategy(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class CompressorConfig:
+    """A compressor by name, as the existing package configured zarr (``CompressorConfig("zstd")``).
+
+    ``name`` is a :class:`ZarrCompressor` value (``"none"``, ``"lz4"``,
+    ``"zstd"``, ``"lz4hc"``, ``"zlib"``). ``ZarrConfig(compressor=CompressorConfig(...))``
+    is accepted and means ``ZarrConfig(compressor=ZarrCompressor(name))``.
+    """
+
+    name: str = "none"
+
+    def __post_init__(self) -> None:
+        ZarrCompressor(self.name)  # ValueError naming the bad value
+
+    @property
+    def compressor(self) -> ZarrCompressor:
+        """The :class:`ZarrCompressor` this names."""
+        return ZarrCompressor(self.name)
+
+    def create_compressor(self, level: int | None, shuffle: bool = True) -> Any:
+        """A numcodecs compressor object for this name (None for ``"none"``); needs the zarr extra."""
+        if self.compressor is ZarrCompressor.NONE:
+            return None
+        from numcodecs import Blosc
+
+        cname = {"lz4": "lz4", "zstd": "zstd", "lz4hc": "lz4hc", "zlib": "zlib"}[self.name]
+        return Blosc(cname=cname, clevel=1 if level is None else level,
+                     shuffle=Blosc.SHUFFLE if shuffle else Blosc.NOSHUFFLE)
+
+
+@dataclass(frozen=True)
 class ZarrConfig:
     """How the zarr backend compresses and chunks arrays. Defaults favour speed."""
 
@@ -75,6 +107,8 @@ class ZarrConfig:
     read_retries: int = 20
 
     def __post_init__(self) -> None:
+        if isinstance(self.compressor, CompressorConfig):  # the existing package's spelling
+            object.__setattr__(self, "compressor", self.compressor.compressor)
         if self.lock_timeout <= 0 or self.read_retries < 1:
             raise ValueError("lock_timeout must be > 0 and read_retries >= 1")
         if not 0 <= self.compression_level <= 9:

@@ -21,18 +21,23 @@ from polystore._oserror import storage_error
 from polystore.atomic import is_stale_temp, replace_atomically, temp_name_beside
 from polystore.base import PathLike, StorageBackend
 from polystore.exceptions import (
-    ImageLoadError,
+    DirectoryNotEmptyError,
     ImageSaveError,
     InvalidPathError,
+    PathExistsError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
     PathNotFoundError,
     StorageError,
     SymlinkLoopError,
     UnsupportedFormatError,
+    ImageLoadError,
 )
-from polystore.formats import Codec, codec_for
+from polystore.format_registry import FileFormatRegistry
+from polystore.formats import Codec
 from polystore.frameworks import from_numpy, to_numpy
 
-__all__ = ["DiskBackend", "DiskStorageBackend", "SIDECAR_SUFFIX"]
+__all__ = ["DiskBackend", "DiskStorageBackend", "FileFormatRegistry", "SIDECAR_SUFFIX"]
 
 #: Metadata of ``image.npy`` lives in ``image.npy.meta.json``.
 SIDECAR_SUFFIX = ".meta.json"
@@ -56,12 +61,17 @@ class DiskBackend(StorageBackend):
         Also fsync each file and its folder before the rename (survives power
         loss, costs throughput). Off by default: the rename alone already
         protects against crashes of the writing process.
+
+    ``format_registry`` (a :class:`FileFormatRegistry`) is where more formats
+    are added: ``disk.format_registry.register(".xyz", writer, reader)``.
     """
 
     _backend_type = "disk"
+    supports_symlinks = True
 
     def __init__(self, durable: bool = False) -> None:
         self.durable = durable
+        self.format_registry = FileFormatRegistry()
 
     # -- data -------------------------------------------------------------
     def save(
@@ -78,7 +88,7 @@ class DiskBackend(StorageBackend):
         previous file untouched) for any I/O failure.
         """
         path = _fspath(file_path)
-        codec = codec_for(path)
+        codec = self.format_registry.codec_for(path)
         self._write(codec, to_numpy(data), path, metadata, kwargs)
 
     def _write(
@@ -159,7 +169,7 @@ class DiskBackend(StorageBackend):
                 ext = path[path.rfind(".") :]
                 codec = codecs.get(ext)
                 if codec is None:
-                    codec = codecs[ext] = codec_for(path)
+                    codec = codecs[ext] = self.format_registry.codec_for(path)
                 write(codec, to_numpy(data), path, metadata, kwargs)
                 done += 1
         except StorageError as exc:
@@ -177,7 +187,7 @@ class DiskBackend(StorageBackend):
         corrupt or truncated one.
         """
         path = _fspath(file_path)
-        codec = codec_for(path)
+        codec = self.format_registry.codec_for(path)
         data = self._read(codec, path, kwargs)
         return from_numpy(data, framework) if framework else data
 
@@ -187,7 +197,12 @@ class DiskBackend(StorageBackend):
         except FileNotFoundError:
             raise PathNotFoundError(path, "disk") from None
         except IsADirectoryError:
-            raise ImageLoadError(f"disk: {path!r} is a directory, not a {codec.name} file") from None
+            raise PathIsADirectoryError(
+                f"disk: cannot load {path!r}: it is a directory, not a {codec.name} file; "
+                "use list_files to see what it holds",
+                path,
+                "disk",
+            ) from None
         except StorageError:
             raise
         except Exception as exc:
@@ -208,7 +223,7 @@ class DiskBackend(StorageBackend):
             ext = path[path.rfind(".") :]
             codec = codecs.get(ext)
             if codec is None:
-                codec = codecs[ext] = codec_for(path)
+                codec = codecs[ext] = self.format_registry.codec_for(path)
             append(read(codec, path, kwargs))
         if framework:
             return [from_numpy(item, framework) for item in out]
@@ -217,7 +232,7 @@ class DiskBackend(StorageBackend):
     def load_metadata(self, file_path: PathLike) -> dict[str, Any] | None:
         """Return the ``metadata=`` stored with a file, or None if it has none."""
         path = _fspath(file_path)
-        codec = codec_for(path)
+        codec = self.format_registry.codec_for(path)
         if not os.path.exists(path):
             raise PathNotFoundError(path, "disk")
         if codec.embeds_metadata:
@@ -243,7 +258,7 @@ class DiskBackend(StorageBackend):
         """Sorted paths of files under ``directory`` (metadata sidecars excluded)."""
         root = _fspath(directory)
         if not os.path.isdir(root):
-            raise PathNotFoundError(root, "disk")
+            raise _not_a_directory(root)
         exts = normalize_extensions(extensions)
         found = [
             path
@@ -259,8 +274,8 @@ class DiskBackend(StorageBackend):
             return sorted(
                 name for name in os.listdir(root) if not _is_hidden_entry(name)
             )
-        except FileNotFoundError:
-            raise PathNotFoundError(root, "disk") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise _not_a_directory(root) from None
 
     def exists(self, path: PathLike) -> bool:
         """True if a file or folder is at ``path``."""
@@ -294,8 +309,11 @@ class DiskBackend(StorageBackend):
             try:
                 os.rmdir(target)
             except OSError as exc:
-                raise StorageError(
-                    f"disk: directory {target!r} is not empty; pass recursive=True to delete it"
+                raise DirectoryNotEmptyError(
+                    f"disk: directory {target!r} is not empty; pass recursive=True "
+                    "(or call delete_all) to delete it",
+                    target,
+                    "disk",
                 ) from exc
             return
         try:
@@ -325,13 +343,18 @@ class DiskBackend(StorageBackend):
         return sorted(removed)
 
     def copy(self, source: PathLike, destination: PathLike) -> None:
-        """Copy a file (atomically, with its sidecar) or a folder tree."""
+        """Copy a file (atomically, with its sidecar) or a folder tree.
+
+        Never overwrites: an existing ``destination`` raises
+        :class:`PathExistsError` (a ``FileExistsError``).
+        """
         src, dst = _fspath(source), _fspath(destination)
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-            return
         if not os.path.exists(src):
             raise PathNotFoundError(src, "disk")
+        _refuse_existing(dst)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst)
+            return
         for suffix in ("", SIDECAR_SUFFIX):
             if suffix and not os.path.exists(src + suffix):
                 continue
@@ -348,16 +371,76 @@ class DiskBackend(StorageBackend):
                 raise
 
     def move(self, source: PathLike, destination: PathLike) -> None:
-        """Move a file (with its sidecar) or a folder."""
+        """Move a file (with its sidecar) or a folder; never onto an existing ``destination``."""
         src, dst = _fspath(source), _fspath(destination)
-        if not os.path.exists(src):
+        if not os.path.lexists(src):
             raise PathNotFoundError(src, "disk")
+        _refuse_existing(dst)
         folder = os.path.dirname(dst)
         if folder:
             os.makedirs(folder, exist_ok=True)
         shutil.move(src, dst)
         if os.path.exists(src + SIDECAR_SUFFIX):
             shutil.move(src + SIDECAR_SUFFIX, dst + SIDECAR_SUFFIX)
+
+
+    # -- symlinks ---------------------------------------------------------
+    def create_symlink(self, source: PathLike, link_name: PathLike, overwrite: bool = False) -> None:
+        """Make ``link_name`` a symlink to ``source`` (made absolute), creating parent folders.
+
+        An existing ``link_name`` raises :class:`PathExistsError` unless
+        ``overwrite=True``, which swaps the new link in atomically (a
+        directory is never replaced).
+        """
+        src = os.path.abspath(_fspath(source))
+        link = _fspath(link_name)
+        if not os.path.exists(src):
+            raise PathNotFoundError(src, "disk")
+        if not overwrite:
+            _refuse_existing(link)
+        folder = os.path.dirname(link)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        tmp = temp_name_beside(link)
+        os.symlink(src, tmp, target_is_directory=os.path.isdir(src))
+        try:
+            if os.path.isdir(link) and not os.path.islink(link):
+                raise PathIsADirectoryError(
+                    f"disk: cannot replace directory {link!r} with a symlink; delete it first",
+                    link,
+                    "disk",
+                )
+            os.replace(tmp, link)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def is_symlink(self, path: PathLike) -> bool:
+        """True if ``path`` is a symbolic link (even a broken one)."""
+        return os.path.islink(_fspath(path))
+
+    def _link_target(self, path: PathLike) -> str:
+        return os.readlink(_fspath(path))
+
+
+def _not_a_directory(path: str) -> StorageError:
+    """The error for listing ``path``: missing, or a file."""
+    if os.path.exists(path):
+        return PathNotADirectoryError(
+            f"disk: cannot list {path!r}: it is a file, not a directory", path, "disk"
+        )
+    return PathNotFoundError(path, "disk")
+
+
+def _refuse_existing(path: str) -> None:
+    if os.path.lexists(path):
+        raise PathExistsError(
+            f"disk: destination {path!r} already exists; delete it first to replace it "
+            "(copy, move and create_symlink never overwrite)",
+            path,
+            "disk",
+        )
 
 
 def _is_hidden_entry(name: str) -> bool:

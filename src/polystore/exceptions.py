@@ -21,6 +21,14 @@ __all__ = [
     "SymlinkLoopError",
     "MissingDependencyError",
     "UnsupportedOperationError",
+    "PathExistsError",
+    "PathIsADirectoryError",
+    "PathNotADirectoryError",
+    "DirectoryNotEmptyError",
+    "StorageWriteError",
+    "MetadataNotFoundError",
+    "PathMismatchError",
+    "VFSTypeError",
 ]
 
 
@@ -43,11 +51,11 @@ class UnsupportedFormatError(StorageError, ValueError):
     """The file extension (or data type) has no codec in this backend."""
 
 
-class ImageLoadError(StorageError):
+class ImageLoadError(StorageError, RuntimeError):
     """Data exists but could not be read (corrupt, truncated or mis-typed)."""
 
 
-class ImageSaveError(StorageError):
+class ImageSaveError(StorageError, RuntimeError):
     """Data could not be written; the previous content at the path is untouched."""
 
 
@@ -96,5 +104,63 @@ class MissingDependencyError(StorageError, ImportError):
         self.extra = extra
 
 
-class UnsupportedOperationError(StorageError):
-    """The backend does not offer this operation (see its capability flags)."""
+class UnsupportedOperationError(StorageError, NotImplementedError):
+    """The backend does not offer this operation (see its capability flags).
+
+    Also a :class:`NotImplementedError`, what hand-written backends raise for
+    a method they do not offer.
+    """
+
+
+class _PathError(StorageResolutionError):
+    """An error about one path in one backend; ``path`` and ``backend`` name them."""
+
+    def __init__(self, message: str, path: str = "", backend: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.backend = backend
+
+    def __str__(self) -> str:  # OSError formats its args as (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
+class PathExistsError(_PathError, FileExistsError):
+    """The destination of a copy, move or symlink already exists (nothing was overwritten).
+
+    Also a :class:`FileExistsError`.
+    """
+
+
+class PathIsADirectoryError(_PathError, IsADirectoryError):
+    """A file operation (``load``, ``save``) was given a directory. Also an :class:`IsADirectoryError`."""
+
+
+class PathNotADirectoryError(_PathError, NotADirectoryError):
+    """A directory operation (``list_files``, ``list_dir``) was given a file.
+
+    Also a :class:`NotADirectoryError`.
+    """
+
+
+class DirectoryNotEmptyError(PathIsADirectoryError):
+    """``delete`` of a non-empty directory without ``recursive=True`` (or ``delete_all``).
+
+    An :class:`IsADirectoryError` (so an :class:`OSError`), as the existing
+    polystore package raised.
+    """
+
+
+class StorageWriteError(StorageError, RuntimeError):
+    """Writing to storage failed (kept for code written against the existing package)."""
+
+
+class MetadataNotFoundError(StorageError, ValueError):
+    """Required metadata files could not be found."""
+
+
+class PathMismatchError(StorageError, ValueError):
+    """A path's scheme does not match the scheme its backend expects."""
+
+
+class VFSTypeError(StorageError, TypeError):
+    """A value of the wrong type was given where a path was expected."""

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from polystore import _tree
 from polystore.backend_registry import BackendRegistry, normalize_backend_name
-from polystore.base import PathLike, StorageBackend
-from polystore.exceptions import StorageError
+from polystore.base import PathLike, StorageBackend, require_capability
+from polystore.exceptions import PathExistsError, UnsupportedOperationError
 from polystore.formats import IMAGE_EXTENSIONS
+from polystore.utils import natural_sort
 
 __all__ = ["FileManager", "PROGRESS_THRESHOLD"]
 
@@ -74,10 +76,7 @@ class FileManager:
 
     def _backend_for(self, backend: Any, flag: str, operation: str) -> StorageBackend:
         instance = self.get_backend(backend)
-        if not getattr(instance, flag, True):
-            raise StorageError(
-                f"backend {instance.backend_name!r} does not support {operation}"
-            )
+        require_capability(instance, flag, operation)
         return instance
 
     # -- data -------------------------------------------------------------
@@ -163,7 +162,9 @@ class FileManager:
         instance = self.get_backend(backend)
         reader = getattr(instance, "load_metadata", None)
         if reader is None:
-            raise StorageError(f"backend {instance.backend_name!r} does not store metadata")
+            raise UnsupportedOperationError(
+                f"backend {instance.backend_name!r} does not store metadata; use disk or zarr"
+            )
         result: dict[str, Any] | None = reader(file_path)
         return result
 
@@ -176,17 +177,24 @@ class FileManager:
         extensions: Iterable[str] | None = None,
         recursive: bool = False,
     ) -> list[str]:
-        """Sorted paths of the files in ``directory`` (glob ``pattern``, ``extensions`` set)."""
+        """Paths of the files in ``directory`` (glob ``pattern``, ``extensions`` set), natural order.
+
+        Natural order sorts ``img2`` before ``img10``, as the existing polystore
+        package did. Raises ``NotADirectoryError`` (a polystore error) when
+        ``directory`` is a file and ``FileNotFoundError`` when it is missing.
+        """
         instance = self._backend_for(backend, "supports_listing", "listing")
-        return instance.list_files(directory, pattern=pattern, extensions=extensions, recursive=recursive)
+        return natural_sort(
+            instance.list_files(directory, pattern=pattern, extensions=extensions, recursive=recursive)
+        )
 
     def list_image_files(
         self,
         directory: PathLike,
         backend: Any,
+        pattern: str | None = None,
         extensions: Iterable[str] | None = None,
         recursive: bool = False,
-        pattern: str | None = None,
     ) -> list[str]:
         """Like :meth:`list_files`, defaulting to image extensions (.tif, .tiff, .npy, .png, .jpg)."""
         return self.list_files(
@@ -198,8 +206,8 @@ class FileManager:
         )
 
     def list_dir(self, path: PathLike, backend: Any) -> list[str]:
-        """Sorted names of the entries directly inside ``path``."""
-        return self._backend_for(backend, "supports_listing", "listing").list_dir(path)
+        """Names of the entries directly inside ``path``, in natural order."""
+        return natural_sort(self._backend_for(backend, "supports_listing", "listing").list_dir(path))
 
     def exists(self, path: PathLike, backend: Any) -> bool:
         """True if ``path`` exists in the backend."""
@@ -223,24 +231,127 @@ class FileManager:
         """Delete a file, or a directory (``recursive=True`` when it is not empty)."""
         self._backend_for(backend, "supports_directories", "delete").delete(path, recursive=recursive)
 
+    def delete_all(self, path: PathLike, backend: Any) -> bool:
+        """Delete a file, a symlink or a whole directory tree; return True."""
+        self._backend_for(backend, "supports_directories", "delete_all").delete_all(path)
+        return True
+
     def copy(
         self, source: PathLike, destination: PathLike, backend: Any, dest_backend: Any = None
     ) -> None:
-        """Copy a file or tree; with ``dest_backend`` copy a file across backends."""
+        """Copy a file or tree; with ``dest_backend`` copy a file across backends.
+
+        Never overwrites: an existing ``destination`` raises ``FileExistsError``
+        (a :class:`PathExistsError`) and nothing is written.
+        """
         if dest_backend is None or self.get_backend(dest_backend) is self.get_backend(backend):
             self._backend_for(backend, "supports_directories", "copy").copy(source, destination)
             return
+        self._refuse_existing(destination, dest_backend)
         self.save(self.load(source, backend), destination, dest_backend)
 
     def move(
-        self, source: PathLike, destination: PathLike, backend: Any, dest_backend: Any = None
+        self,
+        source: PathLike,
+        destination: PathLike,
+        backend: Any,
+        dest_backend: Any = None,
+        replace_symlinks: bool = False,
     ) -> None:
-        """Move a file or tree; with ``dest_backend`` move a file across backends."""
+        """Move a file or tree; with ``dest_backend`` move a file across backends.
+
+        Never overwrites: an existing ``destination`` raises ``FileExistsError``
+        (a :class:`PathExistsError`), except that ``replace_symlinks=True``
+        replaces a symlink found there.
+        """
+        target_name = backend if dest_backend is None else dest_backend
+        if replace_symlinks and self.is_symlink(destination, target_name):
+            self.delete(destination, target_name)
         if dest_backend is None or self.get_backend(dest_backend) is self.get_backend(backend):
             self._backend_for(backend, "supports_directories", "move").move(source, destination)
             return
         self.copy(source, destination, backend, dest_backend)
         self.delete(source, backend)
+
+    def _refuse_existing(self, path: PathLike, backend: Any) -> None:
+        instance = self.get_backend(backend)
+        if instance.supports_listing and instance.exists(path):
+            raise PathExistsError(
+                f"{instance.backend_name}: destination {os.fspath(path)!r} already exists; "
+                "delete it first to replace it",
+                os.fspath(path),
+                instance.backend_name,
+            )
+
+    # -- symlinks ---------------------------------------------------------
+    def create_symlink(
+        self,
+        source_path: PathLike,
+        symlink_path: PathLike,
+        backend: Any,
+        overwrite_symlinks_only: bool = False,
+    ) -> bool:
+        """Make ``symlink_path`` a link to ``source_path``; return True.
+
+        An existing entry at ``symlink_path`` raises ``FileExistsError`` (a
+        :class:`PathExistsError`), unless ``overwrite_symlinks_only=True`` and
+        that entry is itself a symlink, which is then replaced.
+        """
+        instance = self._backend_for(backend, "supports_symlinks", "symlinks")
+        overwrite = overwrite_symlinks_only and instance.is_symlink(symlink_path)
+        instance.create_symlink(source_path, symlink_path, overwrite=overwrite)
+        return True
+
+    def is_symlink(self, path: PathLike, backend: Any) -> bool:
+        """True if ``path`` is a symbolic link (False where the backend has no links)."""
+        return self.get_backend(backend).is_symlink(path)
+
+    def stat(self, path: PathLike, backend: Any) -> dict[str, Any]:
+        """``{"type", "path", "exists"}`` (+ ``"target"``) describing ``path``; see the backend's ``stat``."""
+        return self.get_backend(backend).stat(path)
+
+    # -- trees ------------------------------------------------------------
+    def find_file_recursive(self, directory: PathLike, filename: str, backend: Any) -> str | None:
+        """The first file (natural order) named ``filename`` under ``directory``, or None."""
+        for path in self.list_files(directory, backend, recursive=True):
+            if _tree.basename(path) == filename:
+                return path
+        return None
+
+    def collect_dirs_and_files(
+        self, base_dir: PathLike, backend: Any, recursive: bool = True
+    ) -> tuple[list[str], list[str]]:
+        """``(dirs, files)`` under ``base_dir`` (itself included in ``dirs``), natural order.
+
+        Symlinks count as files and are not followed, so a link loop cannot
+        recurse forever. A missing ``base_dir`` raises ``FileNotFoundError``.
+        """
+        instance = self._backend_for(backend, "supports_listing", "listing")
+        dirs, files = _tree.collect_dirs_and_files(instance, os.fspath(base_dir), recursive)
+        return natural_sort(dirs), natural_sort(files)
+
+    def mirror_directory_with_symlinks(
+        self,
+        source_dir: PathLike,
+        target_dir: PathLike,
+        backend: Any,
+        recursive: bool = True,
+        overwrite_symlinks_only: bool = False,
+    ) -> int:
+        """Recreate ``source_dir``'s files in ``target_dir`` as symlinks; return how many.
+
+        Every target is checked before any link is made: if one exists (and is
+        not a symlink that ``overwrite_symlinks_only=True`` may replace),
+        ``FileExistsError`` is raised and nothing is created.
+        """
+        instance = self._backend_for(backend, "supports_symlinks", "symlinks")
+        _, files = self.collect_dirs_and_files(source_dir, backend, recursive=recursive)
+        pairs = _tree.mirror_pairs(os.fspath(source_dir), os.fspath(target_dir), files)
+        overwrite = _tree.check_link_targets(instance, pairs, overwrite_symlinks_only)
+        instance.ensure_directory(target_dir)
+        for (source, link), replace in zip(pairs, overwrite):
+            instance.create_symlink(source, link, overwrite=replace)
+        return len(pairs)
 
     def mirror_directory_structure(
         self,

@@ -9,24 +9,44 @@ and objects are copied by it).
 Layout of the dict: a file is ``"<path>" -> object``; a directory is
 ``"<path>/" -> True`` (the trailing slash cannot occur in a normalised file key).
 Relative paths live under the implicit root ``"."``, absolute ones under ``"/"``.
+A symlink is ``"<path>" -> MemorySymlink(target)``; ``load``, ``exists``,
+``is_file``, ``is_dir`` and listings follow it (also through linked folders).
 """
 
 from __future__ import annotations
 
+import copy as _copy
 import os
 import posixpath
 from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from polystore._listing import matches, normalize_extensions
 from polystore.base import PathLike, StorageBackend
 from polystore.config import VFSConfig
-from polystore.exceptions import PathNotFoundError, StorageError
+from polystore.exceptions import (
+    DirectoryNotEmptyError,
+    PathExistsError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
+    PathNotFoundError,
+    StorageError,
+)
 from polystore.frameworks import from_numpy
 
-__all__ = ["MemoryBackend", "MemoryStorageBackend", "normalize_memory_path"]
+__all__ = ["MemoryBackend", "MemoryStorageBackend", "MemorySymlink", "normalize_memory_path"]
 
 _ROOTS = ("/", ".")
+#: Symlinks followed before a path is declared a loop (as Linux's ELOOP limit).
+_MAX_LINK_HOPS = 40
+
+
+@dataclass(frozen=True)
+class MemorySymlink:
+    """The value stored for a memory symlink: the normalised path it points to."""
+
+    target: str
 _MAX_CACHED_PATHS = 1 << 16
 # path as given -> (key, parent, parent + "/", key + "/"): normalisation and string
 # building stay off the hot path
@@ -67,6 +87,7 @@ class MemoryBackend(StorageBackend):
     """
 
     _backend_type = "memory"
+    supports_symlinks = True
 
     def __init__(
         self,
@@ -89,13 +110,13 @@ class MemoryBackend(StorageBackend):
         if parent_dir not in store:
             self._make_parents(key, parent)
         elif key_dir in store:
-            raise StorageError(f"memory: cannot save to {key!r}: it is a directory")
+            raise _is_a_directory("save to", key)
         store[key] = data
 
     def _make_parents(self, key: str, parent: str) -> None:
         store = self._store
         if key + "/" in store:
-            raise StorageError(f"memory: cannot save to {key!r}: it is a directory")
+            raise _is_a_directory("save to", key)
         folder = parent
         while folder not in _ROOTS:
             if folder in store:
@@ -111,9 +132,44 @@ class MemoryBackend(StorageBackend):
         try:
             data = self._store[key]
         except KeyError:
-            raise PathNotFoundError(key, "memory") from None
+            data = self._load_missing(key)
+        if type(data) is MemorySymlink:
+            data = self._load_missing(key)
         return from_numpy(data, framework) if framework else data
 
+    def _load_missing(self, key: str) -> Any:
+        """Load a key that is not a plain file: follow symlinks, or name why it cannot load."""
+        target = self._resolve(key)
+        value = self._store.get(target)
+        if value is not None and type(value) is not MemorySymlink:
+            return value
+        if self._is_dir_key(target):
+            raise _is_a_directory("load", key)
+        raise PathNotFoundError(key, "memory")
+
+    def _resolve(self, key: str) -> str:
+        """The key ``key`` stands for once symlinks (of it or of a parent folder) are followed."""
+        store = self._store
+        for _ in range(_MAX_LINK_HOPS):
+            value = store.get(key)
+            if type(value) is MemorySymlink:
+                key = value.target
+                continue
+            if value is not None or key in _ROOTS or key + "/" in store:
+                return key
+            folder = posixpath.dirname(key)
+            while folder not in ("", "/", ".") and folder + "/" not in store:
+                link = store.get(folder)
+                if type(link) is MemorySymlink:
+                    key = link.target + key[len(folder):]
+                    break
+                folder = posixpath.dirname(folder)
+            else:
+                return key
+        raise StorageError(
+            f"memory: too many levels of symbolic links resolving {key!r}; "
+            "a symlink points (through others) to itself: delete one of them"
+        )
     # -- listing ----------------------------------------------------------
     def _children(self, folder: str) -> Iterable[str]:
         """Keys (files ``a/b``, directories ``a/b/``) directly or indirectly under ``folder``."""
@@ -122,9 +178,16 @@ class MemoryBackend(StorageBackend):
         prefix = folder if folder == "/" else folder + "/"
         return [k for k in self._store.keys() if k.startswith(prefix) and k != prefix]
 
-    def _require_dir(self, folder: str) -> None:
-        if not self._is_dir_key(folder):
-            raise PathNotFoundError(folder, "memory")
+    def _require_dir(self, folder: str) -> str:
+        """The key of the directory ``folder`` names (after symlinks), or the error for listing it."""
+        target = self._resolve(folder)
+        if self._is_dir_key(target):
+            return target
+        if target in self._store:
+            raise PathNotADirectoryError(
+                f"memory: cannot list {folder!r}: it is a file, not a directory", folder, "memory"
+            )
+        raise PathNotFoundError(folder, "memory")
 
     def _is_dir_key(self, key: str) -> bool:
         return key in _ROOTS or key + "/" in self._store
@@ -137,10 +200,11 @@ class MemoryBackend(StorageBackend):
         recursive: bool = False,
     ) -> list[str]:
         """Sorted file paths under ``directory`` filtered by glob ``pattern`` and ``extensions``."""
-        folder = normalize_memory_path(directory)
-        self._require_dir(folder)
+        given = normalize_memory_path(directory)
+        folder = self._require_dir(given)
         exts = normalize_extensions(extensions)
         depth = _depth(folder)
+        store = self._store
         found = []
         for key in self._children(folder):
             if key.endswith("/"):
@@ -148,13 +212,16 @@ class MemoryBackend(StorageBackend):
             if not recursive and _depth(key) != depth + 1:
                 continue
             if matches(posixpath.basename(key), pattern, exts):
+                if type(store.get(key)) is MemorySymlink and not self.is_file(key):
+                    continue  # a link to a folder (or a broken one) is not a file
                 found.append(key)
+        if folder != given:  # listed through a symlinked folder: show paths under the link
+            found = [given + key[len(folder):] for key in found]
         return sorted(found)
 
     def list_dir(self, path: PathLike) -> list[str]:
         """Sorted names of the files and directories directly inside ``path``."""
-        folder = normalize_memory_path(path)
-        self._require_dir(folder)
+        folder = self._require_dir(normalize_memory_path(path))
         depth = _depth(folder)
         names = {
             posixpath.basename(key.rstrip("/"))
@@ -165,16 +232,22 @@ class MemoryBackend(StorageBackend):
 
     def exists(self, path: PathLike) -> bool:
         """True if a file or directory is at ``path``."""
-        key = _key_and_parent(path)[0]
+        key = self._resolve(_key_and_parent(path)[0])
         return key in self._store or self._is_dir_key(key)
 
     def is_file(self, path: PathLike) -> bool:
-        """True if an object is stored at ``path``."""
-        return _key_and_parent(path)[0] in self._store
+        """True if an object is stored at ``path`` (or at the file a symlink there points to)."""
+        key = _key_and_parent(path)[0]
+        value = self._store.get(key)
+        if value is None or type(value) is MemorySymlink:
+            key = self._resolve(key)
+            value = self._store.get(key)
+        return value is not None and type(value) is not MemorySymlink
 
     def is_dir(self, path: PathLike) -> bool:
-        """True if ``path`` is a directory."""
-        return self._is_dir_key(_key_and_parent(path)[0])
+        """True if ``path`` is a directory (or a symlink to one)."""
+        key = _key_and_parent(path)[0]
+        return self._is_dir_key(key) or self._is_dir_key(self._resolve(key))
 
     # -- directories ------------------------------------------------------
     def ensure_directory(self, directory: PathLike) -> str:
@@ -198,32 +271,44 @@ class MemoryBackend(StorageBackend):
             raise PathNotFoundError(key, "memory")
         children = list(self._children(key))
         if children and not recursive:
-            raise StorageError(
-                f"memory: directory {key!r} is not empty; pass recursive=True to delete it"
+            raise DirectoryNotEmptyError(
+                f"memory: directory {key!r} is not empty; pass recursive=True "
+                "(or call delete_all) to delete it",
+                key,
+                "memory",
             )
         for child in children:
             store.pop(child, None)
         store.pop(key + "/", None)
 
     def copy(self, source: PathLike, destination: PathLike) -> None:
-        """Copy a file (the same object, not a deep copy) or a directory tree."""
+        """Copy a file or a directory tree; the copy is a deep copy (no shared arrays).
+
+        Never overwrites: an existing ``destination`` raises :class:`PathExistsError`.
+        """
         self._transfer(source, destination, remove=False)
 
     def move(self, source: PathLike, destination: PathLike) -> None:
-        """Move a file or a directory tree."""
+        """Move a file, symlink or directory tree; never onto an existing ``destination``."""
         self._transfer(source, destination, remove=True)
 
     def _transfer(self, source: PathLike, destination: PathLike, remove: bool) -> None:
+        # through self.load/save/delete, so a spill-over wrapping them keeps its accounting
         src = normalize_memory_path(source)
         dst = normalize_memory_path(destination)
         store = self._store
-        if src in store:
-            self.save(store[src], dst)
-            if remove:
-                del store[src]
-            return
-        if not self._is_dir_key(src):
+        if src not in store and not self._is_dir_key(src):
             raise PathNotFoundError(src, "memory")
+        if dst in store or self._is_dir_key(dst):
+            raise PathExistsError(
+                f"memory: destination {dst!r} already exists; delete it first to replace it "
+                "(copy and move never overwrite)",
+                dst,
+                "memory",
+            )
+        if src in store:
+            self._transfer_file(src, dst, remove)
+            return
         self.ensure_directory(dst)
         prefix_len = len(src) + 1 if src not in _ROOTS else (1 if src == "/" else 0)
         for child in list(self._children(src)):
@@ -231,15 +316,74 @@ class MemoryBackend(StorageBackend):
             if child.endswith("/"):
                 self.ensure_directory(target)
             else:
-                self.save(store[child], target)
-            if remove:
-                store.pop(child, None)
+                self._transfer_file(child, target, remove)
         if remove and src not in _ROOTS:
-            store.pop(src + "/", None)
+            self.delete(src, recursive=True)
+
+    def _transfer_file(self, src: str, dst: str, remove: bool) -> None:
+        value = self._store[src]
+        if type(value) is MemorySymlink:
+            self._make_parents(dst, posixpath.dirname(dst) or ".")
+            self._store[dst] = value
+        elif remove:
+            self.save(self.load(src), dst)
+        else:
+            self.save(_copy.deepcopy(self.load(src)), dst)
+        if remove:
+            self.delete(src)
+
+    # -- symlinks ---------------------------------------------------------
+    def create_symlink(self, source: PathLike, link_name: PathLike, overwrite: bool = False) -> None:
+        """Make ``link_name`` a symlink to ``source`` (which must exist), creating parents.
+
+        An existing ``link_name`` raises :class:`PathExistsError` unless
+        ``overwrite=True`` (a directory is never replaced).
+        """
+        src = normalize_memory_path(source)
+        link = normalize_memory_path(link_name)
+        if not self.exists(src):
+            raise PathNotFoundError(src, "memory")
+        if self._is_dir_key(link):
+            if overwrite:
+                raise _is_a_directory("replace with a symlink", link)
+            raise PathExistsError(f"memory: {link!r} already exists", link, "memory")
+        if link in self._store and not overwrite:
+            raise PathExistsError(
+                f"memory: {link!r} already exists; pass overwrite=True to replace it",
+                link,
+                "memory",
+            )
+        self._make_parents(link, posixpath.dirname(link) or ".")
+        self._store[link] = MemorySymlink(src)
+
+    def is_symlink(self, path: PathLike) -> bool:
+        """True if ``path`` is a symlink (even one whose target is gone)."""
+        return type(self._store.get(normalize_memory_path(path))) is MemorySymlink
+
+    def _link_target(self, path: PathLike) -> str:
+        value = self._store.get(normalize_memory_path(path))
+        if type(value) is not MemorySymlink:
+            raise PathNotFoundError(normalize_memory_path(path), "memory")
+        return value.target
 
     def clear(self) -> None:
         """Remove everything."""
         self._store.clear()
+
+    def clear_files_only(self) -> None:
+        """Remove every file and symlink, keeping the directory structure."""
+        store = self._store
+        spill = getattr(self, "spill", None)  # a spill-over must forget them too
+        for key in [k for k in store.keys() if not k.endswith("/")]:
+            value = store.pop(key, None)
+            if spill is not None:
+                spill.forget(key, value)
+
+
+def _is_a_directory(action: str, key: str) -> PathIsADirectoryError:
+    return PathIsADirectoryError(
+        f"memory: cannot {action} {key!r}: it is a directory", key, "memory"
+    )
 
 
 def _depth(key: str) -> int:

@@ -7,6 +7,12 @@ import os
 from polystore.exceptions import UnsupportedFormatError
 from polystore.formats._codec import Codec
 from polystore.formats.csv_file import CsvCodec
+from polystore.formats.file_format import (
+    DEFAULT_IMAGE_EXTENSIONS,
+    FILE_FORMAT_EXTENSIONS,
+    FileFormat,
+    get_format_from_extension,
+)
 from polystore.formats.json_file import JsonCodec
 from polystore.formats.npy import NpyCodec
 from polystore.formats.npz import NpzCodec
@@ -14,7 +20,17 @@ from polystore.formats.text import TextCodec
 from polystore.formats.tiff import TiffCodec
 from polystore.formats.torch_file import TorchCodec
 
-__all__ = ["Codec", "CODECS", "SUPPORTED_EXTENSIONS", "IMAGE_EXTENSIONS", "codec_for"]
+__all__ = [
+    "Codec",
+    "CODECS",
+    "SUPPORTED_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "codec_for",
+    "FileFormat",
+    "FILE_FORMAT_EXTENSIONS",
+    "DEFAULT_IMAGE_EXTENSIONS",
+    "get_format_from_extension",
+]
 
 CODECS: dict[str, Codec] = {}
 for _codec in (NpyCodec(), NpzCodec(), TiffCodec(), TorchCodec(), CsvCodec(), JsonCodec(), TextCodec()):

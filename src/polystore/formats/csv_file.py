@@ -1,11 +1,14 @@
-"""``.csv``: 2-D numeric arrays, and pandas DataFrames when pandas is installed.
+"""``.csv``: 2-D numeric arrays, pandas DataFrames, CSV text and rows of dicts.
 
+A string is written as it is (CSV text made elsewhere, e.g. by ``to_csv()``);
+a dict or a list of dicts is written as rows under a header of their keys.
 A file whose first row is numeric loads as a float array; a file with a header
 row loads as a DataFrame (``as_dataframe=True`` forces one).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 from typing import Any
 
@@ -36,7 +39,18 @@ class CsvCodec(Codec):
     extensions = (".csv",)
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
-        """Write a 1-D/2-D array (``fmt=`` as in np.savetxt) or a DataFrame (without index)."""
+        """Write a 1-D/2-D array (``fmt=`` as in np.savetxt), a DataFrame, a string or dict rows."""
+        if isinstance(data, str):
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                handle.write(data)
+            return
+        rows = [data] if isinstance(data, dict) else data
+        if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows):
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            return
         if _is_dataframe(data):
             with open(path, "w", encoding="utf-8", newline="") as handle:
                 data.to_csv(handle, index=kwargs.get("index", False))
