@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from s3_testing import bucket, s3_server  # noqa: F401  (fixtures shared by the S3 tests)
+
 from polystore import BackendRegistry, FileManager
 
 

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -21,67 +13,12 @@ pytest.importorskip("zarr")
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
 
+from s3_testing import s3_options as _options  # noqa: E402
+
 from polystore.exceptions import ImageLoadError, PathNotFoundError  # noqa: E402
 from polystore.zarr import ZarrBackend  # noqa: E402
 
 pytestmark = pytest.mark.s3
-
-
-def _moto_server_command(port: int) -> list[str]:
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(exe).exists():
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    return [exe, "-H", "127.0.0.1", "-p", str(port)]
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """Start moto's standalone S3 server on a free 127.0.0.1 port; yield its endpoint URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        _moto_server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto_server did not start on {url}") from None
-            time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _options(url: str) -> dict[str, Any]:
-    return {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
-
-
-@pytest.fixture
-def bucket(s3_server: str) -> Iterator[str]:
-    """A fresh bucket on the session's server, deleted afterwards."""
-    name = f"polystore-{uuid.uuid4().hex[:12]}"
-    client = boto3.client(
-        "s3", endpoint_url=s3_server, aws_access_key_id="testing",
-        aws_secret_access_key="testing", region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=name)
-    yield name
-    objects = client.list_objects_v2(Bucket=name).get("Contents", [])
-    for obj in objects:
-        client.delete_object(Bucket=name, Key=obj["Key"])
-    client.delete_bucket(Bucket=name)
 
 
 @pytest.fixture

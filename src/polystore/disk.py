@@ -187,7 +187,16 @@ class DiskBackend(StorageBackend):
         corrupt or truncated one.
         """
         path = _fspath(file_path)
-        codec = self.format_registry.codec_for(path)
+        try:
+            codec = self.format_registry.codec_for(path)
+        except UnsupportedFormatError:
+            if os.path.isdir(path):
+                raise PathIsADirectoryError(
+                    f"disk: cannot load {path!r}: it is a directory; use list_files to see what it holds",
+                    path,
+                    "disk",
+                ) from None
+            raise
         data = self._read(codec, path, kwargs)
         return from_numpy(data, framework) if framework else data
 
