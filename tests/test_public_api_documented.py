@@ -11,7 +11,8 @@ import pytest
 CORE_MODULES = [
     "polystore", "polystore.base", "polystore.backend_registry", "polystore.disk",
     "polystore.memory", "polystore.filemanager", "polystore.atomic", "polystore.exceptions",
-    "polystore.config", "polystore.frameworks", "polystore.formats",
+    "polystore.config", "polystore.frameworks", "polystore.formats", "polystore.constants",
+    "polystore.registry", "polystore.utils", "polystore.format_registry", "polystore.disk_paths",
 ]
 
 

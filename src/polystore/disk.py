@@ -20,11 +20,11 @@ from polystore._listing import is_working_file, matches, normalize_extensions
 from polystore._oserror import storage_error
 from polystore.atomic import is_stale_temp, replace_atomically, temp_name_beside
 from polystore.base import PathLike, StorageBackend
+from polystore.disk_paths import SIDECAR_SUFFIX, DiskPathOps
+from polystore.disk_paths import disk_path as _fspath
 from polystore.exceptions import (
     DirectoryNotEmptyError,
     ImageSaveError,
-    InvalidPathError,
-    PathExistsError,
     PathIsADirectoryError,
     PathNotADirectoryError,
     PathNotFoundError,
@@ -39,20 +39,7 @@ from polystore.frameworks import from_numpy, to_numpy
 
 __all__ = ["DiskBackend", "DiskStorageBackend", "FileFormatRegistry", "SIDECAR_SUFFIX"]
 
-#: Metadata of ``image.npy`` lives in ``image.npy.meta.json``.
-SIDECAR_SUFFIX = ".meta.json"
-
-
-def _fspath(path: PathLike) -> str:
-    text = path if isinstance(path, str) else os.fspath(path)
-    if "\x00" in text:
-        raise InvalidPathError(
-            f"disk: path {text!r} contains a NUL byte, which no filesystem allows; remove it from the name"
-        )
-    return text
-
-
-class DiskBackend(StorageBackend):
+class DiskBackend(DiskPathOps, StorageBackend):
     """Local files: ``.npy .npz .tif .tiff .pt .pth .csv .json .txt``.
 
     Parameters
@@ -351,87 +338,6 @@ class DiskBackend(StorageBackend):
                     removed.append(path)
         return sorted(removed)
 
-    def copy(self, source: PathLike, destination: PathLike) -> None:
-        """Copy a file (atomically, with its sidecar) or a folder tree.
-
-        Never overwrites: an existing ``destination`` raises
-        :class:`PathExistsError` (a ``FileExistsError``).
-        """
-        src, dst = _fspath(source), _fspath(destination)
-        if not os.path.exists(src):
-            raise PathNotFoundError(src, "disk")
-        _refuse_existing(dst)
-        if os.path.isdir(src):
-            shutil.copytree(src, dst)
-            return
-        for suffix in ("", SIDECAR_SUFFIX):
-            if suffix and not os.path.exists(src + suffix):
-                continue
-            folder = os.path.dirname(dst)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            tmp = temp_name_beside(dst + suffix)
-            try:
-                shutil.copy2(src + suffix, tmp)
-                os.replace(tmp, dst + suffix)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-
-    def move(self, source: PathLike, destination: PathLike) -> None:
-        """Move a file (with its sidecar) or a folder; never onto an existing ``destination``."""
-        src, dst = _fspath(source), _fspath(destination)
-        if not os.path.lexists(src):
-            raise PathNotFoundError(src, "disk")
-        _refuse_existing(dst)
-        folder = os.path.dirname(dst)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        shutil.move(src, dst)
-        if os.path.exists(src + SIDECAR_SUFFIX):
-            shutil.move(src + SIDECAR_SUFFIX, dst + SIDECAR_SUFFIX)
-
-
-    # -- symlinks ---------------------------------------------------------
-    def create_symlink(self, source: PathLike, link_name: PathLike, overwrite: bool = False) -> None:
-        """Make ``link_name`` a symlink to ``source`` (made absolute), creating parent folders.
-
-        An existing ``link_name`` raises :class:`PathExistsError` unless
-        ``overwrite=True``, which swaps the new link in atomically (a
-        directory is never replaced).
-        """
-        src = os.path.abspath(_fspath(source))
-        link = _fspath(link_name)
-        if not os.path.exists(src):
-            raise PathNotFoundError(src, "disk")
-        if not overwrite:
-            _refuse_existing(link)
-        folder = os.path.dirname(link)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        tmp = temp_name_beside(link)
-        os.symlink(src, tmp, target_is_directory=os.path.isdir(src))
-        try:
-            if os.path.isdir(link) and not os.path.islink(link):
-                raise PathIsADirectoryError(
-                    f"disk: cannot replace directory {link!r} with a symlink; delete it first",
-                    link,
-                    "disk",
-                )
-            os.replace(tmp, link)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def is_symlink(self, path: PathLike) -> bool:
-        """True if ``path`` is a symbolic link (even a broken one)."""
-        return os.path.islink(_fspath(path))
-
-    def _link_target(self, path: PathLike) -> str:
-        return os.readlink(_fspath(path))
-
 
 def _not_a_directory(path: str) -> StorageError:
     """The error for listing ``path``: missing, or a file."""
@@ -440,16 +346,6 @@ def _not_a_directory(path: str) -> StorageError:
             f"disk: cannot list {path!r}: it is a file, not a directory", path, "disk"
         )
     return PathNotFoundError(path, "disk")
-
-
-def _refuse_existing(path: str) -> None:
-    if os.path.lexists(path):
-        raise PathExistsError(
-            f"disk: destination {path!r} already exists; delete it first to replace it "
-            "(copy, move and create_symlink never overwrite)",
-            path,
-            "disk",
-        )
 
 
 def _is_hidden_entry(name: str) -> bool:
