@@ -10,7 +10,7 @@ QT_PACKAGES=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 libegl-mesa0
   libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 libxcb-icccm4
   libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 libxcb-randr0
   libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libxcb-cursor0 x11-utils)
-JAVA_PACKAGES=(openjdk-17-jdk-headless imagej libjeromq-java)
+JAVA_PACKAGES=(openjdk-17-jdk-headless imagej libjeromq-java libgoogle-gson-java)
 
 apt_install() {
   local missing=()

@@ -15,14 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "fiji_bridge" / "build.sh"
 JAR = ROOT / "fiji_bridge" / "build" / "polystore_bridge.jar"
-NEEDS = "openjdk-17-jdk-headless imagej libjeromq-java (apt-get install)"
+NEEDS = "openjdk-17-jdk-headless imagej libjeromq-java libgoogle-gson-java (apt-get install)"
+JARS = ("/usr/share/java/ij.jar", "/usr/share/java/jeromq.jar", "/usr/share/java/gson.jar")
 
 
 def build_jar() -> Path:
     """Compile the bridge with fiji_bridge/build.sh; skip when Java or the jars are absent."""
-    if shutil.which("javac") is None or not Path("/usr/share/java/ij.jar").exists() or not Path(
-        "/usr/share/java/jeromq.jar"
-    ).exists():
+    if shutil.which("javac") is None or not all(Path(jar).exists() for jar in JARS):
         pytest.skip(f"the Fiji bridge tests need {NEEDS}")
     result = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -45,9 +45,10 @@ def bridge_jar() -> Path:
 
 
 @pytest.fixture(scope="module")
-def bridge(bridge_jar: Path) -> Iterator[FijiBridge]:
+def bridge(bridge_jar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FijiBridge]:
     port, control = free_ports()
-    with FijiBridge(port, control, gui=False, jar=bridge_jar) as running:
+    out = tmp_path_factory.getbasetemp()  # every tmp_path lies inside: the bridge may write there
+    with FijiBridge(port, control, gui=False, jar=bridge_jar, output_dir=out) as running:
         yield running
     assert not running.running()
 
@@ -274,7 +275,7 @@ def test_no_bridge_gives_a_bounded_error_naming_the_endpoint() -> None:
 
 def test_bridge_killed_mid_stream_does_not_hang_and_restart_recovers(bridge_jar: Path, tmp_path: Path) -> None:
     port, control = free_ports()
-    running = FijiBridge(port, control, gui=False, jar=bridge_jar).start()
+    running = FijiBridge(port, control, gui=False, jar=bridge_jar, output_dir=tmp_path).start()
     be = FijiStreamingBackend(port, control_port=control, send_timeout=1.0, control_timeout=1.0)
     frame = np.ones((256, 256), np.uint16)
     for i in range(20):
@@ -289,7 +290,7 @@ def test_bridge_killed_mid_stream_does_not_hang_and_restart_recovers(bridge_jar:
         be.status()
     running.stop()
     # a bridge restarted on the same ports receives from the same sender again
-    restarted = FijiBridge(port, control, gui=False, jar=bridge_jar).start()
+    restarted = FijiBridge(port, control, gui=False, jar=bridge_jar, output_dir=tmp_path).start()
     try:
         image = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)
         be.save(image, "live.tif")
@@ -315,7 +316,7 @@ def test_cli_start_status_save_stop(bridge_jar: Path, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=60)
 
-    started = run("start", "--headless")
+    started = run("start", "--headless", "--output-dir", str(tmp_path))
     assert started.returncode == 0, started.stderr
     pid = json.loads(started.stdout)["pid"]
     try:
@@ -343,12 +344,14 @@ def test_build_against_a_fiji_app_folder_and_run_from_it(bridge_jar: Path, tmp_p
     (fiji / "plugins").mkdir()
     shutil.copy("/usr/share/java/ij.jar", fiji / "jars" / "ij-1.53t.jar")  # as Fiji names them
     shutil.copy("/usr/share/java/jeromq.jar", fiji / "jars" / "jeromq-0.3.6.jar")
+    shutil.copy("/usr/share/java/gson.jar", fiji / "jars" / "gson-2.10.jar")
     out = tmp_path / "build"
     built = subprocess.run(["sh", str(BUILD_SCRIPT), str(fiji)], capture_output=True, text=True,
                            env={**os.environ, "BUILD_DIR": str(out)}, timeout=120)
     assert built.returncode == 0, built.stderr
     assert (out / "classpath.txt").read_text().split() == [
-        str(fiji / "jars" / "ij-1.53t.jar"), str(fiji / "jars" / "jeromq-0.3.6.jar")]
+        str(fiji / "jars" / "ij-1.53t.jar"), str(fiji / "jars" / "jeromq-0.3.6.jar"),
+        str(fiji / "jars" / "gson-2.10.jar")]
     with zipfile.ZipFile(out / "polystore_bridge.jar") as jar:
         assert "plugins.config" in jar.namelist()  # ImageJ's menu entries
     port, control = free_ports()

@@ -44,7 +44,8 @@ def gui_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FijiB
     jar = build_jar()
     port, control = free_ports()
     log = tmp_path_factory.mktemp("fiji-gui") / "bridge.log"
-    with FijiBridge(port, control, gui=True, jar=jar, log_path=log) as bridge:
+    out = tmp_path_factory.getbasetemp()  # every tmp_path lies inside: the bridge may write there
+    with FijiBridge(port, control, gui=True, jar=jar, log_path=log, output_dir=out) as bridge:
         assert bridge.control.ping()["gui"] is True
         backend = FijiStreamingBackend(port, control_port=control)
         yield bridge, backend
@@ -69,7 +70,7 @@ def test_gui_window_shows_the_image_and_a_screenshot_is_saved(
     shot_path = tmp_path / "gui-gradient-screenshot.tif"
 
     def screenshot_shows_image() -> tuple[int, int] | None:
-        reply = bridge.control.screenshot(title, shot_path)
+        reply = bridge.control.screenshot(title, shot_path, overwrite=True)
         assert reply["window_title"] == title
         return find_in(tifffile.imread(shot_path), image)
 

@@ -12,6 +12,7 @@ from polystore.streaming.endpoints import tcp_endpoint
 from polystore.streaming.errors import StreamingError
 from polystore.streaming.protocol import DEFAULT_MAX_FRAME_BYTES, Header
 from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, Frame, StreamReceiver
+from polystore.streaming.rejections import RejectionPolicy
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT, StreamSender
 
 __all__ = ["StreamingBackend", "SAVE_OPTIONS"]
@@ -61,6 +62,10 @@ class StreamingBackend(StorageBackend):
     ``auto_contrast`` (napari: rescale the contrast on every update),
     ``metadata`` (JSON-able dict).
 
+    ``on_rejected`` (``"warn"``, ``"raise"``, ``"ignore"``): what the next
+    ``save`` does when the receiver reported frames it could not place
+    (:mod:`polystore.streaming.rejections`).
+
     Example::
 
         sender = StreamingBackend(mode="push", port=5555)
@@ -93,6 +98,7 @@ class StreamingBackend(StorageBackend):
         curve_server_key: bytes | str | None = None,
         curve_public_key: bytes | str | None = None,
         curve_secret_key: bytes | str | None = None,
+        on_rejected: RejectionPolicy = "warn",
     ) -> None:
         if mode not in ("push", "pull"):
             raise ValueError(f"mode must be 'push' or 'pull', not {mode!r}")
@@ -110,6 +116,7 @@ class StreamingBackend(StorageBackend):
                 curve_server_key=curve_server_key,
                 curve_public_key=curve_public_key,
                 curve_secret_key=curve_secret_key,
+                on_rejected=on_rejected,
             )
         else:
             self._receiver = StreamReceiver(

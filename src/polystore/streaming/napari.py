@@ -15,11 +15,9 @@ works too.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,6 +25,7 @@ from polystore.streaming.backend import StreamingBackend
 from polystore.streaming.endpoints import runtime_dir, tcp_endpoint
 from polystore.streaming.errors import StreamingError
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT
+from polystore.streaming.viewer_process import ViewerProcess
 
 __all__ = ["NapariStreamingBackend", "default_napari_endpoint", "DEFAULT_NAPARI_PORT", "ENDPOINT_ENV"]
 
@@ -97,7 +96,7 @@ class NapariStreamingBackend(StreamingBackend):
             curve_public_key=curve_public_key,
             curve_secret_key=curve_secret_key,
         )
-        self.viewer_process: subprocess.Popen[bytes] | None = None
+        self._viewer: ViewerProcess | None = None
         self.viewer_log: Path | None = None
         if launch:
             self.launch_viewer(timeout=launch_timeout)
@@ -105,7 +104,12 @@ class NapariStreamingBackend(StreamingBackend):
     @property
     def viewer_pid(self) -> int | None:
         """PID of the viewer started by :meth:`launch_viewer` (None if none)."""
-        return None if self.viewer_process is None else self.viewer_process.pid
+        return None if self._viewer is None else self._viewer.pid
+
+    @property
+    def viewer_process(self) -> subprocess.Popen[bytes] | None:
+        """The launched viewer process (None if none was launched or it was stopped)."""
+        return None if self._viewer is None else self._viewer.process
 
     def launch_viewer(self, timeout: float = 120.0, show: bool = True) -> int:
         """Start a napari viewer process listening on :attr:`endpoint`; return its PID.
@@ -114,8 +118,10 @@ class NapariStreamingBackend(StreamingBackend):
         with the tail of the viewer's log if it exits or takes longer than
         ``timeout`` seconds). Needs the ``napari`` extra and a display.
         """
-        if self.viewer_process is not None and self.viewer_process.poll() is None:
-            return self.viewer_process.pid
+        if self._viewer is not None and self._viewer.running():
+            pid = self._viewer.pid
+            assert pid is not None
+            return pid
         workdir = Path(tempfile.mkdtemp(prefix="viewer-", dir=runtime_dir()))
         ready = workdir / "ready"
         self.viewer_log = workdir / "viewer.log"
@@ -130,46 +136,21 @@ class NapariStreamingBackend(StreamingBackend):
         ]
         if not show:
             command.append("--hidden")
-        with open(self.viewer_log, "wb") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.viewer_process = process
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if process.poll() is not None:
-                self.viewer_process = None
-                raise StreamingError(
-                    f"the napari viewer process exited with code {process.returncode} before "
-                    f"listening on {self.endpoint}; log {self.viewer_log}:\n{self._log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.stop_viewer()
-                raise StreamingError(
-                    f"the napari viewer did not listen on {self.endpoint} within {timeout} s; "
-                    f"log {self.viewer_log}:\n{self._log_tail()}"
-                )
-            time.sleep(0.05)
-        return process.pid
-
-    def _log_tail(self, lines: int = 20) -> str:
-        if self.viewer_log is None or not self.viewer_log.exists():
-            return ""
-        return "\n".join(self.viewer_log.read_text(errors="replace").splitlines()[-lines:])
+        viewer = ViewerProcess(command, self.viewer_log, name="the napari viewer process")
+        pid = viewer.spawn()
+        self._viewer = viewer
+        try:
+            viewer.wait_ready(ready.exists, timeout, f"listening on {self.endpoint}")
+        except StreamingError:
+            self._viewer = None
+            raise
+        return pid
 
     def stop_viewer(self, timeout: float = 10.0) -> None:
         """Stop the launched viewer by its PID (SIGTERM, then SIGKILL after ``timeout``)."""
-        process, self.viewer_process = self.viewer_process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout)
-        except ProcessLookupError:
-            pass
+        viewer, self._viewer = self._viewer, None
+        if viewer is not None:
+            viewer.stop(timeout)
 
     def close(self) -> None:
         """Flush and close the socket; a launched viewer keeps running (see :meth:`stop_viewer`)."""

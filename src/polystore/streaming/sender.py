@@ -22,6 +22,7 @@ import numpy as np
 from polystore.streaming._zmq import zmq
 from polystore.streaming.errors import NoReceiverError, StreamingError
 from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
+from polystore.streaming.rejections import RejectionLog, RejectionPolicy
 
 __all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT"]
 
@@ -58,6 +59,10 @@ class StreamSender:
         Z85 CURVE keys (``zmq.curve_keypair()``) for an encrypted, authenticated
         link to a receiver that listens with CURVE; a client keypair is generated
         when only the server key is given.
+    on_rejected:
+        ``"warn"`` (default), ``"raise"`` or ``"ignore"``: what the next send
+        does when the receiver reported frames it refused
+        (:mod:`polystore.streaming.rejections`; reports land in :attr:`rejections`).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class StreamSender:
         curve_server_key: bytes | str | None = None,
         curve_public_key: bytes | str | None = None,
         curve_secret_key: bytes | str | None = None,
+        on_rejected: RejectionPolicy = "warn",
     ) -> None:
         if send_timeout < 0:
             raise ValueError("send_timeout must be >= 0")
@@ -90,6 +96,8 @@ class StreamSender:
         self._socket: Any = None
         self._context: Any = None
         self._pid = -1
+        #: Frames the receiver reported it refused; surfaced by the next send.
+        self.rejections = RejectionLog(on_rejected)
         _live_senders.add(self)
 
     @property
@@ -145,7 +153,15 @@ class StreamSender:
         display: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> tuple[Header, np.ndarray[Any, Any]]:
-        """Validate ``data`` and build its header without sending (uses the next seq)."""
+        """Validate ``data`` and build its header without sending (uses the next seq).
+
+        First surfaces frames the receiver reported it refused (a
+        :class:`~polystore.streaming.rejections.RejectedFrameWarning`, or
+        :class:`~polystore.streaming.rejections.RejectedFrameError` with
+        ``on_rejected="raise"``).
+        """
+        if self.rejections.pending:
+            self.rejections.surface(self.endpoint, stacklevel=5)
         if self._owner_pid != os.getpid():
             # A forked copy is a new stream: its own id, numbered from 0, so the
             # receiver's gap counting stays right for parent and children.

@@ -1,14 +1,9 @@
 package polystore.fiji;
 
 import ij.ImagePlus;
-import ij.WindowManager;
-import ij.io.FileSaver;
 
 import java.io.File;
-import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.CodingErrorAction;
-import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -28,8 +23,10 @@ import org.zeromq.ZMQ;
  * them: by the <b>refresh</b> thread (with a display) at most every
  * {@link #REFRESH_MS} ms, or by a save/screenshot request; a live frame replaced
  * before then is never converted (newest wins). The <b>control</b> thread answers
- * JSON requests on a REP socket. No input can stop these threads: every problem is
- * counted (malformed / dropped) and remembered in {@code last_error}.
+ * JSON requests on a REP socket ({@link Control}). No input can stop these threads:
+ * every problem is counted (malformed / dropped) and remembered in {@code last_error};
+ * a valid frame that cannot be placed is also reported to its sender (the
+ * {@code rejected} request) with its stream, seq, path and reason.
  */
 public final class Bridge {
     /** Wire-protocol version spoken. */
@@ -40,17 +37,20 @@ public final class Bridge {
     public static final int DEFAULT_PORT = 5580;
     static final int REFRESH_MS = 40;
     static final int POLL_MS = 100;
-    static final int MAX_HEADER_BYTES = 64 * 1024;
+    /** Rejection reports kept per stream. */
+    static final int KEEP_REPORTS = 100;
 
     final String host;
     final int port;
     final int controlPort;
     final boolean gui;
+    final OutputFolder output;
 
     private volatile boolean running;
     private final ZMQ.Context ctx = ZMQ.context(1);
     private final Map<String, Layer> layers = new LinkedHashMap<String, Layer>();
-    private final Map<String, long[]> streams = new LinkedHashMap<String, long[]>(); // {messages, last_seq}
+    private final Map<String, long[]> streams = new LinkedHashMap<String, long[]>(); // {messages, last_seq, rejected}
+    private final Map<String, ArrayDeque<Map<String, Object>>> reports = new LinkedHashMap<String, ArrayDeque<Map<String, Object>>>();
     private final AtomicLong received = new AtomicLong();
     private final AtomicLong placed = new AtomicLong();
     private final AtomicLong dropped = new AtomicLong();
@@ -70,12 +70,14 @@ public final class Bridge {
      * @param port PULL (data) port
      * @param controlPort REP (control) port
      * @param gui true to show images in windows (needs a display)
+     * @param outputDir the only folder save_tiff/screenshot write into (null: ~/polystore-fiji)
      */
-    public Bridge(String host, int port, int controlPort, boolean gui) {
+    public Bridge(String host, int port, int controlPort, boolean gui, File outputDir) {
         this.host = host;
         this.port = port;
         this.controlPort = controlPort;
         this.gui = gui;
+        this.output = new OutputFolder(outputDir != null ? outputDir : OutputFolder.defaultFolder());
     }
 
     /** Called (on the control thread) after a "quit" request was answered. */
@@ -158,6 +160,14 @@ public final class Bridge {
         lastError = msg;
     }
 
+    /** Count a failed control request; {@code msg} (if any) goes to last_error. */
+    void controlFailed(String msg) {
+        controlErrors.incrementAndGet();
+        if (msg != null) {
+            error(msg);
+        }
+    }
+
     // ----------------------------------------------------------------- receiver
 
     private void receiveLoop() {
@@ -220,23 +230,10 @@ public final class Bridge {
             error("malformed message: expected 2 frames (header, payload), got " + (parts.size() > 2 ? "more than 2" : "1"));
             return;
         }
-        byte[] head = parts.get(0);
         byte[] payload = parts.get(1);
         Header h;
         try {
-            if (head.length > MAX_HEADER_BYTES) {
-                throw new Header.Invalid("header larger than " + MAX_HEADER_BYTES + " bytes");
-            }
-            String text;
-            try {
-                text = StandardCharsets.UTF_8.newDecoder()
-                        .onMalformedInput(CodingErrorAction.REPORT)
-                        .onUnmappableCharacter(CodingErrorAction.REPORT)
-                        .decode(ByteBuffer.wrap(head)).toString();
-            } catch (CharacterCodingException e) {
-                throw new Header.Invalid("header is not UTF-8");
-            }
-            h = Header.parse(text, payload.length);
+            h = Header.parse(parts.get(0), payload.length);
         } catch (Header.Invalid e) {
             malformed.incrementAndGet();
             error("malformed message: " + e.getMessage());
@@ -254,53 +251,84 @@ public final class Bridge {
      * needs no hand-off between threads.
      */
     private void place(Header h, byte[] payload) {
-        boolean ok = false;
+        String reason = null;
         long t0 = System.nanoTime();
         try {
-            if (!"image".equals(h.kind)) {
-                throw new Header.Unsupported("message kind '" + h.kind + "' is not shown by the Fiji bridge");
-            }
             h.resolve();
             placeResolved(h, payload);
-            ok = true;
         } catch (Header.Unsupported e) {
-            error("dropped " + describe(h) + ": " + e.getMessage());
+            reason = e.getMessage();
         } catch (OutOfMemoryError e) {
-            error("dropped " + describe(h) + ": out of Java heap (start ImageJ with a larger -Xmx)");
+            reason = "out of Java heap (start ImageJ with a larger -Xmx)";
         } catch (Throwable e) {
-            error("dropped " + describe(h) + ": " + e);
+            reason = String.valueOf(e.getMessage() != null ? e.getMessage() : e);
         }
         placeNanos.addAndGet(System.nanoTime() - t0);
-        (ok ? placed : dropped).incrementAndGet();
-        handled(h);
-    }
-
-    private void handled(Header h) {
-        synchronized (this) {
-            handledLocked(h);
+        if (reason != null) {
+            error("dropped " + describe(h) + ": " + reason);
         }
+        (reason == null ? placed : dropped).incrementAndGet();
+        handled(h, reason);
     }
 
-    /** Record that message (stream, seq) is done with; wakes "wait" requests. */
-    private synchronized void handledLocked(Header h) {
+    /** Record that message (stream, seq) is done with (rejected when reason is set); wakes "wait" requests. */
+    private synchronized void handled(Header h, String reason) {
         long[] st = streams.get(h.stream);
         if (st == null) {
             if (streams.size() > 1000) {
                 streams.clear();
+                reports.clear();
             }
-            st = new long[] {0, -1};
+            st = new long[] {0, -1, 0};
             streams.put(h.stream, st);
         }
         st[0]++;
         st[1] = Math.max(st[1], h.seq);
+        if (reason != null) {
+            ArrayDeque<Map<String, Object>> q = reports.get(h.stream);
+            if (q == null) {
+                q = new ArrayDeque<Map<String, Object>>();
+                reports.put(h.stream, q);
+            }
+            Map<String, Object> r = new LinkedHashMap<String, Object>();
+            r.put("number", Long.valueOf(st[2]));
+            r.put("stream", h.stream);
+            r.put("seq", Long.valueOf(h.seq));
+            r.put("path", h.path);
+            r.put("layer", h.title != null ? h.title : (h.layer != null ? h.layer : Header.titleFromPath(h.path)));
+            r.put("reason", reason);
+            q.addLast(r);
+            while (q.size() > KEEP_REPORTS) {
+                q.removeFirst();
+            }
+            st[2]++;
+        }
         notifyAll();
+    }
+
+    /** The "rejected" reply: reports of a stream numbered >= after, and the stream's total. */
+    synchronized Map<String, Object> rejections(String stream, long after) {
+        Map<String, Object> m = Control.ok();
+        long[] st = streams.get(stream);
+        m.put("total", Long.valueOf(st == null ? 0 : st[2]));
+        List<Object> out = new ArrayList<Object>();
+        ArrayDeque<Map<String, Object>> q = reports.get(stream);
+        if (q != null) {
+            for (Map<String, Object> r : q) {
+                if (((Long) r.get("number")).longValue() >= after) {
+                    out.add(r);
+                }
+            }
+        }
+        m.put("rejected", out);
+        return m;
     }
 
     private static String describe(Header h) {
         return "message " + h.seq + " of stream '" + h.stream + "' (path '" + h.path + "')";
     }
 
-    private void placeResolved(Header h, byte[] payload) {
+    private void placeResolved(Header h, byte[] payload) throws Header.Unsupported {
         ImagePlus toClose = null;
         synchronized (this) {
             Layer layer = layers.get(h.title);
@@ -310,7 +338,8 @@ public final class Bridge {
                 if (!layer.fits(h)) {
                     if (!plain && layer.indexed) {
                         // an indexed frame that does not match its hyperstack: keep the stack
-                        throw new IllegalArgumentException("frame " + shapeString(h.shape) + " " + h.dtype
+                        throw new Header.Unsupported("frame " + shapeString(h.shape) + " " + h.dtype
+                                + (h.pixelType == Header.PixelType.RGB ? " (RGB)" : "")
                                 + " does not match image '" + h.title + "' (" + layer.height + "x" + layer.width
                                 + ", " + layer.type.bitDepth + "-bit); close it first to start over");
                     }
@@ -320,7 +349,7 @@ public final class Bridge {
                 }
             }
             if (layer == null || replace) {
-                Layer fresh = new Layer(h.title, h.shape[h.shape.length - 1], h.shape[h.shape.length - 2], h.pixelType);
+                Layer fresh = new Layer(h.title, h.width, h.height, h.pixelType);
                 if (layer != null && layer.imp != null) {
                     if (layer.type == h.pixelType) {
                         fresh.imp = layer.imp; // keep the window; setStack swaps the pixels
@@ -333,8 +362,9 @@ public final class Bridge {
             }
             layer.indexed = !plain;
             replaced.addAndGet(layer.place(h, payload));
-            if (h.display != null && h.display.get("contrast_limits") != null) {
-                layer.display = h.display;
+            double[] limits = h.contrastLimits();
+            if (limits != null) {
+                layer.display = limits;
             }
         }
         if (toClose != null) {
@@ -358,8 +388,10 @@ public final class Bridge {
         layer.materialize();
         layer.syncImagePlus();
         ImagePlus imp = layer.imp;
-        if (layer.display != null) {
-            applyDisplay(imp, layer.display);
+        if (layer.type == Header.PixelType.RGB) {
+            layer.needsDisplayReset = false; // RGB pixels are shown as they are
+        } else if (layer.display != null) {
+            imp.setDisplayRange(layer.display[0], layer.display[1]);
             layer.needsDisplayReset = false;
         } else if (layer.needsDisplayReset) {
             imp.resetDisplayRange();
@@ -376,33 +408,22 @@ public final class Bridge {
         for (int i = 0; i < h.blockAxes.length; i++) {
             char a = h.blockAxes[i];
             if (a == 'c') {
-                c = h.shape[i];
+                c = (int) h.shape[i];
             } else if (a == 'z') {
-                z = h.shape[i];
+                z = (int) h.shape[i];
             } else {
-                t = h.shape[i];
+                t = (int) h.shape[i];
             }
         }
         return !layer.indexed && c == layer.nC && z == layer.nZ && t == layer.nT;
     }
 
-    private static String shapeString(int[] shape) {
+    private static String shapeString(long[] shape) {
         StringBuilder sb = new StringBuilder("(");
         for (int i = 0; i < shape.length; i++) {
             sb.append(i > 0 ? ", " : "").append(shape[i]);
         }
         return sb.append(")").toString();
-    }
-
-    private static void applyDisplay(ImagePlus imp, Map<String, Object> display) {
-        Object lim = display.get("contrast_limits");
-        if (lim instanceof List && ((List<?>) lim).size() == 2) {
-            Object lo = ((List<?>) lim).get(0);
-            Object hi = ((List<?>) lim).get(1);
-            if (lo instanceof Number && hi instanceof Number) {
-                imp.setDisplayRange(((Number) lo).doubleValue(), ((Number) hi).doubleValue());
-            }
-        }
     }
 
     private void closeImage(ImagePlus imp) {
@@ -451,59 +472,24 @@ public final class Bridge {
     // ------------------------------------------------------------------ control
 
     private void controlLoop() {
-        ZMQ.Socket rep = null;
-        try {
-            rep = ctx.socket(ZMQ.REP);
-            rep.setLinger(0);
-            rep.setMaxMsgSize(1024 * 1024);
-            rep.setReceiveTimeOut(POLL_MS);
-            rep.setSendTimeOut(1000);
-            rep.bind(endpoint(controlPort));
-        } catch (Throwable t) {
-            bindError = "cannot bind the control socket " + endpoint(controlPort) + ": " + t;
-            running = false;
-            bound.countDown();
-            if (rep != null) {
-                rep.close();
-            }
-            return;
-        }
-        bound.countDown();
         boolean quit = false;
-        while (running && !quit) {
-            try {
-                byte[] req = rep.recv(0);
-                if (req == null) {
-                    continue;
-                }
-                boolean multi = false;
-                while (rep.hasReceiveMore()) {
-                    rep.recv(0);
-                    multi = true;
-                }
-                Map<String, Object> reply;
-                if (multi) {
-                    reply = fail("a control request is one frame of JSON");
-                } else {
-                    reply = handle(req);
-                }
-                quit = Boolean.TRUE.equals(reply.remove("_quit"));
-                rep.send(Json.write(reply).getBytes(StandardCharsets.UTF_8), 0);
-            } catch (Throwable t) {
-                if (!running) {
-                    break;
-                }
-                controlErrors.incrementAndGet();
-                error("control: " + t);
-            }
-        }
         try {
-            rep.close();
+            quit = new Control(this, output).loop(ctx, endpoint(controlPort), new Runnable() {
+                public void run() {
+                    bound.countDown();
+                }
+            });
         } catch (Throwable t) {
-            // closing
+            if (bound.getCount() > 0) {
+                bindError = "cannot bind the control socket " + endpoint(controlPort) + ": " + t;
+                running = false;
+                bound.countDown();
+                return;
+            }
+            error("control: " + t);
         }
         if (quit) {
-            Runnable r = onQuit;
+            final Runnable r = onQuit;
             new Thread(new Runnable() {
                 public void run() {
                     stop();
@@ -515,103 +501,29 @@ public final class Bridge {
         }
     }
 
-    private Map<String, Object> fail(String message) {
-        controlErrors.incrementAndGet();
-        Map<String, Object> m = new LinkedHashMap<String, Object>();
-        m.put("ok", Boolean.FALSE);
-        m.put("error", message);
-        return m;
+    /** The image titled so, with its pixels up to date (caller holds the lock); null if none. */
+    ImagePlus materialized(String title) {
+        Layer l = layers.get(title);
+        return l == null ? null : materialize(l);
     }
 
-    private static Map<String, Object> ok() {
-        Map<String, Object> m = new LinkedHashMap<String, Object>();
-        m.put("ok", Boolean.TRUE);
-        return m;
-    }
-
-    Map<String, Object> handle(byte[] raw) {
-        Object doc;
-        try {
-            String text = StandardCharsets.UTF_8.newDecoder()
-                    .onMalformedInput(CodingErrorAction.REPORT)
-                    .decode(ByteBuffer.wrap(raw)).toString();
-            doc = Json.parse(text);
-        } catch (Exception e) {
-            return fail("request is not UTF-8 JSON: " + e.getMessage());
+    /** Forget the image titled so and close it; false if there is none. */
+    boolean closeLayer(String title) {
+        Layer l;
+        synchronized (this) {
+            l = layers.remove(title);
         }
-        if (!(doc instanceof Map) || !(((Map<?, ?>) doc).get("cmd") instanceof String)) {
-            return fail("request must be a JSON object with a string 'cmd'");
+        if (l == null) {
+            return false;
         }
-        Map<?, ?> req = (Map<?, ?>) doc;
-        String cmd = (String) req.get("cmd");
-        if (cmd.equals("ping")) {
-            Map<String, Object> m = ok();
-            m.put("reply", "pong");
-            m.put("protocol", Long.valueOf(PROTOCOL));
-            m.put("version", VERSION);
-            m.put("imagej", ij.IJ.getVersion());
-            m.put("gui", Boolean.valueOf(gui));
-            m.put("port", Long.valueOf(port));
-            m.put("control_port", Long.valueOf(controlPort));
-            m.put("pid", Long.valueOf(pid()));
-            return m;
+        if (l.imp != null) {
+            closeImage(l.imp);
         }
-        if (cmd.equals("status")) {
-            return status();
-        }
-        if (cmd.equals("wait")) {
-            Object stream = req.get("stream");
-            Object seq = req.get("seq");
-            Object timeout = req.get("timeout_ms");
-            if (!(stream instanceof String) || !(seq instanceof Long)) {
-                return fail("wait needs 'stream' (string) and 'seq' (integer)");
-            }
-            long ms = timeout instanceof Long ? Math.max(0L, Math.min(60000L, ((Long) timeout).longValue())) : 10000L;
-            return waitFor((String) stream, ((Long) seq).longValue(), ms);
-        }
-        if (cmd.equals("save_tiff")) {
-            Object title = req.get("title");
-            Object path = req.get("path");
-            if (!(title instanceof String) || !(path instanceof String)) {
-                return fail("save_tiff needs 'title' and 'path' strings");
-            }
-            return saveTiff((String) title, (String) path);
-        }
-        if (cmd.equals("close")) {
-            Object title = req.get("title");
-            if (!(title instanceof String)) {
-                return fail("close needs a 'title' string");
-            }
-            Layer l;
-            synchronized (this) {
-                l = layers.remove(title);
-            }
-            if (l == null) {
-                return fail("no image titled '" + title + "'");
-            }
-            if (l.imp != null) {
-                closeImage(l.imp);
-            }
-            return ok();
-        }
-        if (cmd.equals("screenshot")) {
-            Object title = req.get("title");
-            Object path = req.get("path");
-            if (!(title instanceof String) || !(path instanceof String)) {
-                return fail("screenshot needs 'title' and 'path' strings");
-            }
-            return screenshot((String) title, (String) path);
-        }
-        if (cmd.equals("quit")) {
-            Map<String, Object> m = ok();
-            m.put("_quit", Boolean.TRUE);
-            return m;
-        }
-        return fail("unknown command '" + cmd + "' (ping, status, wait, save_tiff, screenshot, close, quit)");
+        return true;
     }
 
     /** Block (up to ms) until message seq of stream was placed, dropped or replaced; then status. */
-    private synchronized Map<String, Object> waitFor(String stream, long seq, long ms) {
+    synchronized Map<String, Object> waitFor(String stream, long seq, long ms) {
         long deadline = System.currentTimeMillis() + ms;
         while (running) {
             long[] st = streams.get(stream);
@@ -634,11 +546,12 @@ public final class Bridge {
         return status();
     }
 
-    private synchronized Map<String, Object> status() {
-        Map<String, Object> m = ok();
+    synchronized Map<String, Object> status() {
+        Map<String, Object> m = Control.ok();
         m.put("received", Long.valueOf(received.get()));
         m.put("placed", Long.valueOf(placed.get()));
         m.put("dropped", Long.valueOf(dropped.get()));
+        m.put("rejected", Long.valueOf(dropped.get()));
         m.put("malformed", Long.valueOf(malformed.get()));
         m.put("control_errors", Long.valueOf(controlErrors.get()));
         m.put("replaced", Long.valueOf(replaced.get()));
@@ -649,6 +562,7 @@ public final class Bridge {
             Map<String, Object> one = new LinkedHashMap<String, Object>();
             one.put("messages", Long.valueOf(e.getValue()[0]));
             one.put("last_seq", Long.valueOf(e.getValue()[1]));
+            one.put("rejected", Long.valueOf(e.getValue()[2]));
             st.put(e.getKey(), one);
         }
         m.put("streams", st);
@@ -669,108 +583,6 @@ public final class Bridge {
         }
         m.put("images", images);
         return m;
-    }
-
-    private Map<String, Object> saveTiff(String title, String path) {
-        File f = new File(path);
-        if (!f.isAbsolute()) {
-            return fail("save_tiff needs an absolute path, got '" + path + "'");
-        }
-        String lower = f.getName().toLowerCase();
-        if (!lower.endsWith(".tif") && !lower.endsWith(".tiff")) {
-            return fail("save_tiff writes only *.tif / *.tiff files, got '" + path + "'");
-        }
-        boolean saved;
-        synchronized (this) { // no frame lands half-way through the file
-            Layer l = layers.get(title);
-            ImagePlus imp = l == null ? null : materialize(l);
-            if (imp == null && gui) {
-                imp = WindowManager.getImage(title);
-            }
-            if (imp == null) {
-                return fail("no image titled '" + title + "'");
-            }
-            saved = new FileSaver(imp).saveAsTiff(f.getPath());
-        }
-        if (!saved) {
-            return fail("ImageJ could not write '" + path + "'");
-        }
-        Map<String, Object> m = ok();
-        m.put("path", f.getPath());
-        return m;
-    }
-
-    /** Capture the screen area of an image's window (GUI only) and save it as TIFF or PNG. */
-    private Map<String, Object> screenshot(String title, String path) {
-        if (!gui) {
-            return fail("screenshot needs the GUI bridge (started with a display)");
-        }
-        ImagePlus imp;
-        synchronized (this) {
-            Layer l = layers.get(title);
-            imp = l == null ? null : materialize(l);
-        }
-        if (imp == null) {
-            imp = WindowManager.getImage(title);
-        }
-        ij.gui.ImageWindow w = imp == null ? null : imp.getWindow();
-        for (int i = 0; i < 40 && imp != null && (w == null || !w.isShowing()); i++) {
-            try {
-                Thread.sleep(50); // a window shown a moment ago may not be mapped yet
-            } catch (InterruptedException e) {
-                break;
-            }
-            w = imp.getWindow();
-        }
-        final ij.gui.ImageWindow win = w;
-        if (win == null || !win.isShowing()) {
-            return fail("no window shows an image titled '" + title + "'");
-        }
-        File f = new File(path);
-        if (!f.isAbsolute()) {
-            return fail("screenshot needs an absolute path, got '" + path + "'");
-        }
-        String lower = f.getName().toLowerCase();
-        if (!lower.endsWith(".tif") && !lower.endsWith(".tiff") && !lower.endsWith(".png")) {
-            return fail("screenshot writes only *.tif / *.tiff / *.png files, got '" + path + "'");
-        }
-        try {
-            imp.updateAndDraw();
-            java.awt.EventQueue.invokeAndWait(new Runnable() {
-                public void run() {
-                    win.toFront();
-                    win.getCanvas().repaint();
-                }
-            });
-            java.awt.Toolkit.getDefaultToolkit().sync();
-            java.awt.EventQueue.invokeAndWait(new Runnable() {
-                public void run() {
-                }
-            });
-            java.awt.Rectangle r = win.getBounds();
-            java.awt.image.BufferedImage shot = new java.awt.Robot().createScreenCapture(r);
-            boolean ok;
-            if (f.getName().toLowerCase().endsWith(".png")) {
-                ok = javax.imageio.ImageIO.write(shot, "png", f);
-            } else {
-                ok = new FileSaver(new ImagePlus("screenshot of " + title, shot)).saveAsTiff(f.getPath());
-            }
-            if (!ok) {
-                return fail("could not write '" + path + "'");
-            }
-            Map<String, Object> m = ok();
-            m.put("path", f.getPath());
-            m.put("window_title", win.getTitle());
-            List<Object> bounds = new ArrayList<Object>();
-            bounds.add(Long.valueOf(r.x));
-            bounds.add(Long.valueOf(r.y));
-            bounds.add(Long.valueOf(r.width));
-            bounds.add(Long.valueOf(r.height));
-            m.put("bounds", bounds);
-            return m;
-        } catch (Throwable t) {
-            return fail("screenshot failed: " + t);
-        }
     }
 
     static long pid() {

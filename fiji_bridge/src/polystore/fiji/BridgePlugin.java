@@ -7,16 +7,17 @@ import ij.gui.GenericDialog;
 import ij.plugin.PlugIn;
 
 import java.awt.GraphicsEnvironment;
+import java.io.File;
 
 /**
  * ImageJ 1 / Fiji entry points of the polystore bridge.
  *
  * <ul>
  * <li>Menu: <i>Plugins &gt; Polystore &gt; Start Polystore Bridge</i> (and <i>Stop</i>,
- *     <i>Status</i>); macro options {@code host=127.0.0.1 port=5580 control=5581}.</li>
+ *     <i>Status</i>); macro options {@code host=127.0.0.1 port=5580 control=5581 output=/path/folder}.</li>
  * <li>Macro/script: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5580")}.</li>
  * <li>Command line: {@code java -cp ij.jar:jeromq.jar:polystore_bridge.jar
- *     polystore.fiji.BridgePlugin [--port N] [--control-port M] [--host H] [--gui|--headless]}.</li>
+ *     polystore.fiji.BridgePlugin [--port N] [--control-port M] [--host H] [--output-dir D] [--gui|--headless]}.</li>
  * </ul>
  */
 public class BridgePlugin implements PlugIn {
@@ -43,15 +44,18 @@ public class BridgePlugin implements PlugIn {
         String host = "127.0.0.1";
         int port = Bridge.DEFAULT_PORT;
         int control = -1;
+        String output = OutputFolder.defaultFolder().getPath();
         if (options != null) {
             host = Macro.getValue(options, "host", host);
             port = parseInt(Macro.getValue(options, "port", String.valueOf(port)), port);
             control = parseInt(Macro.getValue(options, "control", "-1"), -1);
+            output = Macro.getValue(options, "output", output);
         } else if (!GraphicsEnvironment.isHeadless()) {
             GenericDialog gd = new GenericDialog("Polystore Bridge");
             gd.addStringField("Host (127.0.0.1 = this computer only)", host, 15);
             gd.addNumericField("Data port", port, 0);
             gd.addNumericField("Control port (0 = data port + 1)", 0, 0);
+            gd.addStringField("Output folder (save_tiff writes only here)", output, 30);
             gd.showDialog();
             if (gd.wasCanceled()) {
                 return;
@@ -59,11 +63,12 @@ public class BridgePlugin implements PlugIn {
             host = gd.getNextString().trim();
             port = (int) gd.getNextNumber();
             control = (int) gd.getNextNumber();
+            output = gd.getNextString().trim();
         }
         if (control <= 0) {
             control = port + 1;
         }
-        String msg = startBridge(host, port, control, !GraphicsEnvironment.isHeadless());
+        String msg = startBridge(host, port, control, !GraphicsEnvironment.isHeadless(), new File(output));
         IJ.showStatus(msg);
         IJ.log(msg);
     }
@@ -77,27 +82,29 @@ public class BridgePlugin implements PlugIn {
     }
 
     /** Start the bridge in this JVM; returns a one-line message (starts with "ERROR" on failure). */
-    public static synchronized String startBridge(String host, int port, int controlPort, boolean gui) {
+    public static synchronized String startBridge(String host, int port, int controlPort, boolean gui, File output) {
         if (current != null && current.isRunning()) {
             return "Polystore bridge already running on " + current.endpoint(current.port);
         }
-        Bridge b = new Bridge(host, port, controlPort, gui);
+        Bridge b = new Bridge(host, port, controlPort, gui, output);
         try {
             b.start();
         } catch (Exception e) {
             return "ERROR: " + e.getMessage();
         }
         current = b;
-        return "Polystore bridge listening: data " + b.endpoint(port) + ", control " + b.endpoint(controlPort);
+        return "Polystore bridge listening: data " + b.endpoint(port) + ", control " + b.endpoint(controlPort)
+                + ", output folder " + b.output.root();
     }
 
-    /** Macro form: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5580 control=5581")}. */
+    /** Macro form: {@code call("polystore.fiji.BridgePlugin.startBridge", "port=5580 control=5581 output=/data/out")}. */
     public static String startBridge(String options) {
         String o = options == null ? "" : options;
         int port = parseInt(Macro.getValue(o, "port", String.valueOf(Bridge.DEFAULT_PORT)), Bridge.DEFAULT_PORT);
         int control = parseInt(Macro.getValue(o, "control", String.valueOf(port + 1)), port + 1);
         String host = Macro.getValue(o, "host", "127.0.0.1");
-        return startBridge(host, port, control, !GraphicsEnvironment.isHeadless());
+        String output = Macro.getValue(o, "output", OutputFolder.defaultFolder().getPath());
+        return startBridge(host, port, control, !GraphicsEnvironment.isHeadless(), new File(output));
     }
 
     /** Stop the bridge started in this JVM (images stay open). */
@@ -114,7 +121,7 @@ public class BridgePlugin implements PlugIn {
         if (current == null || !current.isRunning()) {
             return "Polystore bridge is not running";
         }
-        return Json.write(current.handle("{\"cmd\":\"status\"}".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+        return new String(Wire.write(current.status()), java.nio.charset.StandardCharsets.UTF_8);
     }
 
     /** Command-line entry: run the bridge (headless, or with the ImageJ window) until "quit". */
@@ -122,6 +129,7 @@ public class BridgePlugin implements PlugIn {
         String host = "127.0.0.1";
         int port = Bridge.DEFAULT_PORT;
         int control = -1;
+        File output = null;
         boolean gui = !GraphicsEnvironment.isHeadless() && System.getenv("DISPLAY") != null;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -131,12 +139,14 @@ public class BridgePlugin implements PlugIn {
                 control = Integer.parseInt(args[++i]);
             } else if (a.equals("--host") && i + 1 < args.length) {
                 host = args[++i];
+            } else if (a.equals("--output-dir") && i + 1 < args.length) {
+                output = new File(args[++i]);
             } else if (a.equals("--gui")) {
                 gui = true;
             } else if (a.equals("--headless")) {
                 gui = false;
             } else {
-                System.err.println("usage: BridgePlugin [--host H] [--port N] [--control-port M] [--gui|--headless]");
+                System.err.println("usage: BridgePlugin [--host H] [--port N] [--control-port M] [--output-dir D] [--gui|--headless]");
                 System.exit(2);
             }
         }
@@ -149,7 +159,7 @@ public class BridgePlugin implements PlugIn {
             ImageJ ij = new ImageJ();
             ij.exitWhenQuitting(true);
         }
-        Bridge b = new Bridge(host, port, control, gui);
+        Bridge b = new Bridge(host, port, control, gui, output);
         b.setOnQuit(new Runnable() {
             public void run() {
                 System.exit(0);
@@ -165,7 +175,7 @@ public class BridgePlugin implements PlugIn {
             current = b;
         }
         System.out.println("polystore-fiji-bridge listening data=" + b.endpoint(port) + " control="
-                + b.endpoint(control) + " gui=" + gui + " pid=" + Bridge.pid());
+                + b.endpoint(control) + " gui=" + gui + " output=" + b.output.root() + " pid=" + Bridge.pid());
         System.out.flush();
         b.awaitStop();
         System.exit(0);

@@ -35,8 +35,8 @@ final class Layer {
     /** Pixels changed since the last draw. */
     volatile boolean dirty = true;
     long updates;
-    /** The newest "display" options received for this image (contrast limits). */
-    java.util.Map<String, Object> display;
+    /** The newest contrast limits [lo, hi] received for this image (null: from the pixels). */
+    double[] display;
     /** Its ImagePlus was shown in a window (GUI mode). */
     volatile boolean shown;
     /** Built from indexed frames (grows) rather than replaced by plain saves. */
@@ -60,18 +60,20 @@ final class Layer {
         final int offset;
         final java.nio.ByteOrder order;
         final boolean whole;
+        /** Samples per pixel (RGB: 3 or 4 interleaved uint8). */
+        final int samples;
 
-        Pending(byte[] data, int offset, java.nio.ByteOrder order, boolean whole) {
+        Pending(byte[] data, int offset, java.nio.ByteOrder order, boolean whole, int samples) {
             this.data = data;
             this.offset = offset;
             this.order = order;
             this.whole = whole;
+            this.samples = samples;
         }
     }
 
     boolean fits(Header h) {
-        int n = h.shape.length;
-        return h.shape[n - 1] == width && h.shape[n - 2] == height && h.pixelType == type;
+        return h.width == width && h.height == height && h.pixelType == type;
     }
 
     private int slot(int c, int z, int t) {
@@ -130,7 +132,7 @@ final class Layer {
         int[] which = new int[lead]; // 0=c 1=z 2=t
         long planesInBlock = 1;
         for (int i = 0; i < lead; i++) {
-            extent[i] = h.shape[i];
+            extent[i] = (int) h.shape[i];
             which[i] = "czt".indexOf(h.blockAxes[i]);
             planesInBlock *= extent[i];
         }
@@ -143,7 +145,7 @@ final class Layer {
             last[which[i]] += extent[i] - 1;
         }
         grow(last[0], last[1], last[2]);
-        int planeBytes = width * height * type.itemsize;
+        int planeBytes = h.planeBytes();
         int[] counter = new int[lead];
         for (long p = 0; p < planesInBlock; p++) {
             int[] pos = base.clone();
@@ -156,7 +158,7 @@ final class Layer {
             } else {
                 superseded++;
             }
-            pending[s] = new Pending(payload, (int) (p * planeBytes), h.byteOrder, planesInBlock == 1);
+            pending[s] = new Pending(payload, (int) (p * planeBytes), h.byteOrder, planesInBlock == 1, h.samples);
             for (int i = lead - 1; i >= 0; i--) { // C order: last leading axis fastest
                 if (++counter[i] < extent[i]) {
                     break;
@@ -182,7 +184,7 @@ final class Layer {
         for (int s = 0; s < pending.length; s++) {
             Pending p = pending[s];
             if (p != null) {
-                planes[s] = decode(p.data, p.offset, p.order, planes[s], p.whole);
+                planes[s] = decode(p, planes[s]);
                 pending[s] = null;
             }
         }
@@ -190,10 +192,24 @@ final class Layer {
         return true;
     }
 
-    private Object decode(byte[] payload, int offset, java.nio.ByteOrder order, Object target, boolean whole) {
+    private Object decode(Pending p, Object target) {
+        byte[] payload = p.data;
+        int offset = p.offset;
+        boolean whole = p.whole;
         int n = width * height;
-        ByteBuffer bb = ByteBuffer.wrap(payload, offset, n * type.itemsize).order(order);
         switch (type) {
+            case RGB: {
+                if (target == null || target == blank) {
+                    target = new int[n];
+                    structureChanged = true;
+                }
+                int[] px = (int[]) target;
+                int step = p.samples;
+                for (int i = 0, o = offset; i < n; i++, o += step) {
+                    px[i] = 0xff000000 | (payload[o] & 0xff) << 16 | (payload[o + 1] & 0xff) << 8 | (payload[o + 2] & 0xff);
+                }
+                return target;
+            }
             case U8: {
                 if (target == null || target == blank) {
                     if (whole && offset == 0 && payload.length == n) {
@@ -207,6 +223,7 @@ final class Layer {
                 return target;
             }
             case U16: {
+                ByteBuffer bb = ByteBuffer.wrap(payload, offset, n * 2).order(p.order);
                 if (target == null || target == blank) {
                     target = new short[n];
                     structureChanged = true;
@@ -215,6 +232,7 @@ final class Layer {
                 return target;
             }
             default: {
+                ByteBuffer bb = ByteBuffer.wrap(payload, offset, n * 4).order(p.order);
                 if (target == null || target == blank) {
                     target = new float[n];
                     structureChanged = true;
@@ -229,7 +247,8 @@ final class Layer {
         if (blank == null) {
             int n = width * height;
             blank = type == Header.PixelType.U8 ? new byte[n]
-                    : type == Header.PixelType.U16 ? (Object) new short[n] : new float[n];
+                    : type == Header.PixelType.U16 ? (Object) new short[n]
+                    : type == Header.PixelType.RGB ? (Object) new int[n] : new float[n];
         }
         return blank;
     }
