@@ -25,6 +25,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "MAX_HEADER_BYTES",
     "MAX_NDIM",
+    "MAX_DEPTH",
     "MAX_PATH_CHARS",
     "DEFAULT_MAX_FRAME_BYTES",
     "ProtocolError",
@@ -43,6 +44,8 @@ PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
 #: Largest number of array dimensions accepted.
 MAX_NDIM = 16
+#: Deepest nesting of JSON arrays/objects accepted in a header (the header object is level 1).
+MAX_DEPTH = 64
 #: Longest ``path`` / ``layer`` / ``stream`` string accepted.
 MAX_PATH_CHARS = 4096
 #: Default largest payload a receiver accepts (2 GiB); receivers can change it.
@@ -230,7 +233,13 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+    """A JSON number that is finite as a float (an int too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_display(value: Any) -> dict[str, Any]:
@@ -269,7 +278,7 @@ def _check_placement(axes: Any, index: Any, ndim: int) -> None:
         if (
             not isinstance(axes, str)
             or not 0 < len(axes) <= MAX_NDIM
-            or not all(_AXIS_RE.match(a) for a in axes)
+            or not all(_AXIS_RE.fullmatch(a) for a in axes)
             or len(set(axes)) != len(axes)
         ):
             raise ProtocolError("header field 'axes' must be distinct axis letters, e.g. 'tczyx'")
@@ -277,7 +286,7 @@ def _check_placement(axes: Any, index: Any, ndim: int) -> None:
         if not isinstance(index, dict) or len(index) > MAX_NDIM:
             raise ProtocolError("header field 'index' must be an object of axis -> integer")
         for key, value in index.items():
-            if not isinstance(key, str) or not _AXIS_RE.match(key) or not _is_int(value) or not 0 <= value < 2**31:
+            if not isinstance(key, str) or not _AXIS_RE.fullmatch(key) or not _is_int(value) or not 0 <= value < 2**31:
                 raise ProtocolError(f"bad index entry {key!r}: {value!r}")
         if axes is not None:
             extra = set(index) - set(axes)
@@ -316,10 +325,10 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     if layer is not None and (type(layer) is not str or len(layer) > MAX_PATH_CHARS):
         raise ProtocolError(f"header field 'layer' must be a string of at most {MAX_PATH_CHARS} characters")
     seq = raw["seq"]
-    if type(seq) is not int or seq < 0:
-        raise ProtocolError("header field 'seq' must be a non-negative integer")
+    if type(seq) is not int or not 0 <= seq < 2**63:
+        raise ProtocolError("header field 'seq' must be a non-negative integer below 2**63")
     dtype_str = raw["dtype"]
-    if type(dtype_str) is not str or not _DTYPE_RE.match(dtype_str):
+    if type(dtype_str) is not str or not _DTYPE_RE.fullmatch(dtype_str):
         raise ProtocolError(f"unsupported dtype {dtype_str!r}")
     dtype = _dtype(dtype_str)
     shape = raw["shape"]
@@ -340,14 +349,14 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     if axes is not None or index is not None:
         _check_placement(axes, index, len(shape))
     display = raw.get("display")
-    display = _check_display(display) if display else {}
+    display = {} if display is None else _check_display(display)
     meta = raw.get("meta")
     if meta is None:
         meta = {}
     elif type(meta) is not dict:
         raise ProtocolError("header field 'meta' must be an object")
     sent = raw["sent"]
-    if not ((type(sent) is float or type(sent) is int) and math.isfinite(sent)):
+    if not ((type(sent) is float or type(sent) is int) and _is_number(sent)):
         raise ProtocolError("header field 'sent' must be a number")
     return Header(
         stream=stream,
@@ -375,10 +384,36 @@ def parse_header(data: bytes | memoryview, payload_nbytes: int) -> Header:
         raise ProtocolError(f"header is larger than {MAX_HEADER_BYTES} bytes")
     try:
         text = bytes(data).decode("utf-8")
+        if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+            raise ProtocolError(f"header is nested deeper than {MAX_DEPTH} levels")
         raw = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
         raise ProtocolError(f"header is not UTF-8 JSON: {exc}") from None
     return validate_header(raw, payload_nbytes)
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of arrays/objects in JSON ``text`` (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _refuse_constant(name: str) -> Any:

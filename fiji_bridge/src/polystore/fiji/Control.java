@@ -38,7 +38,7 @@ final class Control {
         ZMQ.Socket rep = ctx.socket(ZMQ.REP);
         try {
             rep.setLinger(0);
-            rep.setMaxMsgSize(Wire.MAX_BYTES);
+            rep.setMaxMsgSize(1024 * 1024); // larger: the peer is disconnected; up to this size: an error reply
             rep.setReceiveTimeOut(Bridge.POLL_MS);
             rep.setSendTimeOut(1000);
             rep.bind(endpoint);
