@@ -73,6 +73,8 @@ def test_every_control_request_gets_a_reply_and_the_bridge_keeps_answering(
     fm.save(np.zeros((0, 0), np.uint16), "empty.tif", backend="fiji")
     with pytest.raises(FijiBridgeError, match="empty"):
         backend.save_tiff("empty", out_dir / "empty.tif")
+    with pytest.warns(RejectedFrameWarning, match="0 x 0 pixels"):  # reported back to the sender
+        fm.save(np.ones((2, 2), np.uint16), "warm.tif", backend="fiji")
     endpoint = bridge.control.endpoint
     failing = [
         (b"not json",),

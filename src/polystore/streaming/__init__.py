@@ -13,6 +13,7 @@ from polystore.streaming.errors import NoReceiverError, ReceiveTimeoutError, Str
 from polystore.streaming.placement import LayerUpdate, Placer, layer_name_from_path
 from polystore.streaming.protocol import PROTOCOL_VERSION, Header, ProtocolError
 from polystore.streaming.receiver import Frame, ReceiverStats, StreamReceiver
+from polystore.streaming.rejections import RejectedFrame, RejectedFrameError, RejectedFrameWarning, RejectionLog
 from polystore.streaming.sender import StreamSender
 
 __all__ = [
@@ -30,4 +31,8 @@ __all__ = [
     "Placer",
     "LayerUpdate",
     "layer_name_from_path",
+    "RejectedFrame",
+    "RejectedFrameWarning",
+    "RejectedFrameError",
+    "RejectionLog",
 ]

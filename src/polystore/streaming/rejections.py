@@ -146,8 +146,8 @@ class RejectionLog:
         where = f" at {endpoint}" if endpoint else ""
         message = (
             f"the receiver{where} refused {len(new)} frame(s) sent earlier "
-            f"({self._total} in all); first: {first.describe()}. Send frames that match the "
-            "stack's dtype and shape, or close/rename the layer to start a new stack"
+            f"({self._total} in all); first: {first.describe()}. Frames indexed into a stack must "
+            "match its dtype and shape (close or rename the layer to start a new stack)"
         )
         if self.policy == "raise":
             raise RejectedFrameError(message, new)
