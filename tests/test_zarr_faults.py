@@ -99,9 +99,10 @@ def test_damaged_foreign_array_still_raises_image_load_error(backend: ZarrBacken
         backend.load("v2.zarr")
 
 
-def _dying_writer(after_chunks: int, work: str) -> str:
+def _dying_writer(after_chunks: int | None, work: str) -> str:
     """A script that runs ``work`` with a ZarrBackend whose process dies (``os._exit(9)``,
-    no cleanup) while encoding chunk number ``after_chunks + 1``."""
+    no cleanup) while encoding chunk number ``after_chunks + 1`` (None: it does not die
+    by itself; the test kills it)."""
     return textwrap.dedent(
         f"""
         import os, sys
@@ -120,7 +121,8 @@ def _dying_writer(after_chunks: int, work: str) -> str:
                     os._exit(9)
                 return self.codec.encode(block)
 
-        pz._Codec.numcodec = lambda self: Dying(real(self))
+        if {after_chunks is not None}:
+            pz._Codec.numcodec = lambda self: Dying(real(self))
         backend = pz.ZarrBackend(root=sys.argv[1])
         """
     ) + textwrap.dedent(work) + 'print("finished")\n'
@@ -218,3 +220,120 @@ def test_writer_killed_mid_append_leaves_the_batch_as_it_was(backend: ZarrBacken
     backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/again"])
     assert backend.list_files("b.zarr") == ["b.zarr/again"] + [f"b.zarr/old{i}" for i in range(4)]
     assert int(backend.load("b.zarr/again").max()) == 9 and backend.info("b.zarr")["shape"] == (5, 64, 64)
+
+
+_REPLACE_KILLER = _dying_writer(2, """
+    frames = [np.full((64, 64), 50 + i, np.uint16) for i in range(2)]
+    backend.save_batch(frames, ["b.zarr/old1", "b.zarr/old2"])
+""")
+
+
+def test_writer_killed_mid_replace_keeps_the_old_images(backend: ZarrBackend, tmp_path: Path) -> None:
+    frames = [np.full((64, 64), i, np.uint16) for i in range(4)]
+    backend.save_batch(frames, [f"b.zarr/old{i}" for i in range(4)], chunks=(1, 32, 32))
+    result = subprocess.run(
+        [sys.executable, "-c", _REPLACE_KILLER, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 9, result.stderr
+    # the new chunks were staged beside the old image, which is untouched
+    assert list((tmp_path / "b.zarr" / "c").glob(".1.polystore-tmp-*/*/*"))
+    np.testing.assert_array_equal(backend.load("b.zarr"), np.stack(frames))
+    assert len(backend.cleanup("b.zarr")) == 1
+    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/old1"])
+    assert int(backend.load("b.zarr/old1").min()) == 9
+
+
+# A zygote imports everything once, then forks one writer per trial; the test
+# SIGKILLs the writer after a random delay. The writer journals each operation
+# ("start" with the versions it writes, then "done") so the test knows what
+# must be there afterwards and what may be either the old or the new version.
+_ZYGOTE = _dying_writer(None, """
+    import random, signal
+    journal = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    for line in sys.stdin:
+        trial = int(line)
+        pid = os.fork()
+        if pid == 0:
+            rng = random.Random(trial)
+            names = [n.rpartition("/")[2] for n in backend.list_files("b.zarr")]
+            for op in range(10_000):
+                value = (trial * 1000 + op) % 65536
+                if names and rng.random() < 0.6:  # replace one or two images
+                    chosen = rng.sample(names, min(len(names), rng.choice([1, 2])))
+                else:  # append one or two
+                    chosen = [f"t{trial}o{op}i{k}" for k in range(rng.choice([1, 2]))]
+                entry = " ".join(f"{n}={value}" for n in chosen)
+                os.write(journal, f"start {entry}\\n".encode())
+                images = [np.full((64, 64), value, np.uint16) for _ in chosen]
+                if len(chosen) == 1 and rng.random() < 0.5:
+                    backend.save(images[0], f"b.zarr/{chosen[0]}")
+                else:
+                    backend.save_batch(images, [f"b.zarr/{n}" for n in chosen], chunks=(1, 32, 32))
+                os.write(journal, b"done\\n")
+                names += [n for n in chosen if n not in names]
+            os._exit(0)
+        print(pid, flush=True)
+        os.waitpid(pid, 0)
+""")
+
+
+def _replay(journal: str) -> tuple[dict[str, int], dict[str, set[int]]]:
+    """(version each image must have, other versions killed operations may have left)."""
+    done: dict[str, int] = {}
+    maybe: dict[str, set[int]] = {}
+    pending: dict[str, int] = {}
+    for line in journal.splitlines() + ["start"]:
+        if line.startswith("start"):
+            for name, value in pending.items():  # cut short: old or new version
+                maybe.setdefault(name, set()).add(value)
+            pending = {n: int(v) for n, v in (item.split("=") for item in line.split()[1:])}
+        elif line == "done":
+            for name, value in pending.items():
+                done[name] = value
+                maybe.pop(name, None)
+            pending = {}
+    return done, maybe
+
+
+def test_writers_sigkilled_at_random_points_lose_nothing(backend: ZarrBackend, tmp_path: Path) -> None:
+    import os
+    import random
+    import signal
+    import time
+
+    backend.save_batch([np.full((64, 64), 1, np.uint16)] * 2, ["b.zarr/first0", "b.zarr/first1"], chunks=(1, 32, 32))
+    journal = tmp_path / "journal.txt"
+    zygote = subprocess.Popen(
+        [sys.executable, "-c", _ZYGOTE, str(tmp_path), str(journal)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert zygote.stdin is not None and zygote.stdout is not None
+    rng = random.Random(0)
+    trials = 24
+    try:
+        for trial in range(1, trials + 1):
+            zygote.stdin.write(f"{trial}\n")
+            zygote.stdin.flush()
+            pid = int(zygote.stdout.readline())
+            time.sleep(rng.uniform(0.02, 0.4))
+            os.kill(pid, signal.SIGKILL)
+            done, maybe = _replay(journal.read_text())
+            expected = {"first0": 1, "first1": 1, **done}
+            names = {n.rpartition("/")[2] for n in backend.list_files("b.zarr")}
+            assert set(expected) <= names <= set(expected) | set(maybe), (trial, names ^ set(expected))
+            ordered = sorted(names)
+            for name, got in zip(ordered, backend.load_batch([f"b.zarr/{n}" for n in ordered])):
+                allowed = ({expected[name]} if name in expected else set()) | maybe.get(name, set())
+                assert int(got.min()) == int(got.max()) and int(got.min()) in allowed, (trial, name, allowed)
+            stack = backend.load("b.zarr")  # every chunk of every row decodes
+            assert stack.shape[0] >= len(names)
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=60)
+    import zarr
+
+    assert zarr.open_array(str(tmp_path / "b.zarr"), mode="r")[:].shape[0] >= len(expected)
+    backend.cleanup("b.zarr")
+    assert not [p for p in (tmp_path / "b.zarr").rglob("*") if ".polystore-tmp-" in p.name]

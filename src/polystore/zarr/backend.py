@@ -619,11 +619,14 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                 groups.setdefault(("", f"single{i}"), []).append(i)
                 continue
             groups.setdefault((loc.fs.url(loc.store), parent_key), []).append(i)
+        chunks = kwargs.get("chunks")
         for (store_url, parent_key), members in groups.items():
             shapes = {(arrays[i].shape, arrays[i].dtype.str) for i in members}
             names = [locs[i].key.rpartition("/")[2] for i in members]
-            if store_url == "" or len(members) == 1 or len(shapes) != 1 or len(set(names)) != len(names):
-                single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+            single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+            if isinstance(chunks, (tuple, list)) and len(chunks) == arrays[members[0]].ndim + 1:
+                single_kwargs["chunks"] = tuple(chunks[1:])  # the stack's chunks, for one image
+            if store_url == "" or len(shapes) != 1 or len(set(names)) != len(names):
                 for i in members:
                     self.save(arrays[i], identifiers[i], **single_kwargs)
                 continue
@@ -635,9 +638,10 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                 if self._merge_into_batch(loc, names, [arrays[i] for i in members], kwargs):
                     continue
                 parent = self._node(loc)
-                if (parent is not None and parent.kind == "member") or self._replace_refusal(loc, parent):
-                    # the parent holds other things: keep them, save the images one by one
-                    single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+                if len(members) == 1 or (parent is not None and parent.kind == "member") or self._replace_refusal(
+                    loc, parent
+                ):
+                    # a lone image, or the parent holds other things: save the images one by one
                     for i in members:
                         self.save(arrays[i], identifiers[i], **single_kwargs)
                     continue
