@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polystore.atomic import exchange, file_lock
+from polystore.atomic import file_lock
 from polystore.exceptions import ImageSaveError, StorageError
 from polystore.zarr._dtypes import _dtype_from_meta
-from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK
+from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK, put_in_place
 from polystore.zarr._meta import _META, _dumps
 from polystore.zarr._nodes import _Loc, _Node
 from polystore.zarr._pins import _Pins
@@ -133,27 +133,6 @@ def _remove(path: str) -> None:
     elif os.path.lexists(path):
         with contextlib.suppress(OSError):
             os.remove(path)
-
-
-def put_in_place(new: str, target: str) -> str | None:
-    """Put the finished entry ``new`` (file or folder) at ``target``; return where the old one went.
-
-    Where the kernel can, ``new`` and ``target`` are exchanged in one step
-    (readers see the old or the new entry, never neither) and the old entry
-    is then at ``new``. Elsewhere the old entry is renamed to a hidden
-    sibling first. The caller deletes the returned path (None: nothing was
-    replaced).
-    """
-    if exchange(new, target):
-        return new
-    if not os.path.lexists(target):
-        os.rename(new, target)
-        return None
-    parent, name = os.path.split(target)
-    old = os.path.join(parent, f".{name}.polystore-old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, old)
-    os.rename(new, target)
-    return old
 
 
 class _BatchWriter(_ChunkWriter):

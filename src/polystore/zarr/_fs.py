@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
+import posixpath
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import zarr
 
 import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
+from polystore.atomic import exchange
 
 
 _TMP_MARK = ".polystore-tmp-"
@@ -64,10 +67,102 @@ def _pool(kind: str = "write") -> ThreadPoolExecutor:
     return pool
 
 
+def _contained(base: str, rel: str) -> str | None:
+    """``base/rel`` normalized, or None when ``rel`` climbs out of ``base`` (or is absolute)."""
+    rel = rel.replace("\\", "/")
+    if rel.startswith("/"):
+        return None
+    norm = posixpath.normpath(rel)
+    if norm == ".":
+        return base
+    if norm == ".." or norm.startswith("../"):
+        return None
+    return base.rstrip("/") + "/" + norm if base else norm
+
+
+def put_in_place(new: str, target: str) -> str | None:
+    """Put the finished local entry ``new`` (file or folder) at ``target``; return where the old one went.
+
+    Where the kernel can, ``new`` and ``target`` are exchanged in one step
+    (readers see the old or the new entry, never neither) and the old entry
+    is then at ``new``. Elsewhere the old entry is renamed to a hidden
+    sibling first. The caller deletes the returned path (None: nothing was
+    replaced).
+    """
+    if exchange(new, target):
+        return new
+    if not os.path.lexists(target):
+        os.rename(new, target)
+        return None
+    parent, name = os.path.split(target)
+    old = os.path.join(parent, f".{name}{_OLD_MARK}{uuid.uuid4().hex[:8]}")
+    os.rename(target, old)
+    os.rename(new, target)
+    return old
+
+
 class _FS:
-    """Minimal filesystem operations the backend needs, on absolute paths."""
+    """The store-access seam: every file operation the backend does, local or fsspec.
+
+    It owns what differs between local disks and object stores: containment
+    (:meth:`inside`), directories (:meth:`makedirs`, no-op on object stores)
+    and atomic publishing (:meth:`publish`: build aside and rename on disk;
+    delete-then-write on object stores, which cannot rename a tree).
+    """
 
     sep = "/"
+    #: True when a finished tree can be renamed into place (local disks).
+    renames = False
+
+    def inside(self, base: str, rel: str) -> str:
+        """``base/rel``, refusing a ``rel`` that resolves outside ``base``."""
+        from polystore.exceptions import StorageResolutionError
+
+        got = _contained(base, rel)
+        if got is None:
+            raise StorageResolutionError(
+                f"zarr: {rel!r} resolves outside {self.url(base)!r}; refusing to read or write there"
+            )
+        return got
+
+    def isfile(self, path: str) -> bool:
+        """True for a plain file (not a directory)."""
+        raise NotImplementedError
+
+    def makedirs(self, path: str) -> None:
+        """Make sure ``path`` can hold entries (object stores need nothing)."""
+
+    def any_file(self, paths: Sequence[str]) -> bool:
+        """True when one of ``paths`` is a file (one batched request on object stores)."""
+        return any(r is not None for r in self.read_many(paths))
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename a tree (only where :attr:`renames`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rename")
+
+    def cleanup(self, path: str) -> list[str]:
+        """Remove the hidden leftovers of killed writers under ``path``; return them.
+
+        Only local saves build aside (object stores leave nothing hidden).
+        """
+        return []
+
+    def publish(
+        self,
+        target: str,
+        build: Callable[[str], None],
+        guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(),
+    ) -> None:
+        """Write a whole tree at ``target`` with ``build(dest)`` as atomically as the store can.
+
+        Object stores: the old tree is deleted first, then ``build(target)``
+        (metadata last, so a killed writer leaves no metadata). Local disks
+        override this with build-aside-then-swap; ``guard`` (a lock) is held
+        around the swap only.
+        """
+        if self.isdir(target):
+            self.rmtree(target)
+        build(target)
 
     def url(self, path: str) -> str:
         """The user-facing form of ``path`` (for messages)."""
@@ -114,6 +209,49 @@ class _FS:
 
 
 class _LocalFS(_FS):
+    renames = True
+
+    def isfile(self, path: str) -> bool:
+        return os.path.lexists(path) and not os.path.isdir(path)
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path or ".", exist_ok=True)
+
+    def any_file(self, paths: Sequence[str]) -> bool:
+        return any(os.path.isfile(p) for p in paths)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst)
+
+    def cleanup(self, path: str) -> list[str]:
+        removed: list[str] = []
+        for dirpath, dirnames, _files in os.walk(path):
+            for d in list(dirnames):
+                if d.startswith(".") and (_TMP_MARK in d or _OLD_MARK in d):
+                    shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
+                    removed.append(os.path.join(dirpath, d))
+                    dirnames.remove(d)
+        return sorted(removed)
+
+    def publish(
+        self,
+        target: str,
+        build: Callable[[str], None],
+        guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(),
+    ) -> None:
+        """Build in a hidden sibling, then swap it with ``target`` (old tree kept until then)."""
+        parent = os.path.dirname(target)
+        tmp = os.path.join(parent, f".{os.path.basename(target)}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
+        try:
+            build(tmp)
+            with guard:
+                old = put_in_place(tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if os.path.lexists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+
     def read(self, path: str) -> bytes | None:
         try:
             with open(path, "rb") as f:
@@ -176,6 +314,10 @@ class _FsspecFS(_FS):
 
     def url(self, path: str) -> str:
         return f"{self.protocol}://{path}"
+
+    def isfile(self, path: str) -> bool:
+        self.fs.invalidate_cache(path)
+        return bool(self.fs.isfile(path))
 
     def read(self, path: str) -> bytes | None:
         return self.read_many([path])[0]

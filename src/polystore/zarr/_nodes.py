@@ -10,11 +10,16 @@ import numpy as np
 
 from polystore.zarr._fs import _FS
 from polystore.zarr._meta import _META
+from polystore.zarr._model import ArrayMeta, GroupMeta, Multiscale, parse_doc
 
 
 @dataclass
 class _Node:
-    """What is stored at a path inside a store."""
+    """What is stored at a path inside a store.
+
+    ``meta`` is the metadata document as read; ``parsed`` its validated,
+    typed form (:mod:`polystore.zarr._model`), made once when the node is.
+    """
 
     kind: str  # "array" | "group" | "member"
     path: str  # absolute fs path of the node (for members: the batch array's path)
@@ -22,31 +27,43 @@ class _Node:
     zarr_format: int = 3
     index: int = -1  # for members: position along axis 0
     member_of: _Node | None = None
+    parsed: ArrayMeta | GroupMeta | None = None
+
+    def __post_init__(self) -> None:
+        if self.parsed is None:
+            self.parsed = parse_doc(self.meta, self.zarr_format, self.path)
+
+    @classmethod
+    def of(cls, path: str, parsed: ArrayMeta | GroupMeta) -> _Node:
+        """The node of the validated metadata ``parsed`` found at ``path``."""
+        return cls(parsed.node_type, path, parsed.raw, parsed.zarr_format, parsed=parsed)
+
+    @property
+    def array(self) -> ArrayMeta | None:
+        """The typed array metadata (None for groups)."""
+        return self.parsed if isinstance(self.parsed, ArrayMeta) else None
+
+    @property
+    def multiscale(self) -> Multiscale | None:
+        """The validated OME multiscales of an image group (None otherwise)."""
+        return self.parsed.multiscale if isinstance(self.parsed, GroupMeta) else None
 
     @property
     def attrs(self) -> dict[str, Any]:
-        a = self.meta.get("attributes")
-        return a if isinstance(a, dict) else {}
+        assert self.parsed is not None
+        return self.parsed.attributes
 
     @property
     def ome(self) -> dict[str, Any] | None:
         """OME-NGFF attributes (0.5 under ``ome``, 0.4 at the top level)."""
-        attrs = self.attrs
-        ome = attrs.get("ome")
-        if isinstance(ome, dict) and ome.get("multiscales"):
-            return ome
-        if attrs.get("multiscales"):
-            return attrs
-        return None
+        ms = self.multiscale
+        return ms.ome if ms is not None else None
 
     @property
     def names(self) -> list[str | None] | None:
         """Member names of a batch (None entries were deleted)."""
-        info = self.attrs.get("polystore")
-        if isinstance(info, dict) and isinstance(info.get("names"), list):
-            names: list[str | None] = info["names"]
-            return names
-        return None
+        assert self.parsed is not None
+        return self.parsed.names
 
     @property
     def is_image(self) -> bool:

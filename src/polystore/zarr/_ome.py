@@ -113,13 +113,26 @@ def _downsampled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape[:-2] + (ny, nx)
 
 
+def _max_pyramid_levels(shape: Sequence[int]) -> int:
+    """How many extra 2x2-halved levels an image of ``shape`` has room for (y and x >= 1)."""
+    ny, nx = int(shape[-2]), int(shape[-1])
+    levels = 0
+    while ny >= 2 and nx >= 2:
+        ny, nx, levels = ny // 2, nx // 2, levels + 1
+    return levels
+
+
 def _downsample_yx(data: np.ndarray, axes: str) -> np.ndarray:
-    """2x2 mean over y and x (odd edges dropped), keeping the dtype."""
+    """2x2 mean over y and x (odd edges dropped), keeping the dtype.
+
+    The sum is taken in float64 (complex128 for complex images), so 32- and
+    64-bit integers and float64 keep their precision; integers are rounded.
+    """
     ny, nx = data.shape[-2] // 2 * 2, data.shape[-1] // 2 * 2
     if ny == 0 or nx == 0:
         return data
     d = data[..., :ny, :nx]
-    acc = d[..., 0::2, 0::2].astype(np.float32)
+    acc = d[..., 0::2, 0::2].astype(np.complex128 if data.dtype.kind == "c" else np.float64)
     acc += d[..., 1::2, 0::2]
     acc += d[..., 0::2, 1::2]
     acc += d[..., 1::2, 1::2]

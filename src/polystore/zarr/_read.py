@@ -12,8 +12,8 @@ import numpy as np
 
 import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
 from polystore.exceptions import ImageLoadError
-from polystore.zarr._codec import _Codec, blosc_frame_problem
-from polystore.zarr._dtypes import _dtype_from_meta
+from polystore.zarr._codec import blosc_frame_problem
+from polystore.zarr._model import ArrayMeta
 from polystore.zarr._fs import _FS, _LocalFS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, _pool
 
 
@@ -24,37 +24,26 @@ class _ArrayReader:
     default chunk key encoding; others are read through zarr-python.
     """
 
-    def __init__(self, fs: _FS, path: str, meta: dict[str, Any], codec: _Codec, where: str) -> None:
+    def __init__(self, fs: _FS, path: str, meta: ArrayMeta, where: str) -> None:
+        assert meta.dtype is not None and meta.codec is not None and meta.fill is not None
         self.fs = fs
         self.path = path
         self.meta = meta
         self.where = where
-        self.shape = tuple(int(s) for s in meta["shape"])
-        dtype = _dtype_from_meta(meta)
-        assert dtype is not None
-        self.dtype = dtype
-        self.ndim = len(self.shape)
-        self.chunks = tuple(int(c) for c in meta["chunk_grid"]["configuration"]["chunk_shape"])
-        enc = meta.get("chunk_key_encoding") or {}
-        conf = enc.get("configuration") or {}
-        self.sep = conf.get("separator", "/")
-        self.v2_keys = enc.get("name") == "v2"
-        self.codec = codec
-        self.numcodec = codec.numcodec()
-        info = (meta.get("attributes") or {}).get("polystore")
-        #: polystore writes every chunk, so a missing one means damage, not fill value.
-        self.dense = bool(isinstance(info, dict) and info.get("dense"))
-        fill = meta.get("fill_value", 0)
-        try:
-            self.fill = np.array(complex(*fill) if isinstance(fill, list) else fill, dtype=self.dtype)
-        except (TypeError, ValueError):
-            self.fill = np.zeros((), dtype=self.dtype)
-        self.chunk_nbytes = int(np.prod(self.chunks, dtype=np.int64)) * self.dtype.itemsize
+        self.shape = meta.shape
+        self.dtype: np.dtype[Any] = meta.dtype
+        self.ndim = meta.ndim
+        self.chunks = meta.chunks
+        self.sep = meta.separator
+        self.v2_keys = meta.v2_keys
+        self.codec = meta.codec
+        self.numcodec = meta.codec.numcodec()
+        #: Missing chunks read as this (zarr spec); only a chunk that does not decode is damage.
+        self.fill = meta.fill
+        self.chunk_nbytes = meta.chunk_nbytes
 
     def chunk_key(self, idx: Sequence[int]) -> str:
-        if self.v2_keys:
-            return self.sep.join(str(i) for i in idx) if idx else "0"
-        return "c" + "".join(self.sep + str(i) for i in idx)
+        return self.meta.chunk_key(idx)
 
     def _decode(self, raw: bytes, key: str, dest: np.ndarray | None) -> np.ndarray:
         try:
@@ -98,13 +87,9 @@ class _ArrayReader:
             c0 = [i * c for i, c in zip(idx, self.chunks)]
             o0 = [max(a, s) for a, s in zip(c0, starts)]
             o1 = [min(a + c, e) for a, c, e in zip(c0, self.chunks, stops)]
-            dest = out[tuple(slice(a - s, b - s) for a, b, s in zip(o0, o1, starts))]
+            # (..., ) keeps a 0-d destination a view (out[()] would be a copied scalar)
+            dest = out[tuple(slice(a - s, b - s) for a, b, s in zip(o0, o1, starts)) + (Ellipsis,)]
             if raw is None:
-                if self.dense:
-                    raise ImageLoadError(
-                        f"zarr: chunk {key!r} of array {self.where} is missing "
-                        "(polystore writes every chunk, so the store is damaged)"
-                    )
                 dest[...] = self.fill
                 return
             full = all(b - a == c for a, b, c in zip(o0, o1, self.chunks))
@@ -112,7 +97,7 @@ class _ArrayReader:
                 self._decode(raw, key, dest)
                 return
             chunk = self._decode(raw, key, None)
-            dest[...] = chunk[tuple(slice(a - c, b - c) for a, b, c in zip(o0, o1, c0))]
+            dest[...] = chunk[tuple(slice(a - c, b - c) for a, b, c in zip(o0, o1, c0)) + (Ellipsis,)]
 
         base = self.path
         if isinstance(self.fs, _LocalFS):
@@ -165,7 +150,7 @@ class _ArrayReader:
         c0 = [i * c for i, c in zip(idx, self.chunks)]
         if any(a < s or a + c > e for a, c, s, e in zip(c0, self.chunks, starts, stops)):
             return False
-        dest = out[tuple(slice(a - s, a - s + c) for a, c, s in zip(c0, self.chunks, starts))]
+        dest = out[tuple(slice(a - s, a - s + c) for a, c, s in zip(c0, self.chunks, starts)) + (Ellipsis,)]
         path = self.path + "/" + self.chunk_key(idx)
         try:
             if dest.flags.c_contiguous:

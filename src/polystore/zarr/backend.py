@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import posixpath
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,21 +26,23 @@ from polystore.exceptions import (
     UnsupportedFormatError,
 )
 from polystore.zarr._chunks import resolve_chunks
-from polystore.zarr._codec import _Codec, _codec_for, _codec_from_metadata
-from polystore.zarr._dtypes import _check_dtype, _dtype_from_meta
-from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS, _OLD_MARK, _TMP_MARK
+from polystore.zarr._codec import _codec_for
+from polystore.zarr._dtypes import _check_dtype
+from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS, _contained
 from polystore.zarr._meta import _META, _V2_META, _dumps, _write_group
+from polystore.zarr._model import ArrayMeta, GroupMeta, parse_node
 from polystore.zarr._nodes import _Image, _Loc, _Node, _is_hidden
 from polystore.zarr._ome import (
     _check_channels,
     _drop_lead_axis,
     _is_dask,
     _jsonable,
+    _max_pyramid_levels,
     _ome_display,
     _validate_axes,
 )
 from polystore.zarr._read import _ArrayReader
-from polystore.zarr._batch import _BatchWriter, pin_members, put_in_place
+from polystore.zarr._batch import _BatchWriter, pin_members
 from polystore.zarr._pins import _Pins, read_stable
 
 
@@ -109,21 +111,24 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                 if fs is None:
                     fs = _FsspecFS(protocol, self.storage_options)
                     self._remote[protocol] = fs
+            rest = posixpath.normpath(rest) if rest else rest
+            if rest == ".." or rest.startswith("../"):
+                raise StorageResolutionError(f"zarr: {url!r} climbs above its bucket")
             return fs, rest.rstrip("/")
         return self._local, os.path.abspath(url)
 
     def _absolute(self, path: PathLike) -> str:
+        """``path`` under ``root`` (when set); a path resolving outside ``root`` is refused."""
         p = os.fspath(path)
-        if self.root is None:
-            return p
-        if "://" in p:
-            return p
-        if self.root and (p == self.root or p.startswith(self.root + "/")):
-            return p
-        rel = p.replace("\\", "/").strip("/")
-        if rel in ("", "."):
-            return self.root
-        return self.root + "/" + rel
+        if self.root is None or "://" in p and not p.startswith(self.root + "/"):
+            return p  # no root, or an explicit URL elsewhere
+        rel = p[len(self.root) :] if p == self.root or p.startswith(self.root + "/") else p
+        got = _contained(self.root, rel.replace("\\", "/").strip("/"))
+        if got is None:
+            raise StorageResolutionError(
+                f"zarr: {p!r} resolves outside the backend root {self.root!r}; refusing to use it"
+            )
+        return got
 
     def _locate(self, path: PathLike) -> _Loc:
         display = os.fspath(path)
@@ -144,9 +149,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
 
     @staticmethod
     def _has_zarr_meta(fs: _FS, path: str) -> bool:
-        if isinstance(fs, _LocalFS):
-            return any(os.path.isfile(os.path.join(path, m)) for m in (_META, *_V2_META))
-        return any(r is not None for r in fs.read_many([fs.join(path, m) for m in (_META, *_V2_META)]))
+        return fs.any_file([fs.join(path, m) for m in (_META, *_V2_META)])
 
     def _where(self, loc: _Loc, key: str | None = None) -> str:
         key = loc.key if key is None else key
@@ -154,60 +157,47 @@ class ZarrBackend(StorageBackend, _BatchWriter):
 
     # ------------------------------------------------------------------ metadata
 
-    def _read_meta(self, fs: _FS, path: str) -> tuple[dict[str, Any], int] | None:
-        raws = fs.read_many([fs.join(path, _META), fs.join(path, ".zarray"), fs.join(path, ".zgroup")])
-        raw3, rawa, rawg = raws
-        try:
-            if raw3 is not None:
-                meta = json.loads(raw3)
-                if meta.get("zarr_format") == 3:
-                    return meta, 3
-                return None
-            if rawa is not None or rawg is not None:
-                meta = json.loads(rawa if rawa is not None else rawg)  # type: ignore[arg-type]
-                meta["node_type"] = "array" if rawa is not None else "group"
-                zattrs = fs.read(fs.join(path, ".zattrs"))
-                meta["attributes"] = json.loads(zattrs) if zattrs else {}
-                return meta, 2
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ImageLoadError(f"zarr: unreadable metadata at {fs.url(path)!r}: {exc}") from exc
-        return None
+    def _read_meta(self, fs: _FS, path: str) -> ArrayMeta | GroupMeta | None:
+        """The validated metadata of the node at ``path`` (None: no zarr node there)."""
+        raw3, rawa, rawg = fs.read_many([fs.join(path, _META), fs.join(path, ".zarray"), fs.join(path, ".zgroup")])
+        zattrs = fs.read(fs.join(path, ".zattrs")) if raw3 is None and (rawa or rawg) else None
+        return parse_node(raw3, rawa, rawg, zattrs, fs.url(path))
 
     def _node(self, loc: _Loc) -> _Node | None:
         """What lives at ``loc`` (array, group, or a member of a batch), or None."""
         got = self._read_meta(loc.fs, loc.full)
         if got is not None:
-            meta, fmt = got
-            kind = "array" if meta.get("node_type") == "array" else "group"
-            return _Node(kind, loc.full, meta, fmt)
+            return _Node.of(loc.full, got)
         if loc.key:
             parent_key, _, name = loc.key.rpartition("/")
             parent_path = loc.fs.join(loc.store, parent_key) if parent_key else loc.store
-            got = self._read_meta(loc.fs, parent_path)
-            if got is not None:
-                parent = _Node("array" if got[0].get("node_type") == "array" else "group", parent_path, got[0], got[1])
+            pgot = self._read_meta(loc.fs, parent_path)
+            if pgot is not None:
+                parent = _Node.of(parent_path, pgot)
                 names = parent.names
                 if names is not None and name in names:
-                    return _Node("member", parent_path, parent.meta, parent.zarr_format, names.index(name), parent)
+                    return _Node(
+                        "member", parent_path, parent.meta, parent.zarr_format, names.index(name), parent,
+                        parent.parsed,
+                    )
         return None
 
     def _image_array(self, node: _Node, level: int, loc: _Loc) -> _Node:
-        """The array of pyramid ``level`` of an OME image group."""
-        ome = node.ome
-        assert ome is not None
-        datasets = ome["multiscales"][0].get("datasets") or []
-        if not 0 <= level < len(datasets):
+        """The array of pyramid ``level`` of an OME image group (always inside its store)."""
+        ms = node.multiscale
+        assert ms is not None
+        if not 0 <= level < len(ms.datasets):
             raise StorageResolutionError(
-                f"zarr: image {self._where(loc)} has {len(datasets)} levels; level {level} does not exist"
+                f"zarr: image {self._where(loc)} has {len(ms.datasets)} levels; level {level} does not exist"
             )
-        apath = loc.fs.join(node.path, str(datasets[level]["path"]))
+        rel = ms.datasets[level].path
+        apath = loc.fs.inside(node.path, rel)
         got = self._read_meta(loc.fs, apath)
-        if got is None or got[0].get("node_type") != "array":
+        if not isinstance(got, ArrayMeta):
             raise ImageLoadError(
-                f"zarr: image {self._where(loc)} lists level {datasets[level]['path']!r} "
-                "but that array is missing"
+                f"zarr: image {self._where(loc)} lists level {rel!r} but that array is missing"
             )
-        return _Node("array", apath, got[0], got[1])
+        return _Node.of(apath, got)
 
     # ------------------------------------------------------------------ save
 
@@ -266,6 +256,11 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         levels = int(kwargs.get("pyramid_levels") or 0)
         if levels and axes is None:
             raise ValueError("pyramid_levels needs axes= (OME-Zarr multiscales)")
+        if levels and levels > _max_pyramid_levels(arr.shape):
+            raise ValueError(
+                f"pyramid_levels={levels} is deeper than an image of shape {tuple(arr.shape)} allows "
+                f"(y and x can be halved {_max_pyramid_levels(arr.shape)} times)"
+            )
         if axes is not None:
             _check_channels(arr.shape, axes, kwargs.get("channel_names"), kwargs.get("channel_colors"))
         attrs = dict(kwargs.get("attrs") or {})
@@ -328,24 +323,9 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                 else:
                     self._write_ome(fs, dest, image, codec, name)
 
-            if isinstance(fs, _LocalFS):
-                parent = os.path.dirname(target)
-                tmp = os.path.join(parent, f".{os.path.basename(target)}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
-                try:
-                    build(tmp)
-                    # a batch being replaced whole: no append or replace may run meanwhile
-                    batch = existing is not None and existing.names is not None
-                    with self._batch_lock(loc) if batch else contextlib.nullcontext():
-                        old = put_in_place(tmp, target)
-                    if old is not None:
-                        shutil.rmtree(old, ignore_errors=True)
-                finally:
-                    if os.path.lexists(tmp):
-                        shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                if fs.isdir(target):
-                    fs.rmtree(target)
-                build(target)
+            # a batch being replaced whole: no append or replace may run during the swap
+            batch = existing is not None and existing.names is not None
+            fs.publish(target, build, self._batch_lock(loc) if batch else contextlib.nullcontext())
         except (StorageError, TypeError, ValueError):
             raise
         except Exception as exc:
@@ -359,11 +339,12 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if loc.key:
             got = self._read_meta(loc.fs, loc.store)
             if got is not None:
-                if fmt is not None and fmt != got[1]:
+                if fmt is not None and fmt != got.zarr_format:
                     raise ImageSaveError(
-                        f"zarr: store {loc.fs.url(loc.store)!r} is zarr v{got[1]}; cannot add a v{fmt} node"
+                        f"zarr: store {loc.fs.url(loc.store)!r} is zarr v{got.zarr_format}; "
+                        f"cannot add a v{fmt} node"
                     )
-                return got[1]
+                return got.zarr_format
         return fmt or self.config.zarr_format
 
     def _replace_refusal(self, loc: _Loc, existing: _Node | None) -> str | None:
@@ -381,6 +362,11 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                         "(delete it first with delete(path, recursive=True))"
                     )
             return None
+        if loc.fs.isfile(loc.full):
+            return (
+                f"zarr: {loc.fs.url(loc.full)!r} is a file, not a zarr array or group; refusing to "
+                "replace it (delete it first or save under another name)"
+            )
         entries = loc.fs.listdir(loc.full)
         if not entries:
             return None
@@ -401,24 +387,22 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         paths = [store] + [fs.join(store, "/".join(parts[: i + 1])) for i in range(len(parts))]
         if not parts and not key and parents_only:
             # saving at the store root: only the store's parent directory must exist
-            if isinstance(fs, _LocalFS):
-                os.makedirs(os.path.dirname(store) or ".", exist_ok=True)
+            fs.makedirs(os.path.dirname(store))
             return
         fmt = zarr_format or self.config.zarr_format
         for p in paths:
             got = self._read_meta(fs, p)
             if got is None:
-                if isinstance(fs, _LocalFS):
-                    os.makedirs(p, exist_ok=True)
+                fs.makedirs(p)
                 _write_group(fs, p, {}, fmt)
             elif p == store:
-                fmt = got[1]  # new groups follow the store's format
-                if got[0].get("node_type") == "array":
+                fmt = got.zarr_format  # new groups follow the store's format
+                if isinstance(got, ArrayMeta):
                     raise ImageSaveError(
                         f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
                         f"{fs.url(p)!r} is an array, not a group"
                     )
-            elif got[0].get("node_type") == "array":
+            elif isinstance(got, ArrayMeta):
                 raise ImageSaveError(
                     f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
                     f"{fs.url(p)!r} is an array, not a group"
@@ -484,50 +468,12 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         raise PathNotFoundError(f"{loc.key or '/'} (in store {fs.url(loc.store)})", "zarr")
 
     def _reader(self, loc: _Loc, node: _Node) -> _ArrayReader | None:
-        if node.zarr_format == 2:
-            return self._reader_v2(loc, node)
-        codec = _codec_from_metadata(node.meta)
-        dtype = _dtype_from_meta(node.meta)
-        grid = node.meta.get("chunk_grid") or {}
-        if codec is None or dtype is None or grid.get("name") != "regular":
+        """polystore's own reader for the array, or None when zarr-python must decode it."""
+        meta = node.array
+        if meta is None or meta.codec is None:
             return None
         rel = node.path[len(loc.store) :].strip("/")
-        return _ArrayReader(loc.fs, node.path, node.meta, codec, self._where(loc, rel))
-
-    def _reader_v2(self, loc: _Loc, node: _Node) -> _ArrayReader | None:
-        """Our reader for v2 arrays that are C-ordered, filter-free, blosc or raw."""
-        meta = node.meta
-        comp = meta.get("compressor")
-        if meta.get("filters") or meta.get("order", "C") != "C" or "dtype" not in meta:
-            return None
-        try:
-            dtype = np.dtype(meta["dtype"])
-        except TypeError:
-            return None
-        if dtype.kind not in "biufc" or dtype.byteorder == ">" or dtype.fields is not None:
-            return None
-        if comp is None:
-            codec = _Codec(None)
-        elif isinstance(comp, dict) and comp.get("id") == "blosc":
-            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "shuffle"}.get(comp.get("shuffle", 1))
-            if shuffle is None or comp.get("shuffle", 1) == -1:
-                return None
-            codec = _Codec(str(comp.get("cname", "lz4")), int(comp.get("clevel", 5)), shuffle)
-        else:
-            return None
-        as_v3 = {
-            "shape": meta["shape"],
-            "data_type": dtype.name,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": meta["chunks"]}},
-            "chunk_key_encoding": {
-                "name": "v2",
-                "configuration": {"separator": meta.get("dimension_separator") or "."},
-            },
-            "fill_value": meta.get("fill_value") if meta.get("fill_value") is not None else 0,
-            "attributes": meta.get("attributes") or {},
-        }
-        rel = node.path[len(loc.store) :].strip("/")
-        return _ArrayReader(loc.fs, node.path, as_v3, codec, self._where(loc, rel))
+        return _ArrayReader(loc.fs, node.path, meta, self._where(loc, rel))
 
     def _zarr_array(self, loc: _Loc, node: _Node) -> Any:
         rel = node.path[len(loc.store) :].strip("/")
@@ -574,10 +520,13 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             arr = self._zarr_array(loc, node)
             return arr if index is None else arr[index]
         da: Any = _dask_array
+        meta = node.array
+        assert meta is not None
+        chunks = meta.lazy_chunks
         if reader is not None:
             out = da.from_array(
                 reader,
-                chunks=reader.chunks,
+                chunks=chunks,
                 asarray=False,
                 fancy=False,
                 lock=False,
@@ -585,7 +534,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                 name=f"polystore-zarr-{uuid.uuid4().hex}",
             )
         else:
-            out = da.from_zarr(self._zarr_array(loc, node))
+            out = da.from_zarr(self._zarr_array(loc, node), chunks=chunks)
         return out if index is None else out[index]
 
     # ------------------------------------------------------------------ batches
@@ -709,31 +658,26 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         inside_store = node is not None or self._has_zarr_meta(fs, loc.store)
         paths = [fs.join(loc.full, e) for e in entries]
         out: list[tuple[str, bool, bool]] = []
-        if not inside_store or isinstance(fs, _LocalFS):
-            for name, p in zip(entries, paths):
-                got = self._read_meta(fs, p)
-                out.append(self._classify(name, got, fs, p, inside_store))
-            return out
         metas = fs.read_many([fs.join(p, _META) for p in paths])
         for name, p, raw in zip(entries, paths, metas):
-            got = None
-            if raw is not None:
-                got = (json.loads(raw), 3)
-            elif self._has_zarr_meta(fs, p):
-                got = self._read_meta(fs, p)
+            try:
+                got = parse_node(raw, None, None, None, fs.url(p)) if raw is not None else self._read_meta(fs, p)
+            except ImageLoadError:
+                out.append((name, True, False))  # listed; loading it reports what is wrong
+                continue
             out.append(self._classify(name, got, fs, p, inside_store))
         return out
 
     @staticmethod
     def _classify(
-        name: str, got: tuple[dict[str, Any], int] | None, fs: _FS, path: str, inside_store: bool
+        name: str, got: ArrayMeta | GroupMeta | None, fs: _FS, path: str, inside_store: bool
     ) -> tuple[str, bool, bool]:
         if got is None:
             if inside_store:
                 return (name, False, False)  # chunk dirs, interrupted writes: not nodes
             # outside stores only folders count (they may hold stores); other files are not zarr
-            return (name, False, os.path.isdir(path) if isinstance(fs, _LocalFS) else fs.isdir(path))
-        n = _Node("array" if got[0].get("node_type") == "array" else "group", path, got[0], got[1])
+            return (name, False, fs.isdir(path))
+        n = _Node.of(path, got)
         if n.names is not None:
             return (name, False, True)
         return (name, n.is_file, not n.is_file)
@@ -804,8 +748,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
     def ensure_directory(self, directory: PathLike) -> str:
         """Create the store and the groups on the way to ``directory``."""
         loc = self._locate(directory)
-        if isinstance(loc.fs, _LocalFS):
-            os.makedirs(os.path.dirname(loc.store) or ".", exist_ok=True)
+        loc.fs.makedirs(os.path.dirname(loc.store))
         self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=False)
         return os.fspath(directory)
 
@@ -850,8 +793,8 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             raise ImageSaveError(f"zarr: copy destination {self._where(dst)} already exists")
         if dst.key:
             self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
-        elif isinstance(dst.fs, _LocalFS):
-            os.makedirs(os.path.dirname(dst.store) or ".", exist_ok=True)
+        else:
+            dst.fs.makedirs(os.path.dirname(dst.store))
         dst.fs.copytree(src.full, dst.full)
 
     def move(self, source: PathLike, destination: PathLike) -> None:
@@ -861,14 +804,14 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None:
             raise PathNotFoundError(src.display, "zarr")
         dst = self._locate(destination)
-        if node.kind != "member" and isinstance(src.fs, _LocalFS) and dst.fs is src.fs:
-            if self._node(dst) is not None or os.path.exists(dst.full):
+        if node.kind != "member" and src.fs.renames and dst.fs is src.fs:
+            if self._node(dst) is not None or dst.fs.isdir(dst.full) or dst.fs.isfile(dst.full):
                 raise ImageSaveError(f"zarr: move destination {self._where(dst)} already exists")
             if dst.key:
                 self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
             else:
-                os.makedirs(os.path.dirname(dst.store) or ".", exist_ok=True)
-            os.rename(src.full, dst.full)
+                dst.fs.makedirs(os.path.dirname(dst.store))
+            dst.fs.rename(src.full, dst.full)
             return
         self.copy(source, destination)
         self.delete(source, recursive=True)
@@ -884,16 +827,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         deletes them. Do not run it while another process is saving there.
         """
         loc = self._locate(directory)
-        removed: list[str] = []
-        if not isinstance(loc.fs, _LocalFS):
-            return removed
-        for dirpath, dirnames, _files in os.walk(loc.full):
-            for d in list(dirnames):
-                if d.startswith(".") and (_TMP_MARK in d or _OLD_MARK in d):
-                    shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
-                    removed.append(os.path.join(dirpath, d))
-                    dirnames.remove(d)
-        return sorted(removed)
+        return loc.fs.cleanup(loc.full)
 
     def load_metadata(self, file_path: PathLike) -> dict[str, Any] | None:
         """The ``metadata=`` dict saved with the array/image (or its batch), or None."""
@@ -929,25 +863,23 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             raise PathNotFoundError(loc.display, "zarr")
         out: dict[str, Any] = {"kind": "image" if node.is_image else node.kind, "zarr_format": node.zarr_format}
         arr_node = node.member_of if node.kind == "member" and node.member_of else node
-        if arr_node.kind == "group" and arr_node.ome is not None:
-            ome = arr_node.ome
-            out["axes"] = "".join(a["name"] for a in ome["multiscales"][0]["axes"])
-            out["levels"] = len(ome["multiscales"][0]["datasets"])
-            display = _ome_display(ome)
+        ms = arr_node.multiscale
+        if arr_node.kind == "group" and ms is not None:
+            out["axes"] = "".join(ms.axes)
+            out["levels"] = len(ms.datasets)
+            display = _ome_display(ms.ome)
             if node.kind == "member":
                 display = _drop_lead_axis(display)
                 out["axes"] = "".join(display["axis_names"])
             out.update(display)
             arr_node = self._image_array(arr_node, 0, loc)
-        if arr_node.kind == "array":
-            meta = arr_node.meta
-            shape = tuple(meta.get("shape", ()))
-            out["shape"] = shape[1:] if node.kind == "member" else shape
-            out["dtype"] = str(_dtype_from_meta(meta) or meta.get("dtype"))
-            if "chunk_grid" in meta:
-                out["chunks"] = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-            elif "chunks" in meta:
-                out["chunks"] = tuple(meta["chunks"])
+        meta = arr_node.array
+        if meta is not None:
+            out["shape"] = meta.shape[1:] if node.kind == "member" else meta.shape
+            out["dtype"] = str(meta.dtype) if meta.dtype is not None else str(
+                meta.raw.get("data_type", meta.raw.get("dtype"))
+            )
+            out["chunks"] = meta.chunks
         return out
 
 
