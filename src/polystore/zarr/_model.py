@@ -30,7 +30,7 @@ MAX_NDIM = 32
 MAX_ARRAY_BYTES = 2**62
 #: One chunk is decoded into one buffer: larger chunks are refused (Blosc's limit is 2 GiB).
 MAX_CHUNK_BYTES = 2**31 - 1
-#: A lazy (dask) view has at most this many blocks along one axis.
+#: A lazy (dask) view has at most this many blocks.
 MAX_LAZY_BLOCKS = 2**20
 #: The chunk key separators the zarr specs define.
 SEPARATORS = ("/", ".")
@@ -104,12 +104,19 @@ class ArrayMeta:
 
     @property
     def lazy_chunks(self) -> tuple[int, ...]:
-        """Block shape of a lazy (dask) view: the chunks, merged along axes with very many.
+        """Block shape of a lazy (dask) view: the chunks, merged while there are too many.
 
-        dask keeps a tuple entry per block per axis; past ``MAX_LAZY_BLOCKS``
-        blocks on an axis, blocks span several chunks so that tuple stays small.
+        dask keeps (and on compute, enumerates) every block; past
+        ``MAX_LAZY_BLOCKS`` blocks, the axis with the most blocks gets blocks
+        twice as long (several chunks each) until the count fits.
         """
-        return tuple(c * max(1, -(-g // MAX_LAZY_BLOCKS)) for c, g in zip(self.chunks, self.grid))
+        blocks = list(self.chunks)
+        counts = [-(-s // c) for s, c in zip(self.shape, blocks)]
+        while math.prod(counts) > MAX_LAZY_BLOCKS:
+            axis = counts.index(max(counts))
+            blocks[axis] *= 2
+            counts[axis] = -(-self.shape[axis] // blocks[axis])
+        return tuple(blocks)
 
     def chunk_key(self, idx: Sequence[int]) -> str:
         """The key of chunk ``idx`` relative to the array (always inside it)."""
