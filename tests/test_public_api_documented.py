@@ -13,6 +13,7 @@ CORE_MODULES = [
     "polystore.memory", "polystore.filemanager", "polystore.atomic", "polystore.exceptions",
     "polystore.config", "polystore.frameworks", "polystore.formats", "polystore.constants",
     "polystore.registry", "polystore.utils", "polystore.format_registry", "polystore.disk_paths",
+    "polystore.shared_store",
 ]
 
 

@@ -34,6 +34,7 @@ from polystore.exceptions import (
     StorageError,
 )
 from polystore.frameworks import from_numpy
+from polystore.shared_store import DEFAULT_MANAGER_TIMEOUT, ManagedStore, is_manager_proxy
 
 __all__ = ["MemoryBackend", "MemoryStorageBackend", "MemorySymlink", "normalize_memory_path"]
 
@@ -84,6 +85,11 @@ class MemoryBackend(StorageBackend):
     vfs_config:
         With ``memory_limit_gb`` set, arrays beyond the limit spill to zarr
         (see ``docs/zarr-layout.md``); needs the ``zarr`` extra.
+    manager_timeout:
+        With a ``multiprocessing`` manager's dict as ``shared_dict``: seconds
+        one access may wait for the manager process before
+        :class:`StorageError` (None: forever). A dead manager raises
+        :class:`StorageError` naming it at once.
     """
 
     _backend_type = "memory"
@@ -93,7 +99,10 @@ class MemoryBackend(StorageBackend):
         self,
         shared_dict: MutableMapping[str, Any] | None = None,
         vfs_config: VFSConfig | None = None,
+        manager_timeout: float | None = DEFAULT_MANAGER_TIMEOUT,
     ) -> None:
+        if is_manager_proxy(shared_dict):
+            shared_dict = ManagedStore(shared_dict, manager_timeout)
         self._store: MutableMapping[str, Any] = {} if shared_dict is None else shared_dict
         self.vfs_config = vfs_config
         if vfs_config is not None and vfs_config.memory_limit_gb is not None:
