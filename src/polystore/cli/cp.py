@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,15 +28,16 @@ from typing import IO, Any
 
 import click
 
+from polystore._listing import COPY_JOURNAL_NAME
+from polystore.atomic import atomic_write
 from polystore.cli._common import ARRAY_EXTENSIONS, describe, guess_backend, is_url, is_zarr_dir
 
 __all__ = ["cp", "copy_tree", "digest", "ome_axes", "JOURNAL_NAME", "CopyResult"]
 
-#: Journal of finished items, at the root of the destination.
-JOURNAL_NAME = ".polystore-cp.jsonl"
+#: Journal of finished items, at the root of the destination (hidden from listings).
+JOURNAL_NAME = COPY_JOURNAL_NAME
 _PARTIAL = ".cp-partial"
 _OME_DEFAULT = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
-_DISK_TEMP = re.compile(r"^\..+\.\d+-\d+\.tmp$")
 
 
 @dataclass
@@ -126,6 +126,21 @@ class Journal:
                 if isinstance(record, dict) and "target" in record:
                     self.records[str(record["target"])] = record
         self._handle: IO[str] | None = None
+
+    def keep_only(self, sources: set[str]) -> int:
+        """Drop the records whose source is not in ``sources`` (deleted since); return how many.
+
+        The journal file is rewritten atomically without them.
+        """
+        stale = [t for t, r in self.records.items() if r.get("source") not in sources]
+        if not stale:
+            return 0
+        for target in stale:
+            del self.records[target]
+        self.close()
+        with atomic_write(self.path, lock=False) as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in self.records.values())
+        return len(stale)
 
     def add(self, record: dict[str, Any]) -> None:
         """Record a finished item (flushed to the OS at once)."""
@@ -252,13 +267,7 @@ def _cleanup_leftovers(fm: Any, root: str, to: str) -> None:
     if to == "zarr":
         fm.get_backend("zarr").cleanup(root)
         return
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            if _DISK_TEMP.match(name):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except OSError:
-                    pass
+    fm.get_backend("disk").cleanup(root)
 
 
 def _load_array(fm: Any, path: str, backend: str) -> Any:
@@ -340,6 +349,7 @@ def copy_tree(
         root.mkdir(parents=True, exist_ok=True)
     _cleanup_leftovers(fm, str(root), to)
     journal = Journal(root / JOURNAL_NAME)
+    journal.keep_only({item.rel for item in items})
     copied = skipped = 0
     try:
         bar = tqdm(items, desc=f"cp -> {final.name}", unit="file", disable=None if progress is None else not progress,
