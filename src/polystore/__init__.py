@@ -12,14 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 from polystore._version import __version__
 from polystore.atomic import atomic_update_json, atomic_write, atomic_write_json, file_lock
-from polystore.backend_registry import BackendRegistry
-from polystore.base import DataSink, DataSource, StorageBackend
-from polystore.disk import DiskBackend
+from polystore.backend_registry import BackendRegistry, create_storage_registry
+from polystore.base import (
+    BackendBase,
+    DataSink,
+    DataSource,
+    ReadOnlyBackend,
+    StorageBackend,
+    VirtualBackend,
+)
+from polystore.config import Backend
+from polystore.constants import TransportMode
+from polystore.disk import DiskBackend, DiskStorageBackend
 from polystore.exceptions import (
     BackendNotFoundError,
+    DirectoryNotEmptyError,
     ImageLoadError,
     ImageSaveError,
     MissingDependencyError,
+    PathExistsError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
     PathNotFoundError,
     StorageError,
     StorageResolutionError,
@@ -27,7 +40,16 @@ from polystore.exceptions import (
     UnsupportedOperationError,
 )
 from polystore.filemanager import FileManager
-from polystore.memory import MemoryBackend
+from polystore.formats import DEFAULT_IMAGE_EXTENSIONS, FileFormat
+from polystore.memory import MemoryBackend, MemoryStorageBackend
+from polystore.shared_registry import (
+    cleanup_all_backends,
+    ensure_storage_registry,
+    get_backend,
+    get_backend_instance,
+    reset_memory_backend,
+    storage_registry,
+)
 
 if TYPE_CHECKING:
     from polystore.streaming import StreamingBackend
@@ -37,11 +59,27 @@ __all__ = [
     "__version__",
     "FileManager",
     "BackendRegistry",
+    "create_storage_registry",
     "StorageBackend",
+    "ReadOnlyBackend",
+    "VirtualBackend",
     "DataSink",
     "DataSource",
     "DiskBackend",
     "MemoryBackend",
+    "DiskStorageBackend",
+    "MemoryStorageBackend",
+    "BackendBase",
+    "Backend",
+    "TransportMode",
+    "FileFormat",
+    "DEFAULT_IMAGE_EXTENSIONS",
+    "storage_registry",
+    "get_backend",
+    "get_backend_instance",
+    "ensure_storage_registry",
+    "reset_memory_backend",
+    "cleanup_all_backends",
     "atomic_write",
     "atomic_write_json",
     "atomic_update_json",
@@ -53,6 +91,10 @@ __all__ = [
     "ImageLoadError",
     "ImageSaveError",
     "PathNotFoundError",
+    "PathExistsError",
+    "PathIsADirectoryError",
+    "PathNotADirectoryError",
+    "DirectoryNotEmptyError",
     "MissingDependencyError",
     "UnsupportedOperationError",
 ]
@@ -64,10 +106,16 @@ __all__ = [
 _LAZY_EXPORTS: dict[str, tuple[str, str]] = {
     "ZarrBackend": ("polystore.zarr", "zarr"),
     "StreamingBackend": ("polystore.streaming", "streaming"),
+    "NapariStreamingBackend": ("polystore.streaming.napari", "streaming"),
+    "FijiStreamingBackend": ("polystore.streaming.fiji", "fiji"),
 }
+#: Names the existing package's successor used for the same classes.
+_LAZY_ALIASES: dict[str, str] = {"ZarrStorageBackend": "ZarrBackend"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_ALIASES:
+        return __getattr__(_LAZY_ALIASES[name])
     if name in _LAZY_EXPORTS:
         module_name, extra = _LAZY_EXPORTS[name]
         try:
@@ -85,4 +133,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*__all__, *_LAZY_EXPORTS])
+    return sorted([*__all__, *_LAZY_EXPORTS, *_LAZY_ALIASES])

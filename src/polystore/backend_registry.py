@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendRegistry",
+    "create_storage_registry",
     "KnownBackend",
     "KNOWN_BACKENDS",
     "register_backend_class",
@@ -95,7 +96,7 @@ def backend_class(name: str) -> type[StorageBackend]:
     known = KNOWN_BACKENDS.get(key)
     if known is None:
         raise BackendNotFoundError(
-            f"unknown backend {name!r}; available: {', '.join(available_backend_names())}"
+            f"backend {name!r} not found in registry; available: {', '.join(available_backend_names())}"
         )
     return _import_target(key, known)
 
@@ -170,3 +171,12 @@ class BackendRegistry(Mapping[str, "StorageBackend"]):
     def __repr__(self) -> str:
         loaded = ", ".join(sorted(self._instances)) or "none"
         return f"BackendRegistry(available={self.get_available_backends()}, loaded={loaded})"
+
+
+def create_storage_registry() -> BackendRegistry:
+    """A registry of every available backend (the existing package's spelling of ``BackendRegistry()``).
+
+    Backends are created on first use, not all at once: asking for ``"zarr"``
+    imports zarr only then, and streaming backends open no socket until used.
+    """
+    return BackendRegistry()

@@ -42,15 +42,15 @@ __all__ = ["DiskBackend", "DiskStorageBackend", "FileFormatRegistry", "SIDECAR_S
 class DiskBackend(DiskPathOps, StorageBackend):
     """Local files: ``.npy .npz .tif .tiff .pt .pth .csv .json .txt``.
 
+    More formats are added on ``format_registry`` (a :class:`FileFormatRegistry`):
+    ``disk.format_registry.register(".xyz", writer, reader)``.
+
     Parameters
     ----------
     durable:
         Also fsync each file and its folder before the rename (survives power
         loss, costs throughput). Off by default: the rename alone already
         protects against crashes of the writing process.
-
-    ``format_registry`` (a :class:`FileFormatRegistry`) is where more formats
-    are added: ``disk.format_registry.register(".xyz", writer, reader)``.
     """
 
     _backend_type = "disk"

@@ -74,6 +74,9 @@ class FileManager:
             self._resolved[backend] = instance
         return instance
 
+    #: The existing package's name for :meth:`get_backend`.
+    _get_backend = get_backend
+
     def _backend_for(self, backend: Any, flag: str, operation: str) -> StorageBackend:
         instance = self.get_backend(backend)
         require_capability(instance, flag, operation)

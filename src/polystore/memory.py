@@ -111,6 +111,11 @@ class MemoryBackend(StorageBackend):
 
             attach_spill(self, vfs_config)
 
+    @property
+    def _memory_store(self) -> MutableMapping[str, Any]:
+        """The store under the existing package's attribute name."""
+        return self._store
+
     # -- data -------------------------------------------------------------
     def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:
         """Store ``data`` (the object itself) at ``file_path``, creating parent directories."""

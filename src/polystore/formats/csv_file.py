@@ -67,7 +67,14 @@ class CsvCodec(Codec):
             handle.write(buffer.getvalue())
 
     def read(self, path: str, **kwargs: Any) -> Any:
-        """Return a float array, or a DataFrame for a file with a header row."""
+        """Return a float array, or a DataFrame for a file with a header row.
+
+        ``records=True`` returns the rows under the header as a list of dicts
+        of strings (what the existing polystore package returned).
+        """
+        if kwargs.get("records"):
+            with open(path, encoding="utf-8", newline="") as handle:
+                return list(csv.DictReader(handle))
         as_dataframe = kwargs.get("as_dataframe")
         if as_dataframe is None:
             as_dataframe = not _first_row_numeric(path)
