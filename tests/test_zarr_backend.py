@@ -322,11 +322,11 @@ def test_save_never_deletes_unrelated_content(backend: ZarrBackend, tmp_path: Pa
     assert backend.list_files("g.zarr/grp") == ["g.zarr/grp/a", "g.zarr/grp/b", "g.zarr/grp/c"]
 
 
-def test_dask_arrays_are_written_slab_by_slab(backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dask_arrays_are_written_slab_by_slab(tmp_path: Path) -> None:
     da = pytest.importorskip("dask.array")
-    import polystore.zarr as pz
+    from polystore.config import ZarrConfig
 
-    monkeypatch.setattr(pz, "_SLAB_BYTES", 3 * 40 * 50 * 2)  # three planes per slab
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(slab_bytes=3 * 40 * 50 * 2))  # three planes per slab
     data = _image((10, 40, 50))
     lazy = da.from_array(data, chunks=(4, 40, 25))
     backend.save(lazy, "d.zarr", chunks=(1, 16, 16))

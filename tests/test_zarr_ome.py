@@ -189,14 +189,13 @@ def test_zarr_v2_stores_with_ome_ngff_0_4(tmp_path: Path) -> None:
         ZarrBackend(root=tmp_path).save(data[0, 0], "old.zarr/x", zarr_format=3)
 
 
-def test_pyramids_are_written_slab_by_slab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pyramids_are_written_slab_by_slab(tmp_path: Path) -> None:
     da = pytest.importorskip("dask.array")
-    import polystore.zarr as pz
+    from polystore.config import ZarrConfig
 
     rng = np.random.default_rng(5)
     data = rng.integers(0, 60000, size=(5, 2, 37, 51)).astype(np.uint16)  # odd y/x, 5 time points
-    monkeypatch.setattr(pz, "_SLAB_BYTES", 2 * 2 * 37 * 51 * 2)  # two time points per slab
-    backend = ZarrBackend(root=tmp_path)
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(slab_bytes=2 * 2 * 37 * 51 * 2))  # 2 time points
     backend.save(data, "np.zarr", axes="tcyx", pyramid_levels=2, chunks=(1, 1, 16, 16))
     backend.save(da.from_array(data, chunks=(3, 1, 37, 51)), "dask.zarr", axes="tcyx", pyramid_levels=2)
     level1 = data[..., :36, :50].reshape(5, 2, 18, 2, 25, 2).astype(np.float64).mean(axis=(3, 5))

@@ -101,6 +101,8 @@ class ZarrConfig:
     write_empty_chunks: bool = True
     #: Format of new stores: 3 (OME-NGFF 0.5 images) or 2 (OME-NGFF 0.4, for older readers).
     zarr_format: int = 3
+    #: Bytes of a dask array computed at once when saving it (whole chunks along axis 0).
+    slab_bytes: int = 256 * 1024 * 1024
     #: Seconds a save into a batch waits for another process's lock on it before ImageSaveError.
     lock_timeout: float = 60.0
     #: Times a load starts over when the array changed under it (then ImageLoadError).
@@ -109,8 +111,8 @@ class ZarrConfig:
     def __post_init__(self) -> None:
         if isinstance(self.compressor, CompressorConfig):  # the existing package's spelling
             object.__setattr__(self, "compressor", self.compressor.compressor)
-        if self.lock_timeout <= 0 or self.read_retries < 1:
-            raise ValueError("lock_timeout must be > 0 and read_retries >= 1")
+        if self.lock_timeout <= 0 or self.read_retries < 1 or self.slab_bytes < 1:
+            raise ValueError("lock_timeout and slab_bytes must be > 0 and read_retries >= 1")
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.zarr_format not in (2, 3):

@@ -30,11 +30,15 @@ Layout of this package (``polystore.zarr`` re-exports every name below, so
 - ``_fs``: worker pools, the local and fsspec filesystem layer.
 - ``_nodes``: what is at a path, where it is, what is to be written.
 - ``_read``: reading chunks straight from a store.
-- ``_write``: writing chunks (dask slab by slab), array metadata, OME pyramids.
+- ``_write``: writing chunks (dask slab by slab), array metadata, OME pyramids;
+  putting a finished tree in place, removing what killed writers left.
+- ``_batch``: the batch layout (names, member units, lock, replace, append, delete).
+- ``_pins``: one version per load (pinned folders, start over on a change).
 - ``_ome``: OME-NGFF metadata (axes, pyramids, OMERO channels).
 
-``_SLAB_BYTES`` and ``_PUT_BATCH_BYTES`` live here, on the package: the
-modules read them from here when they run, so setting them here takes effect.
+``_PUT_BATCH_BYTES`` lives here, on the package: the
+modules read it from here when they run, so setting it here takes effect.
+The other tunables are fields of :class:`~polystore.config.ZarrConfig`.
 """
 
 from __future__ import annotations
@@ -121,8 +125,6 @@ from polystore.zarr.backend import (
     _SAVE_KWARGS as _SAVE_KWARGS,
 )
 
-#: Bytes of a dask array computed at once when saving it (whole chunks along axis 0).
-_SLAB_BYTES = 256 * 1024 * 1024
 #: Bytes of encoded chunks handed to an object store in one request batch.
 _PUT_BATCH_BYTES = 64 * 1024 * 1024
 

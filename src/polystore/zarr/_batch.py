@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,9 +41,10 @@ from polystore.exceptions import ImageSaveError, StorageError
 from polystore.zarr._dtypes import _dtype_from_meta
 from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK, put_in_place
 from polystore.zarr._meta import _META, _dumps
-from polystore.zarr._nodes import _Loc, _Node
+from polystore.base import PathLike
+from polystore.zarr._nodes import _Image, _Loc, _Node
 from polystore.zarr._pins import _Pins
-from polystore.zarr._write import _ChunkWriter
+from polystore.zarr._write import _ChunkWriter, _remove
 
 if TYPE_CHECKING:
     from polystore.zarr._read import _ArrayReader
@@ -127,14 +127,6 @@ def pin_members(pins: _Pins, node: _Node, reader: _ArrayReader, which: int | Ite
             pins.note(unit)
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        with contextlib.suppress(OSError):
-            os.remove(path)
-
-
 class _BatchWriter(_ChunkWriter):
     """Replacing, appending and deleting images of a batch (a mixin of the backend)."""
 
@@ -147,6 +139,66 @@ class _BatchWriter(_ChunkWriter):
         def _reader(self, loc: _Loc, node: _Node) -> _ArrayReader | None: ...
 
         def _where(self, loc: _Loc, key: str | None = None) -> str: ...
+
+        def _locate(self, path: PathLike) -> _Loc: ...
+
+        def _prepare(self, data: Any, where: str, allow_lazy: bool = False) -> Any: ...
+
+        def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None: ...
+
+        def _replace_refusal(self, loc: _Loc, existing: _Node | None) -> str | None: ...
+
+        def _image_from_kwargs(
+            self, arr: np.ndarray, kwargs: dict[str, Any], lead_axis: bool = False
+        ) -> _Image: ...
+
+        def _save_image(self, loc: _Loc, image: _Image, kwargs: Mapping[str, Any]) -> None: ...
+
+    def _save_batch(self, data_list: Sequence[Any], identifiers: Sequence[PathLike], kwargs: dict[str, Any]) -> None:
+        """``save_batch``: group images by parent; same-shape groups become (or join) one batch."""
+        if len(data_list) != len(identifiers):
+            raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
+        if not data_list:
+            return
+        groups: dict[tuple[str, str], list[int]] = {}
+        locs = [self._locate(p) for p in identifiers]
+        arrays = [self._prepare(d, loc.display) for d, loc in zip(data_list, locs)]
+        for i, loc in enumerate(locs):
+            parent_key, _, name = loc.key.rpartition("/")
+            if not name:
+                groups.setdefault(("", f"single{i}"), []).append(i)
+                continue
+            groups.setdefault((loc.fs.url(loc.store), parent_key), []).append(i)
+        chunks = kwargs.get("chunks")
+        for (store_url, parent_key), members in groups.items():
+            shapes = {(arrays[i].shape, arrays[i].dtype.str) for i in members}
+            names = [locs[i].key.rpartition("/")[2] for i in members]
+            single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
+            if isinstance(chunks, (tuple, list)) and len(chunks) == arrays[members[0]].ndim + 1:
+                single_kwargs["chunks"] = tuple(chunks[1:])  # the stack's chunks, for one image
+            if store_url == "" or len(shapes) != 1 or len(set(names)) != len(names):
+                for i in members:
+                    self.save(arrays[i], identifiers[i], **single_kwargs)
+                continue
+            first = locs[members[0]]
+            parent_display = first.display.rstrip("/").rpartition("/")[0]
+            loc = _Loc(first.fs, first.store, parent_key, parent_display)
+            with self._batch_lock(loc):  # no other writer creates or changes this batch meanwhile
+                # an existing batch: replace/append like files in a folder, never drop its other images
+                if self._merge_into_batch(loc, names, [arrays[i] for i in members], kwargs):
+                    continue
+                parent = self._node(loc)
+                if len(members) == 1 or (parent is not None and parent.kind == "member") or self._replace_refusal(
+                    loc, parent
+                ):
+                    # a lone image, or the parent holds other things: save the images one by one
+                    for i in members:
+                        self.save(arrays[i], identifiers[i], **single_kwargs)
+                    continue
+                stack = np.stack([arrays[i] for i in members])
+                image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
+                image.names = names
+                self._save_image(loc, image, kwargs)
 
     def _batch_lock(self, loc: _Loc) -> contextlib.AbstractContextManager[None]:
         return batch_lock(loc.fs, loc.full, self.config.lock_timeout)

@@ -225,12 +225,17 @@ class _LocalFS(_FS):
 
     def cleanup(self, path: str) -> list[str]:
         removed: list[str] = []
-        for dirpath, dirnames, _files in os.walk(path):
+        for dirpath, dirnames, filenames in os.walk(path):
             for d in list(dirnames):
                 if d.startswith(".") and (_TMP_MARK in d or _OLD_MARK in d):
                     shutil.rmtree(os.path.join(dirpath, d), ignore_errors=True)
                     removed.append(os.path.join(dirpath, d))
                     dirnames.remove(d)
+            for f in filenames:  # staged 0-d batch members, interrupted metadata writes
+                if _TMP_MARK in f or f.startswith(".") and _OLD_MARK in f:
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(dirpath, f))
+                        removed.append(os.path.join(dirpath, f))
         return sorted(removed)
 
     def publish(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
 from polystore.config import ZarrConfig
 from polystore.zarr._codec import _Codec
 from polystore.zarr._dtypes import _fill_value
@@ -25,6 +26,14 @@ from polystore.zarr._ome import (
     _is_dask,
     _omero,
 )
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 class _ChunkWriter:
@@ -99,13 +108,13 @@ class _ChunkWriter:
         axis 0), chunk ``(0, j, k)`` goes to ``member_root/j/k`` (the batch
         module stages a replaced member there, see ``_batch``).
 
-        A dask array is computed and written one slab of about ``_SLAB_BYTES``
+        A dask array is computed and written one slab of about ``ZarrConfig.slab_bytes``
         (whole chunks along axis 0) at a time, so it never has to fit in RAM.
         """
         if not isinstance(data, np.ndarray):
             step = chunks[0]
             row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
-            rows = max(step, (_package._SLAB_BYTES // max(1, row_bytes)) // step * step)
+            rows = max(step, (self.config.slab_bytes // max(1, row_bytes)) // step * step)
             for start in range(0, data.shape[0], rows):
                 slab = np.ascontiguousarray(np.asarray(data[start : start + rows].compute()))
                 self._write_chunks(
@@ -197,7 +206,7 @@ class _ChunkWriter:
             # neither the image nor its pyramid has to fit in RAM
             step = level_chunks[0][0]
             row_bytes = int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize
-            rows = max(step, (_package._SLAB_BYTES // max(1, row_bytes)) // step * step)
+            rows = max(step, (self.config.slab_bytes // max(1, row_bytes)) // step * step)
             for start in range(0, data.shape[0], rows):
                 slab = data[start : start + rows]
                 slab = np.ascontiguousarray(slab.compute() if _is_dask(slab) else slab)

@@ -29,7 +29,7 @@ from polystore.zarr._chunks import resolve_chunks
 from polystore.zarr._codec import _codec_for
 from polystore.zarr._dtypes import _check_dtype
 from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS, _contained
-from polystore.zarr._meta import _META, _V2_META, _dumps, _write_group
+from polystore.zarr._meta import _META, _V2_META, _write_group
 from polystore.zarr._model import ArrayMeta, GroupMeta, parse_node
 from polystore.zarr._nodes import _Image, _Loc, _Node, _is_hidden
 from polystore.zarr._ome import (
@@ -555,49 +555,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         existing batch, images are replaced or appended (see
         ``docs/zarr-layout.md``).
         """
-        if len(data_list) != len(identifiers):
-            raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
-        if not data_list:
-            return
-        groups: dict[tuple[str, str], list[int]] = {}
-        locs = [self._locate(p) for p in identifiers]
-        arrays = [self._prepare(d, loc.display) for d, loc in zip(data_list, locs)]
-        for i, loc in enumerate(locs):
-            parent_key, _, name = loc.key.rpartition("/")
-            if not name:
-                groups.setdefault(("", f"single{i}"), []).append(i)
-                continue
-            groups.setdefault((loc.fs.url(loc.store), parent_key), []).append(i)
-        chunks = kwargs.get("chunks")
-        for (store_url, parent_key), members in groups.items():
-            shapes = {(arrays[i].shape, arrays[i].dtype.str) for i in members}
-            names = [locs[i].key.rpartition("/")[2] for i in members]
-            single_kwargs = {k: v for k, v in kwargs.items() if k != "axes"}
-            if isinstance(chunks, (tuple, list)) and len(chunks) == arrays[members[0]].ndim + 1:
-                single_kwargs["chunks"] = tuple(chunks[1:])  # the stack's chunks, for one image
-            if store_url == "" or len(shapes) != 1 or len(set(names)) != len(names):
-                for i in members:
-                    self.save(arrays[i], identifiers[i], **single_kwargs)
-                continue
-            first = locs[members[0]]
-            parent_display = first.display.rstrip("/").rpartition("/")[0]
-            loc = _Loc(first.fs, first.store, parent_key, parent_display)
-            with self._batch_lock(loc):  # no other writer creates or changes this batch meanwhile
-                # an existing batch: replace/append like files in a folder, never drop its other images
-                if self._merge_into_batch(loc, names, [arrays[i] for i in members], kwargs):
-                    continue
-                parent = self._node(loc)
-                if len(members) == 1 or (parent is not None and parent.kind == "member") or self._replace_refusal(
-                    loc, parent
-                ):
-                    # a lone image, or the parent holds other things: save the images one by one
-                    for i in members:
-                        self.save(arrays[i], identifiers[i], **single_kwargs)
-                    continue
-                stack = np.stack([arrays[i] for i in members])
-                image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
-                image.names = names
-                self._save_image(loc, image, kwargs)
+        self._save_batch(data_list, identifiers, kwargs)
 
     def load_batch(self, file_paths: Sequence[PathLike], **kwargs: Any) -> list[Any]:
         """Read every path in order; members of one batch array are read in one pass."""
@@ -823,8 +781,10 @@ class ZarrBackend(StorageBackend, _BatchWriter):
 
         An interrupted save leaves a hidden ``.<name>.polystore-tmp-*`` (or,
         if killed between the two renames of an overwrite, ``-old-*``)
-        directory next to its target. Reads and listings ignore them; this
-        deletes them. Do not run it while another process is saving there.
+        folder next to its target, an interrupted batch replace a staged
+        member unit ``c/.<i>.polystore-tmp-*``, an interrupted metadata write
+        a ``zarr.json.polystore-tmp-*`` file. Reads and listings ignore them;
+        this deletes them. Do not run it while another process is saving there.
         """
         loc = self._locate(directory)
         return loc.fs.cleanup(loc.full)
