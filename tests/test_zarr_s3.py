@@ -139,3 +139,21 @@ def test_writer_killed_mid_save_on_s3(s3_backend: ZarrBackend, s3_server: str, b
         s3_backend.load("k.zarr/new")
     s3_backend.save(np.full((8, 32, 32), 3, np.uint16), "k.zarr/new")  # recovery: save again
     assert int(s3_backend.load("k.zarr/new").max()) == 3
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_zero_d_arrays_on_s3(s3_backend: ZarrBackend, s3_server: str, bucket: str, fmt: int) -> None:
+    """0-d arrays (polystore's and zarr-python's) round-trip on an object store, eager and lazy."""
+    import zarr
+
+    s3_backend.save(np.array(42.0), f"z{fmt}.zarr", zarr_format=fmt)
+    store = zarr.storage.FsspecStore.from_url(
+        f"s3://{bucket}/prefix/theirs{fmt}.zarr", storage_options=_options(s3_server), read_only=False
+    )
+    theirs = zarr.create_array(store, shape=(), dtype="int16", zarr_format=fmt, compressors=None)
+    theirs[()] = -3
+    for lazy in (False, True):
+        got = s3_backend.load(f"z{fmt}.zarr", lazy=lazy)
+        assert np.asarray(got.compute() if lazy else got) == 42.0
+        got = s3_backend.load(f"theirs{fmt}.zarr", lazy=lazy)
+        assert np.asarray(got.compute() if lazy else got) == -3
