@@ -27,7 +27,10 @@ Layout of this package (``polystore.zarr`` re-exports every name below, so
 - ``_codec``: the Blosc codec polystore writes; reading a store's codec back.
 - ``_dtypes``: dtypes in zarr metadata and their fill values.
 - ``_meta``: zarr v2/v3 array and group metadata documents.
-- ``_fs``: worker pools, the local and fsspec filesystem layer.
+- ``_model``: typed, validated metadata read from a store (``ArrayMeta``,
+  ``GroupMeta``, ``Multiscale``); hostile metadata is refused here.
+- ``_fs``: worker pools; the store-access seam (local and fsspec): containment,
+  atomic publish, local/remote differences.
 - ``_nodes``: what is at a path, where it is, what is to be written.
 - ``_read``: reading chunks straight from a store.
 - ``_write``: writing chunks (dask slab by slab), array metadata, OME pyramids;
