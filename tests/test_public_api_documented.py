@@ -14,7 +14,7 @@ CORE_MODULES = [
     "polystore.config", "polystore.frameworks", "polystore.formats", "polystore.constants",
     "polystore.registry", "polystore.utils", "polystore.format_registry", "polystore.disk_paths",
     "polystore.shared_store",
-    "polystore.shared_registry",
+    "polystore.shared_registry", "polystore.lazy_imports",
 ]
 
 

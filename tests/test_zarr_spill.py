@@ -40,10 +40,10 @@ def test_arrays_beyond_the_limit_spill_least_recently_used_first(tmp_path: Path)
     assert manager.spilled_count == 0 and manager.resident_bytes == 3 * MIB
     backend.load("/w/a0.npy")  # a0 is now more recent than a1
     backend.save(_arr(3), "/w/a3.npy")
-    assert isinstance(backend._store["/w/a1.npy"], SpilledArray)
-    assert isinstance(backend._store["/w/a0.npy"], np.ndarray)
+    assert isinstance(backend._store.peek("/w/a1.npy"), SpilledArray)
+    assert isinstance(backend._store.peek("/w/a0.npy"), np.ndarray)
     backend.save(_arr(4), "/w/a4.npy")
-    assert isinstance(backend._store["/w/a2.npy"], SpilledArray)
+    assert isinstance(backend._store.peek("/w/a2.npy"), SpilledArray)
     assert manager.spilled_count == 2 and manager.resident_bytes <= 3 * MIB
     # one namespace: every path is listed, exists, and loads its own data
     assert backend.list_files("/w") == [f"/w/a{i}.npy" for i in range(5)]
@@ -78,7 +78,7 @@ def test_array_larger_than_the_limit_spills_at_once_and_objects_are_not_counted(
     backend.save("text", "/m/note.txt")
     assert manager.resident_bytes == 0
     backend.save(_arr(7), "/m/big.npy")
-    assert isinstance(backend._store["/m/big.npy"], SpilledArray)
+    assert isinstance(backend._store.peek("/m/big.npy"), SpilledArray)
     np.testing.assert_array_equal(backend.load("/m/big.npy"), _arr(7))
     assert backend.load("/m/info.json") == {"meta": 1}
     root = manager.spill_root

@@ -106,10 +106,16 @@ class MemoryBackend(StorageBackend):
         self._store: MutableMapping[str, Any] = {} if shared_dict is None else shared_dict
         self.vfs_config = vfs_config
         if vfs_config is not None and vfs_config.memory_limit_gb is not None:
-            # spill-over to zarr wraps this instance's methods; the class's stay as they are
+            # spill-over to zarr: the store becomes a SpillStore mapping around the dict
             from polystore.spill import attach_spill
 
             attach_spill(self, vfs_config)
+
+    def _peek(self, key: str) -> Any:
+        """The stored value at ``key`` (None if missing) without reading a spilled array back."""
+        store = self._store
+        peek = getattr(store, "peek", None)
+        return peek(key) if peek is not None else store.get(key)
 
     @property
     def _memory_store(self) -> MutableMapping[str, Any]:
@@ -165,7 +171,7 @@ class MemoryBackend(StorageBackend):
         """The key ``key`` stands for once symlinks (of it or of a parent folder) are followed."""
         store = self._store
         for _ in range(_MAX_LINK_HOPS):
-            value = store.get(key)
+            value = self._peek(key)
             if type(value) is MemorySymlink:
                 key = value.target
                 continue
@@ -173,7 +179,7 @@ class MemoryBackend(StorageBackend):
                 return key
             folder = posixpath.dirname(key)
             while folder not in ("", "/", ".") and folder + "/" not in store:
-                link = store.get(folder)
+                link = self._peek(folder)
                 if type(link) is MemorySymlink:
                     key = link.target + key[len(folder):]
                     break
@@ -226,7 +232,7 @@ class MemoryBackend(StorageBackend):
             if not recursive and _depth(key) != depth + 1:
                 continue
             if matches(posixpath.basename(key), pattern, exts):
-                if type(store.get(key)) is MemorySymlink and not self.is_file(key):
+                if type(self._peek(key)) is MemorySymlink and not self.is_file(key):
                     continue  # a link to a folder (or a broken one) is not a file
                 found.append(key)
         if folder != given:  # listed through a symlinked folder: show paths under the link
@@ -252,10 +258,10 @@ class MemoryBackend(StorageBackend):
     def is_file(self, path: PathLike) -> bool:
         """True if an object is stored at ``path`` (or at the file a symlink there points to)."""
         key = _key_and_parent(path)[0]
-        value = self._store.get(key)
+        value = self._peek(key)
         if value is None or type(value) is MemorySymlink:
             key = self._resolve(key)
-            value = self._store.get(key)
+            value = self._peek(key)
         return value is not None and type(value) is not MemorySymlink
 
     def is_dir(self, path: PathLike) -> bool:
@@ -335,7 +341,7 @@ class MemoryBackend(StorageBackend):
             self.delete(src, recursive=True)
 
     def _transfer_file(self, src: str, dst: str, remove: bool) -> None:
-        value = self._store[src]
+        value = self._peek(src)
         if type(value) is MemorySymlink:
             self._make_parents(dst, posixpath.dirname(dst) or ".")
             self._store[dst] = value
@@ -372,10 +378,10 @@ class MemoryBackend(StorageBackend):
 
     def is_symlink(self, path: PathLike) -> bool:
         """True if ``path`` is a symlink (even one whose target is gone)."""
-        return type(self._store.get(normalize_memory_path(path))) is MemorySymlink
+        return type(self._peek(normalize_memory_path(path))) is MemorySymlink
 
     def _link_target(self, path: PathLike) -> str:
-        value = self._store.get(normalize_memory_path(path))
+        value = self._peek(normalize_memory_path(path))
         if type(value) is not MemorySymlink:
             raise PathNotFoundError(normalize_memory_path(path), "memory")
         return value.target
@@ -387,11 +393,8 @@ class MemoryBackend(StorageBackend):
     def clear_files_only(self) -> None:
         """Remove every file and symlink, keeping the directory structure."""
         store = self._store
-        spill = getattr(self, "spill", None)  # a spill-over must forget them too
         for key in [k for k in store.keys() if not k.endswith("/")]:
-            value = store.pop(key, None)
-            if spill is not None:
-                spill.forget(key, value)
+            store.pop(key, None)
 
 
 def _is_a_directory(action: str, key: str) -> PathIsADirectoryError:

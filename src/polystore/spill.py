@@ -1,7 +1,8 @@
 """Memory -> zarr spill: keep arrays in RAM up to a limit, move the least recently used to zarr.
 
 A :class:`~polystore.memory.MemoryBackend` created with
-``VFSConfig(memory_limit_gb=...)`` gets a :class:`SpillManager` (through
+``VFSConfig(memory_limit_gb=...)`` keeps its objects in a :class:`SpillStore`,
+a mapping around its dict driven by a :class:`SpillManager` (set up by
 :func:`attach_spill`). The rule, also in ``docs/zarr-layout.md``:
 
 * Only NumPy arrays count against the limit and can spill; other objects
@@ -33,7 +34,7 @@ import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from polystore.memory import MemoryBackend
     from polystore.zarr import ZarrBackend
 
-__all__ = ["SpilledArray", "SpillManager", "attach_spill"]
+__all__ = ["SpilledArray", "SpillManager", "SpillStore", "attach_spill"]
 
 
 @dataclass(frozen=True)
@@ -182,62 +183,88 @@ class SpillManager:
             self._finalizer()
 
 
+class SpillStore(MutableMapping[str, Any]):
+    """The memory backend's dict with spill-over: a mapping the backend uses like any store.
+
+    Writes are counted against the limit (and may spill the least recently
+    used arrays); reads of a spilled key return the array read back from
+    zarr; deletes drop the zarr copy. Every memory operation (save, load,
+    copy, move, delete, clear) goes through these, so the accounting cannot
+    be bypassed. :meth:`peek` returns the stored value itself (a
+    :class:`SpilledArray` placeholder for a spilled array) without reading it.
+    """
+
+    def __init__(self, inner: MutableMapping[str, Any], manager: SpillManager) -> None:
+        self.inner = inner
+        self.manager = manager
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.inner[key]
+        if isinstance(value, SpilledArray):
+            return self.manager.resolve(value)
+        self.manager.touch(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like ``self[key]``, ``default`` when missing."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def peek(self, key: str, default: Any = None) -> Any:
+        """The stored value (a placeholder when spilled), without reading from zarr or counting a use."""
+        return self.inner.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.inner[key] = value
+        self.manager.after_save(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        value = self.inner.pop(key)
+        self.manager.forget(key, value)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        """Remove ``key`` (forgetting its spilled copy); return the stored value, not read back."""
+        try:
+            value = self.inner.pop(key)
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+        self.manager.forget(key, value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.inner
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def keys(self) -> Any:
+        """The keys of the underlying store."""
+        return self.inner.keys()
+
+    def clear(self) -> None:
+        """Remove everything, the spilled arrays included."""
+        self.inner.clear()
+        self.manager.clear()
+
+
 def attach_spill(backend: MemoryBackend, config: VFSConfig) -> SpillManager:
     """Give ``backend`` a spill-over to zarr, per ``config``; returns the manager.
 
-    Wraps the instance's ``save``, ``load``, ``save_batch``, ``load_batch``,
-    ``delete`` and ``clear`` (the class methods, and so the backend's speed
-    without a limit, are untouched).
+    The backend's store becomes a :class:`SpillStore` around the store it had;
+    ``backend.spill`` is the :class:`SpillManager`.
     """
-    manager = SpillManager(backend._store, config)
-    cls = type(backend)
-    store = backend._store
-
-    def save(data: Any, file_path: Any, **kwargs: Any) -> None:
-        cls.save(backend, data, file_path, **kwargs)
-        manager.after_save(_key(file_path), data)
-
-    def load(file_path: Any, framework: str | None = None, **kwargs: Any) -> Any:
-        key = _key(file_path)
-        data = cls.load(backend, file_path, **kwargs)
-        if isinstance(data, SpilledArray):
-            data = manager.resolve(data)
-        else:
-            manager.touch(key)
-        if framework:
-            from polystore.frameworks import from_numpy
-
-            return from_numpy(data, framework)
-        return data
-
-    def delete(path: Any, recursive: bool = False) -> None:
-        key = _key(path)
-        prefix = key.rstrip("/") + "/"
-        before = {k: v for k, v in store.items() if k == key or k.startswith(prefix)}
-        cls.delete(backend, path, recursive=recursive)
-        for k, v in before.items():
-            if k not in store:
-                manager.forget(k, v)
-
-    def clear() -> None:
-        cls.clear(backend)
-        manager.clear()
-
-    def save_batch(data_list: Any, identifiers: Any, **kwargs: Any) -> None:
-        if len(data_list) != len(identifiers):
-            raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
-        for data, path in zip(data_list, identifiers):
-            save(data, path, **kwargs)
-
-    def load_batch(file_paths: Any, **kwargs: Any) -> list[Any]:
-        return [load(path, **kwargs) for path in file_paths]
-
-    backend.save = save  # type: ignore[method-assign]
-    backend.load = load  # type: ignore[method-assign]
-    backend.delete = delete  # type: ignore[method-assign]
-    backend.clear = clear  # type: ignore[method-assign]
-    backend.save_batch = save_batch  # type: ignore[method-assign]
-    backend.load_batch = load_batch  # type: ignore[method-assign]
+    inner = backend._store
+    if isinstance(inner, SpillStore):
+        inner = inner.inner
+    manager = SpillManager(inner, config)
+    backend._store = SpillStore(inner, manager)
     backend.spill = manager  # type: ignore[attr-defined]
     return manager
 
