@@ -191,6 +191,15 @@ def main(argv: list[str]) -> int:
     med = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
     print(f"  median-trial ratios: live {med['raw'] / med['fiji']:.2f}x, "
           f"t-series {med['raw2'] / med['series']:.2f}x (the machine is shared: medians move with load)")
+    # Each raw trial runs right before its polystore trial: the ratio within a pair sees
+    # (nearly) the same load, so the median of the pair ratios is the least noisy figure.
+    pairs = {
+        "live": sorted(r / f for r, f in zip(results["raw"], results["fiji"])),
+        "t-series": sorted(r / f for r, f in zip(results["raw2"], results["series"])),
+    }
+    print("  paired-trial ratios (raw time / polystore time, trial by trial): "
+          + "; ".join(f"{name} median {v[len(v) // 2]:.2f}x, range {v[0]:.2f}-{v[-1]:.2f}x"
+                      for name, v in pairs.items()))
     per_frame = {k: 1000 * v / (n * args.trials) for k, v in cpu.items()}
     print(f"  receiving JVM CPU per frame: raw sink {per_frame['raw']:.2f} ms, bridge live "
           f"{per_frame['fiji']:.2f} ms; raw sink {per_frame['raw2']:.2f} ms, bridge t-series "

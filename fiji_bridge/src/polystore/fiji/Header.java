@@ -61,7 +61,6 @@ final class Header {
     static final long MAX_INDEX = 1L << 31;
     static final String HYPERSTACK_AXES = "tcz";
     private static final Pattern DTYPE = Pattern.compile("[<>|=][biufc](1|2|4|8|16)");
-    private static final Pattern INTEGER = Pattern.compile("-?(0|[1-9][0-9]*)");
     private static final BigInteger LONG_MAX = BigInteger.valueOf(Long.MAX_VALUE);
     private static final String[] REQUIRED = {"v", "kind", "stream", "seq", "path", "dtype", "shape", "order", "nbytes", "sent"};
 
@@ -283,8 +282,9 @@ final class Header {
             frameAxes = axes.toLowerCase().substring(axes.length() - n);
         }
         // RGB: the frame's axes end in c with 3 or 4 channels, or (no axes) a uint8 (H, W, 3|4) array.
+        // (Case-sensitive, as in the napari receiver: "YXC" is not RGB.)
         boolean rgb = n >= 3 && (shape[n - 1] == 3 || shape[n - 1] == 4)
-                && (frameAxes != null ? frameAxes.endsWith("c") : n == 3 && t.equals("u1"));
+                && (axes != null ? axes.endsWith("c") : n == 3 && t.equals("u1"));
         if (rgb && !t.equals("u1")) {
             throw new Unsupported("RGB frames (axes ending in 'c' with 3 or 4 channels) must be uint8 for an ImageJ "
                     + "RGB image, got dtype '" + dtype + "'; send the channels first (axes 'cyx') for a hyperstack");
