@@ -169,8 +169,9 @@ def test_frames_the_hyperstack_cannot_take_are_reported_to_the_sender(
         be.save(np.ones((4, 4, 3), np.uint16), "rgb16.tif", axes="yxc")  # RGB must be uint8
         status = be.flush()
         assert status["streams"][be.sender.stream_id]["rejected"] == 2
-        with pytest.warns(RejectedFrameWarning, match=r"refused 2 frame.*series/t1\.tif.*'mixed'.*does not match"):
+        with pytest.warns(RejectedFrameWarning, match=r"refused 2 frame.*series/t1\.tif.*'mixed'.*does not match") as seen:
             be.save(frame, "series/t2.tif", layer="mixed", index={"t": 2})
+        assert seen[0].filename == __file__  # the warning points at the caller's line
         reasons = [r.reason for r in be.sender.rejections.recent]
         assert "RGB" in reasons[1] and "uint8" in reasons[1]
         with warnings.catch_warnings():

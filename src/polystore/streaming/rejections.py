@@ -24,6 +24,8 @@ Reports are surfaced once; :attr:`RejectionLog.total` keeps counting.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import warnings
 from collections import deque
@@ -135,8 +137,11 @@ class RejectionLog:
             self.pending = False
             return new
 
-    def surface(self, endpoint: str = "", stacklevel: int = 4) -> None:
-        """Warn about (or raise for) new reports, per :attr:`policy`; no-op when none."""
+    def surface(self, endpoint: str = "") -> None:
+        """Warn about (or raise for) new reports, per :attr:`policy`; no-op when none.
+
+        The warning points at the caller's line (the first frame outside polystore).
+        """
         if not self.pending:
             return
         new = self.take_new()
@@ -151,4 +156,17 @@ class RejectionLog:
         )
         if self.policy == "raise":
             raise RejectedFrameError(message, new)
-        warnings.warn(message, RejectedFrameWarning, stacklevel=stacklevel)
+        warnings.warn(message, RejectedFrameWarning, stacklevel=_caller_level())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside the polystore package (seen from ``warn``)."""
+    level = 1
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -161,7 +161,7 @@ class StreamSender:
         ``on_rejected="raise"``).
         """
         if self.rejections.pending:
-            self.rejections.surface(self.endpoint, stacklevel=5)
+            self.rejections.surface(self.endpoint)
         if self._owner_pid != os.getpid():
             # A forked copy is a new stream: its own id, numbered from 0, so the
             # receiver's gap counting stays right for parent and children.

@@ -3,7 +3,6 @@ package polystore.fiji;
 import ij.ImagePlus;
 
 import java.io.File;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -37,8 +36,6 @@ public final class Bridge {
     public static final int DEFAULT_PORT = 5580;
     static final int REFRESH_MS = 40;
     static final int POLL_MS = 100;
-    /** Rejection reports kept per stream. */
-    static final int KEEP_REPORTS = 100;
 
     final String host;
     final int port;
@@ -49,8 +46,7 @@ public final class Bridge {
     private volatile boolean running;
     private final ZMQ.Context ctx = ZMQ.context(1);
     private final Map<String, Layer> layers = new LinkedHashMap<String, Layer>();
-    private final Map<String, long[]> streams = new LinkedHashMap<String, long[]>(); // {messages, last_seq, rejected}
-    private final Map<String, ArrayDeque<Map<String, Object>>> reports = new LinkedHashMap<String, ArrayDeque<Map<String, Object>>>();
+    private final Streams streams = new Streams();
     private final AtomicLong received = new AtomicLong();
     private final AtomicLong placed = new AtomicLong();
     private final AtomicLong dropped = new AtomicLong();
@@ -271,57 +267,15 @@ public final class Bridge {
         handled(h, reason);
     }
 
-    /** Record that message (stream, seq) is done with (rejected when reason is set); wakes "wait" requests. */
+    /** Record that message (stream, seq) is done with (refused when reason is set); wakes "wait" requests. */
     private synchronized void handled(Header h, String reason) {
-        long[] st = streams.get(h.stream);
-        if (st == null) {
-            if (streams.size() > 1000) {
-                streams.clear();
-                reports.clear();
-            }
-            st = new long[] {0, -1, 0};
-            streams.put(h.stream, st);
-        }
-        st[0]++;
-        st[1] = Math.max(st[1], h.seq);
-        if (reason != null) {
-            ArrayDeque<Map<String, Object>> q = reports.get(h.stream);
-            if (q == null) {
-                q = new ArrayDeque<Map<String, Object>>();
-                reports.put(h.stream, q);
-            }
-            Map<String, Object> r = new LinkedHashMap<String, Object>();
-            r.put("number", Long.valueOf(st[2]));
-            r.put("stream", h.stream);
-            r.put("seq", Long.valueOf(h.seq));
-            r.put("path", h.path);
-            r.put("layer", h.title != null ? h.title : (h.layer != null ? h.layer : Header.titleFromPath(h.path)));
-            r.put("reason", reason);
-            q.addLast(r);
-            while (q.size() > KEEP_REPORTS) {
-                q.removeFirst();
-            }
-            st[2]++;
-        }
+        streams.handled(h, reason);
         notifyAll();
     }
 
-    /** The "rejected" reply: reports of a stream numbered >= after, and the stream's total. */
+    /** The "rejected" reply for a stream (see {@link Streams#rejections}). */
     synchronized Map<String, Object> rejections(String stream, long after) {
-        Map<String, Object> m = Control.ok();
-        long[] st = streams.get(stream);
-        m.put("total", Long.valueOf(st == null ? 0 : st[2]));
-        List<Object> out = new ArrayList<Object>();
-        ArrayDeque<Map<String, Object>> q = reports.get(stream);
-        if (q != null) {
-            for (Map<String, Object> r : q) {
-                if (((Long) r.get("number")).longValue() >= after) {
-                    out.add(r);
-                }
-            }
-        }
-        m.put("rejected", out);
-        return m;
+        return streams.rejections(stream, after);
     }
 
     private static String describe(Header h) {
@@ -338,13 +292,13 @@ public final class Bridge {
                 if (!layer.fits(h)) {
                     if (!plain && layer.indexed) {
                         // an indexed frame that does not match its hyperstack: keep the stack
-                        throw new Header.Unsupported("frame " + shapeString(h.shape) + " " + h.dtype
+                        throw new Header.Unsupported("frame " + Header.shapeString(h.shape) + " " + h.dtype
                                 + (h.pixelType == Header.PixelType.RGB ? " (RGB)" : "")
                                 + " does not match image '" + h.title + "' (" + layer.height + "x" + layer.width
                                 + ", " + layer.type.bitDepth + "-bit); close it first to start over");
                     }
                     replace = true;
-                } else if (plain && !sameBlock(layer, h)) {
+                } else if (plain && !layer.sameBlock(h)) {
                     replace = true;
                 }
             }
@@ -372,60 +326,6 @@ public final class Bridge {
         }
     }
 
-    /**
-     * Convert waiting planes and bring the layer's ImagePlus up to date (caller holds the lock).
-     * Called when ImageJ needs pixels: window refresh, save_tiff, screenshot.
-     */
-    private ImagePlus materialize(Layer layer) {
-        if (layer.imp != null && layer.shown && layer.imp.getWindow() == null) {
-            // The user closed the window: ImageJ flushed that ImagePlus's stack. The planes
-            // are still here, so build a fresh ImagePlus (shown again by the refresher).
-            layer.imp = null;
-            layer.shown = false;
-            layer.structureChanged = true;
-            layer.needsDisplayReset = layer.display == null;
-        }
-        layer.materialize();
-        layer.syncImagePlus();
-        ImagePlus imp = layer.imp;
-        if (layer.type == Header.PixelType.RGB) {
-            layer.needsDisplayReset = false; // RGB pixels are shown as they are
-        } else if (layer.display != null) {
-            imp.setDisplayRange(layer.display[0], layer.display[1]);
-            layer.needsDisplayReset = false;
-        } else if (layer.needsDisplayReset) {
-            imp.resetDisplayRange();
-            layer.needsDisplayReset = false;
-        }
-        return imp;
-    }
-
-    /** A plain save fits in place when its block has exactly the layer's dimensions. */
-    private static boolean sameBlock(Layer layer, Header h) {
-        int c = 1;
-        int z = 1;
-        int t = 1;
-        for (int i = 0; i < h.blockAxes.length; i++) {
-            char a = h.blockAxes[i];
-            if (a == 'c') {
-                c = (int) h.shape[i];
-            } else if (a == 'z') {
-                z = (int) h.shape[i];
-            } else {
-                t = (int) h.shape[i];
-            }
-        }
-        return !layer.indexed && c == layer.nC && z == layer.nZ && t == layer.nT;
-    }
-
-    private static String shapeString(long[] shape) {
-        StringBuilder sb = new StringBuilder("(");
-        for (int i = 0; i < shape.length; i++) {
-            sb.append(i > 0 ? ", " : "").append(shape[i]);
-        }
-        return sb.append(")").toString();
-    }
-
     private void closeImage(ImagePlus imp) {
         try {
             imp.changes = false;
@@ -437,22 +337,25 @@ public final class Bridge {
 
     // ------------------------------------------------------------------ refresh
 
-    private void refreshLoop() {
+    /** The layers with new pixels, converted and ready to draw (the refresh thread shows them). */
+    synchronized List<Layer> takeDirty() {
         List<Layer> todo = new ArrayList<Layer>();
+        for (Layer l : layers.values()) {
+            if (l.dirty) {
+                l.dirty = false;
+                l.forImageJ();
+                todo.add(l);
+            }
+        }
+        return todo;
+    }
+
+    /** Shows new pixels at most every REFRESH_MS (GUI only): a window per image, redrawn in place. */
+    private void refreshLoop() {
         while (running) {
             try {
                 Thread.sleep(REFRESH_MS);
-                todo.clear();
-                synchronized (this) {
-                    for (Layer l : layers.values()) {
-                        if (l.dirty) {
-                            l.dirty = false;
-                            materialize(l);
-                            todo.add(l);
-                        }
-                    }
-                }
-                for (Layer l : todo) {
+                for (Layer l : takeDirty()) {
                     ImagePlus imp = l.imp;
                     if (imp.getWindow() == null) {
                         imp.show(); // first frame, or the user closed it: new data shows it again
@@ -504,7 +407,7 @@ public final class Bridge {
     /** The image titled so, with its pixels up to date (caller holds the lock); null if none. */
     ImagePlus materialized(String title) {
         Layer l = layers.get(title);
-        return l == null ? null : materialize(l);
+        return l == null ? null : l.forImageJ();
     }
 
     /** Forget the image titled so and close it; false if there is none. */
@@ -526,8 +429,7 @@ public final class Bridge {
     synchronized Map<String, Object> waitFor(String stream, long seq, long ms) {
         long deadline = System.currentTimeMillis() + ms;
         while (running) {
-            long[] st = streams.get(stream);
-            if (st != null && st[1] >= seq) {
+            if (streams.lastSeq(stream) >= seq) {
                 break;
             }
             long left = deadline - System.currentTimeMillis();
@@ -557,29 +459,10 @@ public final class Bridge {
         m.put("replaced", Long.valueOf(replaced.get()));
         m.put("place_ms", Long.valueOf(placeNanos.get() / 1000000L));
         m.put("last_error", lastError);
-        Map<String, Object> st = new LinkedHashMap<String, Object>();
-        for (Map.Entry<String, long[]> e : streams.entrySet()) {
-            Map<String, Object> one = new LinkedHashMap<String, Object>();
-            one.put("messages", Long.valueOf(e.getValue()[0]));
-            one.put("last_seq", Long.valueOf(e.getValue()[1]));
-            one.put("rejected", Long.valueOf(e.getValue()[2]));
-            st.put(e.getKey(), one);
-        }
-        m.put("streams", st);
+        m.put("streams", streams.describe());
         List<Object> images = new ArrayList<Object>();
         for (Layer l : layers.values()) {
-            Map<String, Object> one = new LinkedHashMap<String, Object>();
-            one.put("title", l.title);
-            one.put("width", Long.valueOf(l.width));
-            one.put("height", Long.valueOf(l.height));
-            one.put("channels", Long.valueOf(l.nC));
-            one.put("slices", Long.valueOf(l.nZ));
-            one.put("frames", Long.valueOf(l.nT));
-            one.put("bit_depth", Long.valueOf(l.type.bitDepth));
-            one.put("updates", Long.valueOf(l.updates));
-            ij.gui.ImageWindow w = l.imp == null ? null : l.imp.getWindow();
-            one.put("shown", Boolean.valueOf(w != null && w.isShowing()));
-            images.add(one);
+            images.add(l.describe());
         }
         m.put("images", images);
         return m;

@@ -373,6 +373,15 @@ final class Header {
         title = layer != null && !layer.isEmpty() ? layer : titleFromPath(path);
     }
 
+    /** "(2, 3)" for error messages. */
+    static String shapeString(long[] shape) {
+        StringBuilder sb = new StringBuilder("(");
+        for (int i = 0; i < shape.length; i++) {
+            sb.append(i > 0 ? ", " : "").append(shape[i]);
+        }
+        return sb.append(")").toString();
+    }
+
     /** Bytes of one plane in the payload. */
     int planeBytes() {
         return width * height * samples * pixelType.itemsize;

@@ -293,4 +293,66 @@ final class Layer {
         structureChanged = false;
         return created;
     }
+
+    /**
+     * Convert waiting planes and bring the ImagePlus up to date, with its display range
+     * (caller holds the bridge's lock). Called when ImageJ needs pixels: window refresh,
+     * save_tiff, screenshot.
+     */
+    ImagePlus forImageJ() {
+        if (imp != null && shown && imp.getWindow() == null) {
+            // The user closed the window: ImageJ flushed that ImagePlus's stack. The planes
+            // are still here, so build a fresh ImagePlus (shown again by the refresher).
+            imp = null;
+            shown = false;
+            structureChanged = true;
+            needsDisplayReset = display == null;
+        }
+        materialize();
+        syncImagePlus();
+        if (type == Header.PixelType.RGB) {
+            needsDisplayReset = false; // RGB pixels are shown as they are
+        } else if (display != null) {
+            imp.setDisplayRange(display[0], display[1]);
+            needsDisplayReset = false;
+        } else if (needsDisplayReset) {
+            imp.resetDisplayRange();
+            needsDisplayReset = false;
+        }
+        return imp;
+    }
+
+    /** A plain save fits in place when its block has exactly this layer's dimensions. */
+    boolean sameBlock(Header h) {
+        int c = 1;
+        int z = 1;
+        int t = 1;
+        for (int i = 0; i < h.blockAxes.length; i++) {
+            char a = h.blockAxes[i];
+            if (a == 'c') {
+                c = (int) h.shape[i];
+            } else if (a == 'z') {
+                z = (int) h.shape[i];
+            } else {
+                t = (int) h.shape[i];
+            }
+        }
+        return !indexed && c == nC && z == nZ && t == nT;
+    }
+
+    /** This image in the status reply. */
+    java.util.Map<String, Object> describe() {
+        java.util.Map<String, Object> one = new java.util.LinkedHashMap<String, Object>();
+        one.put("title", title);
+        one.put("width", Long.valueOf(width));
+        one.put("height", Long.valueOf(height));
+        one.put("channels", Long.valueOf(nC));
+        one.put("slices", Long.valueOf(nZ));
+        one.put("frames", Long.valueOf(nT));
+        one.put("bit_depth", Long.valueOf(type.bitDepth));
+        one.put("updates", Long.valueOf(updates));
+        ij.gui.ImageWindow w = imp == null ? null : imp.getWindow();
+        one.put("shown", Boolean.valueOf(w != null && w.isShowing()));
+        return one;
+    }
 }
