@@ -34,6 +34,7 @@ __all__ = [
     "is_stale_temp",
     "temp_owner",
     "replace_atomically",
+    "place_new",
     "exchange",
 ]
 
@@ -97,6 +98,27 @@ def _load_renameat2() -> Any:
 _renameat2 = _load_renameat2() if sys.platform.startswith("linux") else None
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
+_RENAME_NOREPLACE = 1
+
+
+def place_new(tmp: str, path: str, durable: bool = False) -> bool:
+    """Rename ``tmp`` to ``path`` only if nothing is at ``path``; True if it was done.
+
+    One ``renameat2(RENAME_NOREPLACE)`` call on Linux. False, changing
+    nothing, when ``path`` exists or the system cannot do it (then replace
+    with :func:`replace_atomically`); other failures raise :class:`OSError`.
+    ``durable`` also fsyncs the folder entry.
+    """
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_NOREPLACE) == 0:
+        if durable:
+            _fsync_dir(os.path.dirname(path) or ".")
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EEXIST, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), path)
 
 
 def exchange(a: str, b: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from polystore._listing import is_working_file, matches, normalize_extensions
 from polystore._oserror import storage_error
-from polystore.atomic import is_stale_temp, replace_atomically, temp_name_beside
+from polystore.atomic import is_stale_temp, place_new, replace_atomically, temp_name_beside
 from polystore.base import PathLike, StorageBackend
 from polystore.disk_paths import SIDECAR_SUFFIX, DiskPathOps
 from polystore.disk_paths import disk_path as _fspath
@@ -107,9 +107,10 @@ class DiskBackend(DiskPathOps, StorageBackend):
                 codec.write(data, tmp, metadata, **kwargs)
             if self.durable:
                 _fsync_file(tmp)
-            if not codec.embeds_metadata:
-                _unlink_if_present(path + SIDECAR_SUFFIX)
-            replace_atomically(tmp, path, durable=self.durable)
+            if not place_new(tmp, path, durable=self.durable):  # new file: one rename, done
+                if not codec.embeds_metadata:
+                    _unlink_if_present(path + SIDECAR_SUFFIX)
+                replace_atomically(tmp, path, durable=self.durable)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -312,12 +313,14 @@ class DiskBackend(DiskPathOps, StorageBackend):
                     "disk",
                 ) from exc
             return
+        # the sidecar first: a kill in between leaves data without metadata, never
+        # metadata that a later save of a new file at this path would inherit
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target + SIDECAR_SUFFIX)
         try:
             os.unlink(target)
         except FileNotFoundError:
             raise PathNotFoundError(target, "disk") from None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target + SIDECAR_SUFFIX)
 
     def cleanup(self, directory: PathLike, recursive: bool = True) -> list[str]:
         """Delete the temp files killed writers left under ``directory``; return their paths.
