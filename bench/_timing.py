@@ -17,14 +17,21 @@ import time
 RECORD: dict[str, str] = {}
 
 
-def report(label: str, ours: float, raw: float, unit: str, target: float, higher_is_better: bool = True) -> str:
-    """Format one comparison line: both figures, the ratio ours/raw and the target."""
+def report(
+    label: str, ours: float, raw: float, unit: str, target: float | None, higher_is_better: bool = True
+) -> str:
+    """Format one comparison line: both figures, the ratio ours/raw and the target (None: reported only)."""
     ratio = ours / raw if raw else float("nan")
-    ok = ratio >= target if higher_is_better else ratio <= target
     sign = ">=" if higher_is_better else "<="
+    if target is None:
+        ok = None
+        verdict = "(no target)"
+    else:
+        ok = ratio >= target if higher_is_better else ratio <= target
+        verdict = f"(target {sign} {target}x) {'OK' if ok else 'MISS'}"
     line = (
         f"{label:<48} polystore {ours:10.3f} {unit:<6} raw {raw:10.3f} {unit:<6} "
-        f"ratio {ratio:5.2f}x (target {sign} {target}x) {'OK' if ok else 'MISS'}"
+        f"ratio {ratio:5.2f}x {verdict}"
     )
     print(line, flush=True)
     _record(label=label, polystore=ours, raw=raw, unit=unit, ratio=ratio, target=target,

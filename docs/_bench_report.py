@@ -39,14 +39,16 @@ def table(records: list[dict[str, Any]]) -> str:
     rows = ["| figure | polystore | raw | ratio | target | |", "| --- | --- | --- | --- | --- | --- |"]
     for r in records:
         sign = ">=" if r["higher_is_better"] else "<="
-        if r["ratio"] is None:
+        if r["target"] is None:
+            target = "(reported only)"
+        elif r["ratio"] is None:
             target = f"{sign} {r['target']:g} {r['unit']}"
-            ratio = ""
         else:
             target = f"{sign} {r['target']:g}x"
-            ratio = f"{r['ratio']:.2f}x"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        verdict = "" if r["ok"] is None else ("OK" if r["ok"] else "MISS")
         rows.append(f"| {r['label']} | {_figure(r['polystore'], r['unit'])} | {_figure(r['raw'], r['unit'])} "
-                    f"| {ratio} | {target} | {'OK' if r['ok'] else 'MISS'} |")
+                    f"| {ratio} | {target} | {verdict} |")
     return "\n".join(rows)
 
 
@@ -74,7 +76,8 @@ def write(results: Path, generated: Path) -> None:
         parts.append(f"### `python -m bench {suite}` ({records[0]['run']}, host {records[0]['host']})\n")
         parts.append(table(records) + "\n")
     fragment.write_text("\n".join(parts))
-    _plot([(f"{s}: {r['label']}", score(r)) for s, records in sorted(runs.items()) for r in records],
+    _plot([(f"{s}: {r['label']}", score(r)) for s, records in sorted(runs.items()) for r in records
+           if r["target"] is not None],
           generated / "bench-ratios.png")
 
 
