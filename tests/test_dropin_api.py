@@ -177,12 +177,15 @@ def test_modules_users_import() -> None:
     class Virtual(VirtualBackend):
         def save(self, data: Any, file_path: Any, **kwargs: Any) -> None: ...
         def load(self, file_path: Any, **kwargs: Any) -> Any: ...
-        def list_files(self, directory: Any, pattern: Any = None, extensions: Any = None, recursive: bool = False) -> list[str]:
-            return ["v1"]
+        def list_files(self, directory: Any, pattern: Any = None, extensions: Any = None,
+                       recursive: bool = False, **kwargs: Any) -> list[str]:
+            return [f"{directory}/plate{kwargs['plate_id']}_v1"]
 
     assert isinstance(Reader(), BackendBase) and isinstance(Reader(), StorageBackend)
     assert Reader().requires_filesystem_validation is False and Virtual().requires_filesystem_validation is False
     assert FileManager(BackendRegistry()).get_backend("disk").requires_filesystem_validation is True
+    # a virtual backend's context reaches it through FileManager.list_files
+    assert FileManager({"virtual": Virtual()}).list_files("/p", "virtual", plate_id=7) == ["/p/plate7_v1"]
     fm = FileManager(BackendRegistry())
     assert fm.load("x", "dropin_readonly") == 1
     with pytest.raises(NotImplementedError, match="supports_writes"):

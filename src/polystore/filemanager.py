@@ -179,16 +179,21 @@ class FileManager:
         pattern: str | None = None,
         extensions: Iterable[str] | None = None,
         recursive: bool = False,
+        **kwargs: Any,
     ) -> list[str]:
         """Paths of the files in ``directory`` (glob ``pattern``, ``extensions`` set), natural order.
 
         Natural order sorts ``img2`` before ``img10``, as the existing polystore
         package did. Raises ``NotADirectoryError`` (a polystore error) when
         ``directory`` is a file and ``FileNotFoundError`` when it is missing.
+        Other keyword arguments go to the backend (a virtual backend's
+        context, e.g. ``plate_id=``).
         """
         instance = self._backend_for(backend, "supports_listing", "listing")
         return natural_sort(
-            instance.list_files(directory, pattern=pattern, extensions=extensions, recursive=recursive)
+            instance.list_files(  # type: ignore[call-arg]
+                directory, pattern=pattern, extensions=extensions, recursive=recursive, **kwargs
+            )
         )
 
     def list_image_files(
