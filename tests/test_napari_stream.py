@@ -154,14 +154,15 @@ def test_live_layer_replaced_by_later_save(receiver: tuple[Any, StreamReceiverWi
 
 
 def test_receiver_opened_from_plugins_menu_gets_a_viewer_proxy(
-    make_napari_viewer: Any, tmp_path: Path, qtbot: Any
+    make_napari_viewer: Any, tmp_path: Path, qtbot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("POLYSTORE_NAPARI_ENDPOINT", "tcp://127.0.0.1:0")
     viewer = make_napari_viewer(show=True)
     _dock, widget = viewer.window.add_plugin_dock_widget("polystore", "Stream receiver")
     assert isinstance(widget, StreamReceiverWidget)
-    widget.endpoint_edit.setText("tcp://127.0.0.1:0")
-    widget.toggle()  # the Start button
+    # Opening the panel listens: no Start click needed.
     assert widget.controller.status().state in ("listening", "connected")
+    assert widget.toggle_button.text() == "Stop"
     script = textwrap.dedent(
         """
         import numpy as np

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from polystore.streaming.feedback import FeedbackOutbox
 from polystore.streaming.napari import default_napari_endpoint
 from polystore.streaming.placement import LayerUpdate, Placer
-from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, StreamReceiver
+from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, Frame, StreamReceiver
+from polystore_napari._layers import AxisOrder, apply_update, slider_axes
 
 __all__ = ["StreamController", "StreamStatus", "apply_update"]
 
@@ -52,68 +54,6 @@ class StreamStatus:
         )
 
 
-def _fit_scale(scale: list[float], ndim: int) -> list[float]:
-    """Pad (with 1) or trim a per-axis scale so it has one entry per data axis."""
-    values = [float(s) for s in scale][-ndim:]
-    return [1.0] * (ndim - len(values)) + values
-
-
-def apply_update(viewer: Any, update: LayerUpdate) -> Any:
-    """Show ``update`` in ``viewer`` (a napari Viewer or its plugin proxy); returns the layer.
-
-    Creates the layer the first time (named ``update.name``, with the
-    colormap/contrast limits/scale sent), replaces its data for live frames,
-    refreshes it when a stack was written in place, and recreates it when the
-    dimensionality or dtype changes.
-    """
-    display = update.display
-    data = update.data
-    layer = viewer.layers[update.name] if update.name in viewer.layers else None
-    if layer is not None and (
-        getattr(layer, "ndim", None) != data.ndim
-        or getattr(layer.data, "dtype", None) != data.dtype
-        or getattr(layer, "rgb", False)
-    ):
-        viewer.layers.remove(layer)
-        layer = None
-    if layer is None:
-        kwargs: dict[str, Any] = {
-            "name": update.name,
-            "metadata": {"polystore": {"path": update.path, "meta": update.meta}},
-            "rgb": False,
-        }
-        if len(update.axis_labels) == data.ndim:
-            kwargs["axis_labels"] = update.axis_labels
-        if "colormap" in display:
-            kwargs["colormap"] = display["colormap"]
-        if "contrast_limits" in display:
-            kwargs["contrast_limits"] = display["contrast_limits"]
-        if "scale" in display:
-            kwargs["scale"] = _fit_scale(display["scale"], data.ndim)
-        if display.get("auto_contrast"):
-            kwargs["auto_contrast"] = True
-        layer = viewer.add_image(data, **kwargs)
-        if update.stacked and viewer.dims.ndim == data.ndim:
-            viewer.dims.axis_labels = update.axis_labels
-        return layer
-    if "auto_contrast" in display and getattr(layer, "auto_contrast", None) != bool(display["auto_contrast"]):
-        layer.auto_contrast = bool(display["auto_contrast"])
-    if update.reassign:
-        layer.data = data
-    else:
-        layer.refresh()
-    if "colormap" in display and getattr(layer.colormap, "name", None) != display["colormap"]:
-        layer.colormap = display["colormap"]
-    if "contrast_limits" in display and list(layer.contrast_limits) != display["contrast_limits"]:
-        layer.contrast_limits = display["contrast_limits"]
-    if "scale" in display:
-        scale = _fit_scale(display["scale"], data.ndim)
-        if list(layer.scale) != scale:
-            layer.scale = scale
-    layer.metadata["polystore"] = {"path": update.path, "meta": update.meta}
-    return layer
-
-
 class StreamController:
     """Receive frames at an endpoint and show them in ``viewer``.
 
@@ -140,6 +80,9 @@ class StreamController:
         self.allow_remote = allow_remote
         self.curve_secret_key = curve_secret_key
         self.placer = Placer()
+        self.axis_order = AxisOrder()
+        self.feedback = FeedbackOutbox()
+        self._last_updates: dict[str, LayerUpdate] = {}
         self.receiver: StreamReceiver | None = None
         self.shown = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=1000)
@@ -153,7 +96,11 @@ class StreamController:
         return self.receiver is not None and self.receiver.listening
 
     def start(self, endpoint: str | None = None) -> str:
-        """Bind ``endpoint`` (default: the current one) and start receiving; returns the bound endpoint."""
+        """Bind ``endpoint`` (default: the current one) and start receiving; returns the bound endpoint.
+
+        Already listening there: nothing changes."""
+        if self.listening and endpoint in (None, self.endpoint):
+            return self.endpoint
         self.stop()
         if endpoint:
             self.endpoint = endpoint
@@ -184,6 +131,7 @@ class StreamController:
             self.receiver.stop()
             self.tick()
             self.receiver = None
+        self.feedback.close()
 
     def _wake(self) -> None:
         if self.wake is not None:
@@ -223,21 +171,52 @@ class StreamController:
         if not frames:
             return 0
         updates = self.placer.place(frames)
+        for frame, reason in self.placer.refused:
+            header = frame.header
+            self.feedback.report_rejected(header.stream, header.seq, header.path, frame.layer, reason)
         now = time.time()
         for update in updates:
             if update.stacked and update.name not in self.viewer.layers:
                 update.reassign = True  # the user closed the layer: show the whole stack again
-            try:
-                apply_update(self.viewer, update)
-            except Exception as exc:  # noqa: BLE001 - one bad update must not stop the stream
-                self._last_error = f"{update.name}: {exc!r}"[:500]
-                continue
-            self.shown += 1
-            self._shown_times.append(now)
-            self.latencies.append(now - update.sent)
+            if self.axis_order.add(slider_axes(update)):
+                self._reembed(update.name)
+            if self._apply(update):
+                self.shown += 1
+                self._shown_times.append(now)
+                self.latencies.append(now - update.sent)
+        self._send_feedback(frames)
         if self.on_applied is not None:
             self.on_applied(updates)
         return len(updates)
+
+    def _apply(self, update: LayerUpdate) -> bool:
+        try:
+            apply_update(self.viewer, update, self.axis_order.axes)
+        except Exception as exc:  # noqa: BLE001 - one bad update must not stop the stream
+            self._last_error = f"{update.name}: {exc!r}"[:500]
+            return False
+        self._last_updates[update.name] = update
+        return True
+
+    def _reembed(self, skip: str) -> None:
+        """A new axis appeared: give every other stream layer the new set of dimensions."""
+        for name, update in list(self._last_updates.items()):
+            if name == skip or name not in self.viewer.layers:
+                self._last_updates.pop(name, None)
+                continue
+            update.reassign = True
+            self._apply(update)
+
+    def _send_feedback(self, frames: list[Frame]) -> None:
+        """Tell each sender which of its frames were applied (its credit) and what was refused."""
+        newest: dict[tuple[str, str], int] = {}
+        for frame in frames:
+            reply = frame.header.reply
+            if reply is not None:
+                key = (reply, frame.header.stream)
+                newest[key] = max(newest.get(key, -1), frame.header.seq)
+        if newest:
+            self.feedback.send((reply, stream, seq) for (reply, stream), seq in newest.items())
 
     def status(self) -> StreamStatus:
         """Counters for the widget (any thread)."""

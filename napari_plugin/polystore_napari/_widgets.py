@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, Qt, QTimer, Signal  # type: ignore[attr-defined]
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal  # type: ignore[attr-defined]
 from qtpy.QtWidgets import (
+    QApplication,
     QFileDialog,
+    QSizePolicy,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -23,7 +25,35 @@ from polystore_napari._store import StoreBrowserModel, StoreNode
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["StreamReceiverWidget", "StoreBrowserWidget"]
+__all__ = ["StreamReceiverWidget", "StoreBrowserWidget", "ensure_canvas_room", "MIN_CANVAS_SIZE"]
+
+#: The smallest canvas (width, height) a viewer with the receiver docked keeps.
+MIN_CANVAS_SIZE = (800, 600)
+
+
+def ensure_canvas_room(viewer: Any) -> None:
+    """Keep the canvas at least :data:`MIN_CANVAS_SIZE` and grow the window to fit it and its docks.
+
+    Docked widgets otherwise squeeze napari's default ~600x460 window down
+    to a sliver of canvas that draws nothing. The window stays within the
+    screen's available area.
+    """
+    viewer = getattr(viewer, "__wrapped__", viewer)  # the plugin menu passes a public-only proxy
+    window = getattr(viewer, "window", None)
+    qt_viewer = getattr(window, "_qt_viewer", None)
+    qt_window = getattr(window, "_qt_window", None)
+    if qt_viewer is None or qt_window is None:
+        return
+    canvas = qt_viewer.canvas.native
+    canvas.setMinimumSize(*MIN_CANVAS_SIZE)
+    hint = qt_window.sizeHint().expandedTo(qt_window.minimumSizeHint())
+    screen = qt_window.screen() or QApplication.primaryScreen()
+    width, height = max(hint.width(), qt_window.width()), max(hint.height(), qt_window.height())
+    if screen is not None:
+        area = screen.availableGeometry()
+        width, height = min(width, area.width()), min(height, area.height())
+    if (width, height) != (qt_window.width(), qt_window.height()):
+        qt_window.resize(width, height)
 
 
 class _Waker(QObject):
@@ -35,6 +65,9 @@ class _Waker(QObject):
 class StreamReceiverWidget(QWidget):
     """Dock widget: endpoint field, Start/Stop, status and counters of the stream receiver.
 
+    It listens as soon as it is created (``listen=False`` to start it later);
+    closing it (or removing it from the viewer) stops the receiver and frees
+    the endpoint. A start error stays shown until the next start or stop.
     ``allow_remote`` and ``curve_secret_key`` (Z85) are for listening beyond
     loopback; see ``docs/streaming-protocol.md`` (Endpoints and security).
     """
@@ -47,8 +80,11 @@ class StreamReceiverWidget(QWidget):
         *,
         allow_remote: bool = False,
         curve_secret_key: bytes | str | None = None,
+        listen: bool = True,
     ) -> None:
         super().__init__(parent)
+        self._viewer = napari_viewer
+        self._error = ""
         self._waker = _Waker()
         self.controller = StreamController(
             napari_viewer,
@@ -69,28 +105,37 @@ class StreamReceiverWidget(QWidget):
         self.counters_label.setWordWrap(True)
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #e06c6c")
+        # Compact: the canvas, not this panel, gets the window's room.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self.setMaximumWidth(340)
 
         row = QHBoxLayout()
         row.addWidget(self.endpoint_edit)
         row.addWidget(self.toggle_button)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(2)
         layout.addLayout(row)
         layout.addWidget(self.status_label)
         layout.addWidget(self.counters_label)
         layout.addWidget(self.error_label)
-        layout.addStretch(1)
 
         self._timer = QTimer(self)
         self._timer.setInterval(500)
         self._timer.timeout.connect(self.refresh_status)
         self._timer.start()
         self.destroyed.connect(self.controller.stop)
+        self._room_made = False
+        if listen:
+            self.toggle()
 
     def _tick(self) -> None:
         self.controller.tick()
 
     def start(self, endpoint: str | None = None) -> str:
         """Start listening on ``endpoint`` (default: the field's text); returns the bound endpoint."""
+        self._error = ""
         bound = self.controller.start(endpoint or self.endpoint_edit.text().strip() or None)
         self.endpoint_edit.setText(bound)
         self.endpoint_edit.setEnabled(False)
@@ -100,6 +145,7 @@ class StreamReceiverWidget(QWidget):
 
     def stop(self) -> None:
         """Stop listening."""
+        self._error = ""
         self.controller.stop()
         self.endpoint_edit.setEnabled(True)
         self.toggle_button.setText("Start")
@@ -113,7 +159,8 @@ class StreamReceiverWidget(QWidget):
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.error_label.setText(f"cannot start: {exc}")
+            self._error = f"cannot start: {exc}"
+            self.refresh_status()
 
     def refresh_status(self) -> None:
         """Update the status and counter labels."""
@@ -124,12 +171,25 @@ class StreamReceiverWidget(QWidget):
             f"({s.shown_per_second:.0f}/s)\ncoalesced {s.coalesced}, malformed {s.malformed}, "
             f"gaps {s.gaps}, rejected {s.rejected}, peers {s.peers}"
         )
-        self.error_label.setText(s.last_error)
+        self.error_label.setText("\n".join(e for e in (self._error, s.last_error) if e))
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
         """Stop the receiver when the widget closes."""
         self.controller.stop()
         super().closeEvent(event)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
+        """Once docked and shown, make sure the canvas keeps a usable size."""
+        super().showEvent(event)
+        if not self._room_made:
+            self._room_made = True
+            QTimer.singleShot(0, lambda: ensure_canvas_room(self._viewer))
+
+    def event(self, event: Any) -> bool:
+        """Stop the receiver when the widget is taken out of the viewer (its dock's close button)."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.stop()
+        return bool(super().event(event))
 
 
 class StoreBrowserWidget(QWidget):

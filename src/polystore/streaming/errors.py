@@ -25,3 +25,4 @@ class NoReceiverError(StreamingError, TimeoutError):
 
 class ReceiveTimeoutError(StreamingError, TimeoutError):
     """``load`` on a pull backend saw no matching message within its timeout."""
+

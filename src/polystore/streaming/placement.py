@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "layer_name_from_path",
     "default_frame_axes",
+    "is_rgb_frame",
     "PlacementError",
     "StackBuffer",
     "LayerUpdate",
@@ -77,6 +78,19 @@ def layer_name_from_path(path: str) -> str:
 def default_frame_axes(ndim: int) -> str:
     """Axis letters for a frame's own dimensions when the sender gave none."""
     return "tczyx"[-ndim:] if ndim <= 5 else "".join(chr(ord("a") + i) for i in range(ndim - 5)) + "tczyx"
+
+
+def is_rgb_frame(shape: tuple[int, ...], dtype: np.dtype[Any], axes: str | None) -> bool:
+    """True when a frame is an RGB(A) image: shown as colour, not as a stack of channels.
+
+    Either ``axes`` ends in ``c`` and the last dimension is 3 or 4 (any dtype),
+    or no ``axes`` were given and the frame is ``uint8`` of shape (H, W, 3|4).
+    """
+    if len(shape) < 3 or shape[-1] not in (3, 4):
+        return False
+    if axes:
+        return axes[-1] == "c"
+    return len(shape) == 3 and dtype == np.uint8
 
 
 class PlacementError(ValueError):
@@ -173,6 +187,7 @@ class LayerUpdate:
     display: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     frames: int = 1
+    rgb: bool = False  # the last axis holds RGB(A) colour, not a slider
     sent: float = 0.0  # sender clock of the newest frame in this update
     received: float = 0.0
     path: str = ""
@@ -187,20 +202,30 @@ class Placer:
         self.rejected = 0
         self.placed = 0
         self.last_error = ""
+        #: The frames refused by the last :meth:`place` call, with the reason.
+        self.refused: list[tuple[Frame, str]] = []
 
     def forget(self, name: str) -> None:
         """Drop the stack kept for layer ``name`` (e.g. the user deleted the layer)."""
         self.stacks.pop(name, None)
 
     def place(self, frames: Iterable[Frame]) -> list[LayerUpdate]:
-        """Place ``frames`` (oldest first); invalid ones are counted in :attr:`rejected`."""
+        """Place ``frames`` (oldest first); invalid ones are counted in :attr:`rejected`.
+
+        Each frame is placed on its own: one that cannot be placed (whatever
+        the error) is refused and listed in :attr:`refused`, the others of
+        the same batch are still shown.
+        """
         updates: dict[str, LayerUpdate] = {}
+        self.refused = []
         for frame in frames:
             try:
                 update = self._place_one(frame, updates.get(frame.layer))
-            except PlacementError as exc:
+            except Exception as exc:  # noqa: BLE001 - one odd frame must not drop the batch
+                reason = str(exc) if isinstance(exc, PlacementError) else f"cannot place the frame: {exc}"
                 self.rejected += 1
-                self.last_error = f"{frame.layer}: {exc}"
+                self.last_error = f"{frame.layer}: {reason}"
+                self.refused.append((frame, self.last_error))
                 continue
             self.placed += 1
             updates.pop(update.name, None)
@@ -218,12 +243,17 @@ class Placer:
             "received": frame.received,
             "path": header.path,
         }
+        rgb = is_rgb_frame(array.shape, array.dtype, header.axes)
+        common["rgb"] = rgb
         if header.index is None:
             self.stacks.pop(name, None)  # a live frame takes the layer over
-            frame_axes = header.axes[-array.ndim :] if header.axes and array.ndim else default_frame_axes(array.ndim)
+            if header.axes and array.ndim:
+                frame_axes = header.axes[-array.ndim :]
+            else:
+                frame_axes = default_frame_axes(array.ndim - 1) + "c" if rgb else default_frame_axes(array.ndim)
             return LayerUpdate(name, array, False, tuple(frame_axes), True, **common)
         stack = self.stacks.get(name)
-        index_axes, frame_axes = self._split_axes(header.axes, header.index, array.ndim)
+        index_axes, frame_axes = self._split_axes(header.axes, header.index, array.ndim, rgb)
         if stack is None or not stack.accepts(array):
             if stack is not None:
                 raise PlacementError(
@@ -242,7 +272,12 @@ class Placer:
         unknown = set(header.index) - set(stack.index_axes)
         if unknown:
             raise PlacementError(f"index axes {sorted(unknown)} are not axes of the stack {stack.axes!r}")
-        reassign = stack.place(header.index, array) or reassign
+        try:
+            reassign = stack.place(header.index, array) or reassign
+        except Exception:
+            if not any(stack.extent):
+                self.stacks.pop(name, None)  # a stack that never took a frame is not kept
+            raise
         if pending is not None and pending.stacked:
             reassign = reassign or pending.reassign
         return LayerUpdate(
@@ -256,11 +291,13 @@ class Placer:
         )
 
     @staticmethod
-    def _split_axes(axes: str | None, index: Mapping[str, int], ndim: int) -> tuple[str, str]:
+    def _split_axes(axes: str | None, index: Mapping[str, int], ndim: int, rgb: bool = False) -> tuple[str, str]:
         if axes:
             cut = len(axes) - ndim
             return axes[:cut], axes[cut:]
         index_axes = "".join(index)
+        if rgb:
+            return index_axes, "yxc"
         tail = "yx"[-min(ndim, 2) :] if ndim else ""
         pool = [c for c in "zcqrsuvwab" if c not in index_axes]
         return index_axes, "".join(pool[: ndim - len(tail)]) + tail

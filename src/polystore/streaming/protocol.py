@@ -55,6 +55,8 @@ DEFAULT_MAX_FRAME_BYTES = 2 * 1024**3
 # else (structured, object, string, datetime dtypes) is refused.
 _DTYPE_RE = re.compile(r"^[<>|=]([biufc])(1|2|4|8|16)$")
 _AXIS_RE = re.compile(r"^[A-Za-z]$")
+# Feedback goes only to a loopback port: a header cannot make a receiver connect elsewhere.
+_REPLY_RE = re.compile(r"^tcp://127\.0\.0\.1:[1-9][0-9]{0,4}$")
 _REQUIRED = ("v", "kind", "stream", "seq", "path", "dtype", "shape", "order", "nbytes", "sent")
 
 
@@ -80,6 +82,9 @@ class Header:
     meta: dict[str, Any] = field(default_factory=dict)
     v: int = PROTOCOL_VERSION
     kind: str = "image"
+    #: Optional: ``tcp://127.0.0.1:PORT`` where the sender reads feedback
+    #: (flow-control credit and rejected frames); see :mod:`polystore.streaming.feedback`.
+    reply: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The header as the JSON-ready mapping that goes on the wire."""
@@ -99,6 +104,7 @@ class Header:
             "display": self.display,
             "meta": self.meta,
             "sent": self.sent,
+            **({"reply": self.reply} if self.reply is not None else {}),
         }
 
 
@@ -147,6 +153,7 @@ def build_header(
     display: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     sent: float | None = None,
+    reply: str | None = None,
 ) -> Header:
     """Build and validate the header for one C-contiguous ``array`` saved at ``path``.
 
@@ -179,6 +186,8 @@ def build_header(
         raise ValueError(str(exc)) from exc
     if not isinstance(seq, int) or seq < 0:
         raise ValueError("seq must be a non-negative integer")
+    if reply is not None and not _REPLY_RE.match(reply):
+        raise ValueError(f"reply must be tcp://127.0.0.1:PORT, got {reply!r}")
     return Header(
         stream=stream,
         seq=seq,
@@ -192,6 +201,7 @@ def build_header(
         index=clean_index,
         display=clean_display,
         meta=clean_meta,
+        reply=reply,
     )
 
 
@@ -219,12 +229,13 @@ def encode_header(header: Header) -> bytes:
         return _ENCODER.encode(header.to_dict()).encode("utf-8")
     # The common case (a plain image) without building a dict: same JSON, faster.
     layer = "null" if header.layer is None else _quote(header.layer)
+    reply = "" if header.reply is None else f',"reply":"{header.reply}"'
     shape = ",".join(map(str, header.shape))
     return (
         f'{{"v":{header.v},"kind":"image","stream":{_quote(header.stream)},"seq":{header.seq},'
         f'"path":{_quote(header.path)},"dtype":"{header.dtype.str}","shape":[{shape}],"order":"C",'
         f'"nbytes":{header.nbytes},"layer":{layer},"axes":null,"index":null,"display":{{}},'
-        f'"meta":{{}},"sent":{header.sent!r}}}'
+        f'"meta":{{}},"sent":{header.sent!r}{reply}}}'
     ).encode("ascii")
 
 
@@ -358,6 +369,9 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     sent = raw["sent"]
     if not ((type(sent) is float or type(sent) is int) and _is_number(sent)):
         raise ProtocolError("header field 'sent' must be a number")
+    reply = raw.get("reply")
+    if reply is not None and (type(reply) is not str or not _REPLY_RE.match(reply)):
+        raise ProtocolError("header field 'reply' must be tcp://127.0.0.1:PORT")
     return Header(
         stream=stream,
         seq=seq,
@@ -371,6 +385,7 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
         index=None if index is None else dict(index),
         display=display,
         meta=meta,
+        reply=reply,
     )
 
 

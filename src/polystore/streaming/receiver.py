@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from polystore.streaming._zmq import context, zmq
+from polystore.streaming._zmq import zmq
 from zmq.utils.monitor import recv_monitor_message
 from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
 from polystore.streaming.errors import ReceiveTimeoutError, StreamingError
@@ -38,10 +38,19 @@ from polystore.streaming.protocol import (
     decode_message,
 )
 
-__all__ = ["Frame", "FrameQueue", "ReceiverStats", "StreamReceiver", "DEFAULT_MAX_QUEUED_BYTES"]
+__all__ = [
+    "Frame",
+    "FrameQueue",
+    "ReceiverStats",
+    "StreamReceiver",
+    "DEFAULT_MAX_QUEUED_BYTES",
+    "DEFAULT_MAX_QUEUED_FRAMES",
+]
 
-#: Default byte budget of a receiver's queue (512 MiB).
+#: Default byte budget of a receiver's queue (512 MiB, headers included).
 DEFAULT_MAX_QUEUED_BYTES = 512 * 1024**2
+#: Default cap on the number of queued frames, whatever their size.
+DEFAULT_MAX_QUEUED_FRAMES = 1024
 _MAX_TRACKED_STREAMS = 1024
 
 
@@ -52,6 +61,12 @@ class Frame:
     header: Header
     data: np.ndarray[Any, Any]
     received: float  # time.time() when the receiver thread took it off the socket
+    header_bytes: int = 0  # size of the JSON header on the wire
+
+    @property
+    def nbytes(self) -> int:
+        """What the frame costs the queue: payload plus header bytes."""
+        return int(self.data.nbytes) + self.header_bytes
 
     @property
     def layer(self) -> str:
@@ -87,15 +102,22 @@ class ReceiverStats:
 
 
 class FrameQueue:
-    """A byte-bounded queue: newest-wins per live layer, every indexed frame kept.
+    """A bounded queue: newest-wins per live layer, every indexed frame kept.
 
-    Thread-safe. ``put`` never blocks; producers check :meth:`has_room` (or
-    :meth:`wait_for_room`) first. A frame larger than the whole budget is still
-    accepted into an empty queue so it cannot wedge the stream.
+    Bounded in bytes (payload and header) and in frames. Thread-safe. ``put``
+    never blocks; producers check :meth:`has_room` (or :meth:`wait_for_room`)
+    first. A frame larger than the whole budget is still accepted into an
+    empty queue so it cannot wedge the stream.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_QUEUED_BYTES, coalesce: bool = True) -> None:
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        coalesce: bool = True,
+        max_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
+    ) -> None:
         self.max_bytes = int(max_bytes)
+        self.max_frames = max(1, int(max_frames))
         self.coalesce = coalesce
         self._items: collections.OrderedDict[Any, Frame] = collections.OrderedDict()
         self._bytes = 0
@@ -110,16 +132,19 @@ class FrameQueue:
         self._counter += 1
         return ("seq", self._counter)
 
+    def _room(self) -> bool:
+        return not self._items or (self._bytes < self.max_bytes and len(self._items) < self.max_frames)
+
     def has_room(self) -> bool:
-        """True when the queue is under its byte budget (or empty)."""
+        """True when the queue is under its byte and frame budgets (or empty)."""
         with self._cond:
-            return not self._items or self._bytes < self.max_bytes
+            return self._room()
 
     def wait_for_room(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for room; returns :meth:`has_room`."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._items or self._bytes < self.max_bytes, timeout)
-            return not self._items or self._bytes < self.max_bytes
+            self._cond.wait_for(self._room, timeout)
+            return self._room()
 
     def put(self, frame: Frame) -> bool:
         """Queue ``frame``; returns True if the queue was empty before (wake the consumer)."""
@@ -128,10 +153,10 @@ class FrameQueue:
             key = self._key(frame)
             old = self._items.pop(key, None)
             if old is not None:
-                self._bytes -= old.data.nbytes
+                self._bytes -= old.nbytes
                 self.replaced += 1
             self._items[key] = frame
-            self._bytes += frame.data.nbytes
+            self._bytes += frame.nbytes
             self._cond.notify_all()
             return was_empty
 
@@ -156,7 +181,7 @@ class FrameQueue:
                 for key, frame in self._items.items():
                     if path is None or frame.header.path == path:
                         del self._items[key]
-                        self._bytes -= frame.data.nbytes
+                        self._bytes -= frame.nbytes
                         self.taken += 1
                         self._cond.notify_all()
                         return frame
@@ -171,7 +196,7 @@ class FrameQueue:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of array data currently queued."""
+        """Bytes currently queued (payloads and headers)."""
         with self._cond:
             return self._bytes
 
@@ -188,7 +213,10 @@ class StreamReceiver:
         Newest-wins for live frames (viewers). ``False`` keeps every frame
         (pull backends).
     max_queued_bytes:
-        Byte budget of the queue; above it the thread stops reading (backpressure).
+        Byte budget of the queue (payloads and headers); above it the thread
+        stops reading (backpressure).
+    max_queued_frames:
+        Cap on queued frames, so tiny frames with large headers stay bounded too.
     max_frame_bytes:
         Largest payload accepted; ZeroMQ drops a peer that sends a bigger frame
         before allocating it (``ZMQ_MAXMSGSIZE``).
@@ -212,6 +240,7 @@ class StreamReceiver:
         *,
         coalesce: bool = True,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        max_queued_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         rcvhwm: int = 16,
         allow_remote: bool = False,
@@ -223,12 +252,13 @@ class StreamReceiver:
         check_bind_allowed(endpoint, allow_remote)
         self.threaded = threaded
         self._sock: Any = None
+        self._ctx: Any = None
         self._pump_lock = threading.Lock()
         self.requested_endpoint = endpoint
         self.endpoint = endpoint
         self.max_frame_bytes = int(max_frame_bytes)
         self.rcvhwm = int(rcvhwm)
-        self.queue = FrameQueue(max_queued_bytes, coalesce=coalesce)
+        self.queue = FrameQueue(max_queued_bytes, coalesce=coalesce, max_frames=max_queued_frames)
         self.on_frame = on_frame
         self._curve = (curve_secret_key, curve_public_key)
         self._thread: threading.Thread | None = None
@@ -275,6 +305,7 @@ class StreamReceiver:
                 sock, self._sock = self._sock, None
                 if sock is not None:
                     sock.close(0)
+                    self._ctx.term()
                 with self._stats_lock:
                     self._stats.listening = False
             return
@@ -355,7 +386,10 @@ class StreamReceiver:
 
     # -- the thread ----------------------------------------------------------
     def _open(self, monitor: bool = True) -> tuple[Any, Any]:
-        sock = context().socket(zmq.PULL)
+        # A context of its own: terminating it on stop waits until libzmq has
+        # really closed the listening socket, so the endpoint is free at once.
+        self._ctx = zmq.Context()
+        sock = self._ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_frame_bytes, MAX_HEADER_BYTES))
@@ -376,6 +410,7 @@ class StreamReceiver:
                 sock.disable_monitor()
                 mon.close(0)
             sock.close(0)
+            self._ctx.term()
             raise
         last = sock.getsockopt(zmq.LAST_ENDPOINT)
         self.endpoint = last.decode() if isinstance(last, bytes) else str(last)
@@ -419,6 +454,7 @@ class StreamReceiver:
             sock.disable_monitor()
             monitor.close(0)
             sock.close(0)
+            self._ctx.term()
 
     def _drain_monitor(self, monitor: Any) -> None:
         while True:
@@ -447,7 +483,7 @@ class StreamReceiver:
                 self._stats.last_error = str(exc)[:500]
             return True
         self._count(header, now)
-        if self.queue.put(Frame(header, array, now)) and self.on_frame is not None:
+        if self.queue.put(Frame(header, array, now, len(frames[0]))) and self.on_frame is not None:
             try:
                 self.on_frame()
             except Exception as exc:  # noqa: BLE001 - a consumer bug must not kill the thread

@@ -5,14 +5,27 @@ Fiji). It connects lazily, reconnects on its own when the receiver restarts
 (ZeroMQ does that), never queues messages for a receiver that is not
 connected (``ZMQ_IMMEDIATE``), and turns a send that cannot complete within
 ``send_timeout`` seconds into :class:`NoReceiverError` naming the endpoint.
+
+With ``flow_control=True`` (the napari backend) live frames (no ``index``)
+go through a newest-only send slot once the receiver answers with feedback
+(:mod:`polystore.streaming.feedback`): ``send`` puts the frame in the slot of
+its layer and returns at once (a newer frame for the same layer replaces an
+unsent one, counted in :attr:`StreamSender.conflated`), and a background
+thread transmits it when the viewer has applied the previous live frame. So
+the sender never transmits live frames the viewer would drop, while indexed
+frames (stacks) are all sent, in order, as before.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
+import dataclasses
 import os
 import secrets
 import threading
+import time
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,13 +34,20 @@ import numpy as np
 
 from polystore.streaming._zmq import zmq
 from polystore.streaming.errors import NoReceiverError, StreamingError
+from polystore.streaming.feedback import FeedbackInbox
+from polystore.streaming.placement import layer_name_from_path
 from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
-from polystore.streaming.rejections import RejectionLog, RejectionPolicy
+from polystore.streaming.rejections import RejectedFrame, RejectionLog, RejectionPolicy
 
-__all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT"]
+__all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT", "MAX_PENDING_LAYERS"]
 
 #: Seconds a send may wait for a receiver before raising (the issue asks <= 5 s).
 DEFAULT_SEND_TIMEOUT = 5.0
+
+#: Live layers that may wait in the send slot at once; more make ``send`` wait.
+MAX_PENDING_LAYERS = 256
+#: Seconds without feedback after which a flow-controlled sender sends anyway.
+CREDIT_TIMEOUT = 1.0
 
 _live_senders: weakref.WeakSet[StreamSender] = weakref.WeakSet()
 
@@ -63,6 +83,12 @@ class StreamSender:
         ``"warn"`` (default), ``"raise"`` or ``"ignore"``: what the next send
         does when the receiver reported frames it refused
         (:mod:`polystore.streaming.rejections`; reports land in :attr:`rejections`).
+    flow_control:
+        Send live frames through a newest-only slot paced by the receiver's
+        feedback (see the module docstring). Needs a loopback or ipc endpoint
+        (the receiver answers on loopback); ignored otherwise. ``send`` then
+        returns at once for live frames and the header it returns carries a
+        provisional ``seq``.
     """
 
     def __init__(
@@ -79,6 +105,7 @@ class StreamSender:
         curve_public_key: bytes | str | None = None,
         curve_secret_key: bytes | str | None = None,
         on_rejected: RejectionPolicy = "warn",
+        flow_control: bool = False,
     ) -> None:
         if send_timeout < 0:
             raise ValueError("send_timeout must be >= 0")
@@ -98,7 +125,25 @@ class StreamSender:
         self._pid = -1
         #: Frames the receiver reported it refused; surfaced by the next send.
         self.rejections = RejectionLog(on_rejected)
+        self.flow_control = bool(flow_control) and _is_local(endpoint)
+        #: Live frames replaced in the send slot by a newer one before being sent.
+        self.conflated = 0
+        self._reset_flow()
         _live_senders.add(self)
+
+    def _reset_flow(self) -> None:
+        """Fresh flow-control state (new object, or a forked child)."""
+        self._inbox: FeedbackInbox | None = None
+        self._fb_lock = threading.Lock()
+        self._credit = False  # the receiver answers with feedback
+        self._taken = -1
+        self._inflight: collections.deque[int] = collections.deque()
+        self._progress = 0.0
+        self._slot: collections.OrderedDict[str, tuple[Header, np.ndarray[Any, Any]]] = collections.OrderedDict()
+        self._slot_cond = threading.Condition()
+        self._slot_thread: threading.Thread | None = None
+        self._slot_error: BaseException | None = None
+        self._closing = False
 
     @property
     def next_seq(self) -> int:
@@ -168,6 +213,10 @@ class StreamSender:
             self._owner_pid = os.getpid()
             self.stream_id = secrets.token_hex(8)
             self._seq = 0
+            self._socket = None
+            self._reset_flow()
+        if self.flow_control and self._inbox is None:
+            self._inbox = FeedbackInbox()
         array = as_payload_array(data)
         header = build_header(
             array,
@@ -179,6 +228,7 @@ class StreamSender:
             index=index,
             display=display,
             meta=meta,
+            reply=None if self._inbox is None else self._inbox.endpoint,
         )
         return header, array
 
@@ -197,14 +247,21 @@ class StreamSender:
 
         Returns once ZeroMQ has queued the message for a connected receiver;
         raises :class:`NoReceiverError` if that does not happen within
-        ``send_timeout`` seconds (the message is then not sent).
+        ``send_timeout`` seconds (the message is then not sent). With flow
+        control on and a receiver that answers, a live frame is put in the
+        send slot instead and ``send`` returns at once; an error of the slot's
+        thread is raised by the next ``send``.
         """
+        self.check_feedback()
         with self._lock:
             header, array = self.build(
                 data, path, layer=layer, axes=axes, index=index, display=display, meta=meta
             )
-            self._send_locked(header, array)
-            return header
+            if not (index is None and self._credit):
+                self._send_locked(header, array)
+                return header
+        self._put_live(header, array)  # outside the lock: the slot's thread needs it
+        return header
 
     def send_many(
         self,
@@ -215,6 +272,7 @@ class StreamSender:
         """Send every item without waiting between them (ZeroMQ pipelines them)."""
         if len(items) != len(paths):
             raise ValueError(f"{len(items)} data items but {len(paths)} paths")
+        self.check_feedback()
         headers = []
         with self._lock:
             for data, path in zip(items, paths):
@@ -233,10 +291,115 @@ class StreamSender:
         except zmq.ZMQError as exc:
             raise StreamingError(f"sending to {self.endpoint} failed: {exc}") from exc
         self._seq += 1
+        if self._inbox is not None and header.index is None:
+            self._inflight.append(header.seq)
+            self._progress = time.monotonic()
+
+    # -- flow control ------------------------------------------------------------
+    def check_feedback(self) -> None:
+        """Read the receiver's feedback (credit, rejected frames); raise the slot thread's error.
+
+        Called by :meth:`send`; rejected frames go to :attr:`rejections`, which
+        the next message surfaces (a warning by default).
+        """
+        error, self._slot_error = self._slot_error, None
+        if error is not None:
+            raise error
+        self._read_feedback(0)
+
+    def _read_feedback(self, timeout_ms: int) -> None:
+        inbox = self._inbox
+        if inbox is None or not self._fb_lock.acquire(blocking=timeout_ms > 0):
+            return
+        try:
+            for feedback in inbox.read(timeout_ms):
+                if feedback.stream != self.stream_id:
+                    continue
+                self._credit = True
+                self._progress = time.monotonic()
+                self._taken = max(self._taken, feedback.taken)
+                if feedback.rejected:
+                    self.rejections.report(
+                        RejectedFrame.from_dict({**r, "stream": feedback.stream}, self.endpoint)
+                        for r in feedback.rejected
+                    )
+        finally:
+            self._fb_lock.release()
+
+    def _window_open(self) -> bool:
+        while self._inflight and self._inflight[0] <= self._taken:
+            self._inflight.popleft()
+        if not self._inflight or self._closing:
+            return True
+        if time.monotonic() - self._progress > CREDIT_TIMEOUT:
+            self._inflight.clear()  # feedback lost (receiver restarted?): send anyway
+            return True
+        return False
+
+    def _put_live(self, header: Header, array: np.ndarray[Any, Any]) -> None:
+        key = header.layer or layer_name_from_path(header.path)
+        with self._slot_cond:
+            if key not in self._slot and len(self._slot) >= MAX_PENDING_LAYERS:
+                if not self._slot_cond.wait_for(lambda: len(self._slot) < MAX_PENDING_LAYERS, self.send_timeout):
+                    raise NoReceiverError(self.endpoint, self.send_timeout, self.hint)
+            if self._slot.pop(key, None) is not None:
+                self.conflated += 1
+            self._slot[key] = (header, array)
+            if self._slot_thread is None:
+                self._closing = False
+                self._slot_thread = threading.Thread(
+                    target=self._slot_loop, name=f"polystore-sender {self.endpoint}", daemon=True
+                )
+                self._slot_thread.start()
+            self._slot_cond.notify_all()
+
+    def _slot_loop(self) -> None:
+        """Send the newest frame of each live layer whenever the receiver has credit left."""
+        while True:
+            with self._slot_cond:
+                while not self._slot and not self._closing:
+                    self._slot_cond.wait(0.5)
+                if not self._slot:
+                    self._slot_thread = None  # under the lock: _put_live starts a new one
+                    return
+            if not self._window_open():
+                self._read_feedback(10)
+                continue
+            with self._slot_cond:
+                _key, (header, array) = self._slot.popitem(last=False)
+                self._slot_cond.notify_all()
+            try:
+                with self._lock:
+                    self._send_locked(dataclasses.replace(header, seq=self._seq), array)
+            except Exception as exc:  # noqa: BLE001 - raised by the caller's next send
+                self._slot_error = exc
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every live frame in the send slot has been handed to ZeroMQ.
+
+        Returns False if that took longer than ``timeout`` seconds (default:
+        ``send_timeout``).
+        """
+        wait = self.send_timeout if timeout is None else timeout
+        with self._slot_cond:
+            self._closing = True
+            self._slot_cond.notify_all()
+            done = self._slot_cond.wait_for(lambda: not self._slot, wait)
+            self._closing = False
+        return done
 
     def close(self, linger: float | None = None) -> None:
         """Close the socket, waiting up to ``linger`` s (default: send_timeout) for queued
         messages to reach the receiver. A later :meth:`send` reconnects."""
+        if self._owner_pid == os.getpid():
+            self.flush(linger)
+            thread = self._slot_thread
+            with self._slot_cond:
+                self._closing = True
+                self._slot_cond.notify_all()
+            if thread is not None:
+                thread.join(1.0)
+            self._closing = False
         with self._lock:
             sock, self._socket = self._socket, None
             ctx, self._context = self._context, None
@@ -244,6 +407,9 @@ class StreamSender:
                 wait = self.send_timeout if linger is None else linger
                 sock.close(int(wait * 1000))
                 ctx.term()
+            inbox, self._inbox = self._inbox, None
+            if inbox is not None and self._owner_pid == os.getpid():
+                inbox.close()
 
     def __enter__(self) -> StreamSender:
         return self
@@ -253,6 +419,14 @@ class StreamSender:
 
     def __repr__(self) -> str:
         return f"StreamSender({self.endpoint!r}, stream={self.stream_id}, next_seq={self._seq})"
+
+
+def _is_local(endpoint: str) -> bool:
+    """True for ipc endpoints and loopback tcp (a receiver there can answer on loopback)."""
+    if endpoint.startswith("ipc://"):
+        return True
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0] if endpoint.startswith("tcp://") else ""
+    return host in ("localhost", "[::1]") or host.startswith("127.")
 
 
 def _key(value: bytes | str) -> bytes:
