@@ -9,10 +9,15 @@ viewer with the receiver already listening.
 
 from __future__ import annotations
 
-__all__ = ["StreamReceiverWidget", "StoreBrowserWidget", "get_reader"]
+__all__ = ["StreamController", "StreamStatus", "StreamReceiverWidget", "StoreBrowserWidget", "get_reader"]
 
 
 def __getattr__(name: str) -> object:
+    # The controller is Qt-free: run a receiver in-process (scripts, notebooks, tests).
+    if name in ("StreamController", "StreamStatus"):
+        from polystore_napari import _controller
+
+        return getattr(_controller, name)
     # Widgets import Qt: load them only when asked for.
     if name in ("StreamReceiverWidget", "StoreBrowserWidget"):
         from polystore_napari import _widgets

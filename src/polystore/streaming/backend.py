@@ -11,7 +11,7 @@ from polystore.base import PathLike, StorageBackend
 from polystore.streaming.endpoints import tcp_endpoint
 from polystore.streaming.errors import StreamingError
 from polystore.streaming.protocol import DEFAULT_MAX_FRAME_BYTES, Header
-from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, Frame, StreamReceiver
+from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, Frame, StreamReceiver
 from polystore.streaming.rejections import RejectionPolicy
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT, StreamSender
 
@@ -55,6 +55,10 @@ class StreamingBackend(StorageBackend):
     The endpoint is ``endpoint=`` (``tcp://...`` or ``ipc://...``) or else
     ``tcp://{host}:{port}`` (loopback by default). Binding a non-loopback
     address needs ``allow_remote=True``; CURVE keys encrypt and authenticate.
+    A pull queue holds at most ``max_queued_bytes`` (payloads and headers) and
+    ``max_queued_frames`` frames. ``flow_control=True`` (push) sends live
+    frames through a newest-only slot paced by a viewer's feedback (see
+    :class:`~polystore.streaming.sender.StreamSender`).
 
     ``save`` options (all optional): ``layer`` (target layer name), ``index``
     (``{"t": 3, "c": 1}``: place the frame into an N-D stack), ``axes``
@@ -94,11 +98,13 @@ class StreamingBackend(StorageBackend):
         copy: bool = False,
         allow_remote: bool = False,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        max_queued_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         curve_server_key: bytes | str | None = None,
         curve_public_key: bytes | str | None = None,
         curve_secret_key: bytes | str | None = None,
         on_rejected: RejectionPolicy = "warn",
+        flow_control: bool = False,
     ) -> None:
         if mode not in ("push", "pull"):
             raise ValueError(f"mode must be 'push' or 'pull', not {mode!r}")
@@ -117,6 +123,7 @@ class StreamingBackend(StorageBackend):
                 curve_public_key=curve_public_key,
                 curve_secret_key=curve_secret_key,
                 on_rejected=on_rejected,
+                flow_control=flow_control,
             )
         else:
             self._receiver = StreamReceiver(
@@ -124,6 +131,7 @@ class StreamingBackend(StorageBackend):
                 coalesce=False,
                 threaded=False,
                 max_queued_bytes=max_queued_bytes,
+                max_queued_frames=max_queued_frames,
                 max_frame_bytes=max_frame_bytes,
                 allow_remote=allow_remote,
                 curve_secret_key=curve_secret_key,

@@ -66,9 +66,9 @@ class NapariStreamingBackend(StreamingBackend):
 
     _backend_type: ClassVar[str] = "napari"
     receiver_hint: ClassVar[str] = (
-        "Start a receiver in napari (Plugins > polystore > Stream receiver, same endpoint), "
-        "run `python -m polystore_napari --endpoint ENDPOINT`, or use "
-        "NapariStreamingBackend(launch=True)."
+        "Start a receiver: open Plugins > polystore > Stream receiver in napari (it listens as soon "
+        "as it opens; same endpoint), run `polystore serve napari` or "
+        "`python -m polystore_napari --endpoint ENDPOINT`, or use NapariStreamingBackend(launch=True)."
     )
 
     def __init__(
@@ -95,6 +95,7 @@ class NapariStreamingBackend(StreamingBackend):
             curve_server_key=curve_server_key,
             curve_public_key=curve_public_key,
             curve_secret_key=curve_secret_key,
+            flow_control=True,
         )
         self._viewer: ViewerProcess | None = None
         self.viewer_log: Path | None = None
