@@ -32,6 +32,7 @@ def docked(make_napari_viewer: Any, qtbot: Any) -> Any:
     viewer = make_napari_viewer(show=True)
     widget = StreamReceiverWidget(viewer, endpoint="tcp://127.0.0.1:0")
     viewer.window.add_dock_widget(widget, name="Stream receiver", area="right")
+    widget.start()  # already listening: nothing changes
     yield viewer, widget
     widget.stop()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", default=None, help="endpoint to bind (default: the napari default)")
     parser.add_argument("--ready-file", default=None, help="file written when the receiver listens")
     parser.add_argument("--hidden", action="store_true", help="do not show the window")
+    parser.add_argument("--cleanup-dir", default=None, help="folder removed when the viewer stops (launchers' runtime dir)")
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow binding a non-loopback address (use CURVE too)"
     )
@@ -27,6 +29,20 @@ def main(argv: list[str] | None = None) -> int:
         help="file holding the receiver's Z85 CURVE secret key; senders then need its public key",
     )
     args = parser.parse_args(argv)
+    code = _run(args)
+    if code == 0 and args.cleanup_dir:
+        # On failure the launcher reads the log for the reason, then removes the folder.
+        shutil.rmtree(args.cleanup_dir, ignore_errors=True)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from polystore.streaming.napari import display_problem
+
+    problem = display_problem()
+    if problem:
+        print(f"polystore_napari: cannot open a window: {problem}; run under Xvfb", file=sys.stderr, flush=True)
+        return 2
     secret = None
     if args.curve_secret_file:
         with open(args.curve_secret_file, "rb") as key_file:
@@ -39,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer = napari.Viewer(show=not args.hidden, title="polystore stream")
     widget = StreamReceiverWidget(
-        viewer, endpoint=args.endpoint, allow_remote=args.allow_remote, curve_secret_key=secret
+        viewer, endpoint=args.endpoint, allow_remote=args.allow_remote, curve_secret_key=secret, listen=False
     )
     viewer.window.add_dock_widget(widget, name="Stream receiver", area="right")
     try:
         bound = widget.start()
     except Exception as exc:  # noqa: BLE001 - reported to the launcher through the exit code
         print(f"polystore_napari: cannot listen: {exc}", file=sys.stderr, flush=True)
+        viewer.close()
         return 2
 
     def _quit(*_args: object) -> None:
@@ -65,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(f"{os.getpid()} {bound}\n")
         os.replace(tmp, args.ready_file)
     napari.run()
-    widget.stop()
+    widget.controller.stop()  # the widget itself may be gone with the window
     return 0
 
 

@@ -96,10 +96,21 @@ class StoreBrowserModel:
         self.fm = file_manager if file_manager is not None else _default_file_manager()
 
     def root_node(self) -> StoreNode:
-        """The node for ``root`` itself."""
+        """The node for ``root`` itself.
+
+        Raises ``FileNotFoundError`` for a missing path and ``NotADirectoryError``
+        for a plain file, with a message saying what to choose instead.
+        """
         name = Path(self.root).name or self.root
         if is_zarr_store(self.root):
             return self._zarr_node(self.root, name)
+        if not os.path.exists(self.root):
+            raise FileNotFoundError(f"no such folder or zarr store: {self.root}")
+        if not os.path.isdir(self.root):
+            raise NotADirectoryError(
+                f"{self.root} is a file, not a folder or a zarr store: choose the folder that holds it "
+                "(or open the file with File > Open)"
+            )
         return StoreNode(self.root, name, "folder")
 
     def children(self, node: StoreNode | None = None) -> list[StoreNode]:

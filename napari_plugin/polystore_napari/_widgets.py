@@ -234,6 +234,7 @@ class StoreBrowserWidget(QWidget):
             self.model = StoreBrowserModel(path)
             root = self.model.root_node()
         except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.model = None
             self.message.setText(f"cannot open {path}: {exc}")
             return
         item = self._item(root)

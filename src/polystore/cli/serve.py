@@ -62,10 +62,9 @@ def serve(viewer: str, endpoint: str | None, timeout: float, headless: bool) -> 
     """
     _terminate_on_sigterm()
     if viewer == "napari":
-        if not headless:
-            from polystore.cli.view import require_display
+        from polystore.cli.view import require_display
 
-            require_display()
+        require_display(" (napari needs one even with --headless, which only hides the window)" if headless else "")
         return _serve_napari(endpoint, timeout, headless)
     return _serve_fiji(endpoint, timeout, headless)
 
@@ -83,7 +82,10 @@ def _serve_napari(endpoint: str | None, timeout: float, hidden: bool) -> int:
         sys.stdout.flush()
         process = backend.viewer_process
         assert process is not None
-        return _wait(process, "napari viewer")
+        code = _wait(process, "napari viewer")
+        if code:
+            click.echo(backend.viewer_exit_reason(), err=True)
+        return code
     except KeyboardInterrupt:
         click.echo("stopping the napari viewer", err=True)
         return 0

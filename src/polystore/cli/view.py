@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,15 +42,24 @@ def open_in_viewer(viewer: Any, path: str) -> list[str]:
     return [layer.name]
 
 
-def require_display() -> None:
+def _exists(path: str) -> bool:
+    """A local file or folder, or a zarr node (a batch member has no file of its own)."""
+    if os.path.exists(path):
+        return True
+    if guess_backend(path) != "zarr":
+        return False
+    from polystore import FileManager
+
+    return bool(FileManager().exists(path, "zarr"))
+
+
+def require_display(why: str = "") -> None:
     """Raise a one-line error when Qt would find no display (instead of Qt aborting the process)."""
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if sys.platform.startswith("linux") and platform in ("", "xcb") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        raise click.ClickException(
-            "no display (DISPLAY is not set); run under Xvfb, e.g. xvfb-run -a polystore ..."
-        )
+    from polystore.streaming.napari import display_problem
+
+    problem = display_problem()
+    if problem:
+        raise click.ClickException(f"{problem}{why}; run under Xvfb, e.g. xvfb-run -a polystore ...")
 
 
 def _screenshot(viewer: Any, png: str) -> None:
@@ -79,7 +87,7 @@ def view(path: str, png: str | None) -> None:
     the planes on screen are read. Needs the napari extra and a display
     (under Xvfb: QT_QPA_PLATFORM=xcb).
     """
-    if not is_url(path) and not os.path.exists(path.rstrip("/")):
+    if not is_url(path) and not _exists(path.rstrip("/")):
         raise click.ClickException(f"no such file, store or array: {path!r}")
     require_display()
     import napari

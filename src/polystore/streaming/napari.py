@@ -15,6 +15,7 @@ works too.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,13 @@ from polystore.streaming.errors import StreamingError
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT
 from polystore.streaming.viewer_process import ViewerProcess
 
-__all__ = ["NapariStreamingBackend", "default_napari_endpoint", "DEFAULT_NAPARI_PORT", "ENDPOINT_ENV"]
+__all__ = [
+    "NapariStreamingBackend",
+    "default_napari_endpoint",
+    "display_problem",
+    "DEFAULT_NAPARI_PORT",
+    "ENDPOINT_ENV",
+]
 
 #: TCP port of the default napari endpoint where ipc sockets are unavailable.
 DEFAULT_NAPARI_PORT = 5570
@@ -47,6 +54,20 @@ def default_napari_endpoint() -> str:
     if env:
         return env
     return tcp_endpoint(DEFAULT_NAPARI_PORT)
+
+
+def display_problem() -> str:
+    """Why Qt would find no display here ("" when there is one).
+
+    napari needs a display even for a hidden window; without one Qt aborts
+    the process (SIGABRT), so launchers check first.
+    """
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if sys.platform.startswith("linux") and platform in ("", "xcb") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return "no display (DISPLAY is not set)"
+    return ""
 
 
 class NapariStreamingBackend(StreamingBackend):
@@ -116,13 +137,18 @@ class NapariStreamingBackend(StreamingBackend):
         """Start a napari viewer process listening on :attr:`endpoint`; return its PID.
 
         Waits until the receiver is bound (or raises :class:`StreamingError`
-        with the tail of the viewer's log if it exits or takes longer than
-        ``timeout`` seconds). Needs the ``napari`` extra and a display.
+        whose first line names the cause, e.g. a busy port, followed by the
+        tail of the viewer's log, if it exits or takes longer than ``timeout``
+        seconds). Needs the ``napari`` extra and a display. The viewer's
+        runtime folder (``viewer-*``: ready file and log) is removed when it stops.
         """
         if self._viewer is not None and self._viewer.running():
             pid = self._viewer.pid
             assert pid is not None
             return pid
+        problem = display_problem()
+        if problem:
+            raise StreamingError(f"cannot start a napari viewer: {problem}; run under Xvfb (xvfb-run -a ...)")
         workdir = Path(tempfile.mkdtemp(prefix="viewer-", dir=runtime_dir()))
         ready = workdir / "ready"
         self.viewer_log = workdir / "viewer.log"
@@ -134,18 +160,34 @@ class NapariStreamingBackend(StreamingBackend):
             self.endpoint,
             "--ready-file",
             str(ready),
+            "--cleanup-dir",  # the viewer removes it when it stops by itself
+            str(workdir),
         ]
         if not show:
             command.append("--hidden")
-        viewer = ViewerProcess(command, self.viewer_log, name="the napari viewer process")
+        viewer = ViewerProcess(command, self.viewer_log, name="the napari viewer process", workdir=workdir)
         pid = viewer.spawn()
         self._viewer = viewer
         try:
             viewer.wait_ready(ready.exists, timeout, f"listening on {self.endpoint}")
-        except StreamingError:
+        except StreamingError as exc:
             self._viewer = None
-            raise
+            reason = self.viewer_exit_reason(viewer)
+            shutil.rmtree(workdir, ignore_errors=True)
+            first, _, rest = str(exc).partition("\n")
+            raise StreamingError(f"{first.split('; log ')[0]}: {reason}\n{rest}") from None
         return pid
+
+    def viewer_exit_reason(self, viewer: ViewerProcess | None = None) -> str:
+        """Why the viewer stopped, in its own words (its last ``polystore_napari:`` log line)."""
+        viewer = viewer or self._viewer
+        tail = viewer.log_tail(200) if viewer is not None else ""
+        said = [line for line in tail.splitlines() if line.startswith("polystore_napari: ")]
+        errors = [line[len("polystore_napari: ") :] for line in said if " listening on " not in line]
+        if errors:
+            return errors[-1]
+        last = tail.splitlines()[-1:] if tail else []
+        return f"its log ends with: {last[0]}" if last else "it gave no reason"
 
     def stop_viewer(self, timeout: float = 10.0) -> None:
         """Stop the launched viewer by its PID (SIGTERM, then SIGKILL after ``timeout``)."""
