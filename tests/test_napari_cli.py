@@ -82,6 +82,6 @@ def test_each_launch_removes_its_runtime_folder(tmp_path: Path, monkeypatch: pyt
     assert process is not None and list((runtime / "polystore").glob("viewer-*"))
     backend.save(np.ones((8, 8), np.uint8), "x.tif")
     backend.close()
-    process.terminate()  # the viewer stops on its own (as when its window is closed)
-    assert process.wait(60) == 0
+    process.terminate()  # the viewer stops on its own, not through stop_viewer()
+    process.wait(60)
     assert not list((runtime / "polystore").glob("viewer-*"))

@@ -139,12 +139,13 @@ def test_launch_true_starts_a_viewer_and_stops_it_by_pid(tmp_path: Path) -> None
         assert pid is not None and psutil.pid_exists(pid)
         assert "polystore_napari" in " ".join(psutil.Process(pid).cmdline())
         backend.save(np.ones((8, 8), np.uint8), "launched.tif")  # raises if nobody listens
+        log = backend.viewer_log
+        assert log is not None and "listening on" in log.read_text()
     finally:
         backend.stop_viewer()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert backend.viewer_pid is None
-    log = backend.viewer_log
-    assert log is not None and "listening on" in log.read_text()
+    assert not log.parent.exists()  # the viewer's runtime folder goes with it
     with pytest.raises(Exception, match="no receiver"):
         NapariStreamingBackend(endpoint=f"ipc://{tmp_path}/launched.sock", send_timeout=0.3).save(
             np.ones(2), "after-stop"

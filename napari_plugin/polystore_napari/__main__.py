@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace) -> int:
 
     def _quit(*_args: object) -> None:
         widget.stop()
+        if args.cleanup_dir:  # asked to stop: nobody needs the log any more
+            shutil.rmtree(args.cleanup_dir, ignore_errors=True)
         viewer.close()
 
     signal.signal(signal.SIGTERM, _quit)
