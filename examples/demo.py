@@ -93,7 +93,7 @@ def pipeline(endpoint: str) -> None:
 def stream_into_viewer(stack: np.ndarray, out: Path, headless: bool) -> None:
     """Start a viewer listening, run the pipeline in another process, show or screenshot."""
     import napari
-    from polystore_napari._controller import StreamController
+    from polystore_napari import StreamController
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="polystore demo", show=True)

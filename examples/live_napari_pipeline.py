@@ -82,7 +82,7 @@ def _worker(endpoint: str, frames: int) -> None:
 def screenshot_run(png: Path, frames: int) -> None:
     """Viewer here, pipeline in a worker process; check every layer, then render to ``png``."""
     import napari
-    from polystore_napari._controller import StreamController
+    from polystore_napari import StreamController
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="polystore: live pipeline", show=True)

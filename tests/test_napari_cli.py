@@ -85,3 +85,9 @@ def test_each_launch_removes_its_runtime_folder(tmp_path: Path, monkeypatch: pyt
     process.terminate()  # the viewer stops on its own, not through stop_viewer()
     process.wait(60)
     assert not list((runtime / "polystore").glob("viewer-*"))
+
+
+def test_examples_use_only_public_napari_api() -> None:
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    for script in examples.glob("*.py"):
+        assert "polystore_napari._" not in script.read_text(), f"{script.name} imports a private module"

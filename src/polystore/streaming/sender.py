@@ -136,6 +136,7 @@ class StreamSender:
         self._inbox: FeedbackInbox | None = None
         self._fb_lock = threading.Lock()
         self._credit = False  # the receiver answers with feedback
+        self._legacy = False  # the receiver did not answer in time: send live frames directly
         self._taken = -1
         self._inflight: collections.deque[int] = collections.deque()
         self._progress = 0.0
@@ -257,7 +258,11 @@ class StreamSender:
             header, array = self.build(
                 data, path, layer=layer, axes=axes, index=index, display=display, meta=meta
             )
-            if not (index is None and self._credit):
+            # Slot a live frame when the receiver answers with feedback, or while
+            # the first answer is awaited (a receiver silent for CREDIT_TIMEOUT
+            # is taken for one that never answers: frames then go straight out).
+            waiting = bool(self._inflight) and not self._legacy
+            if not (index is None and self._inbox is not None and (self._credit or waiting)):
                 self._send_locked(header, array)
                 return header
         self._put_live(header, array)  # outside the lock: the slot's thread needs it
@@ -315,7 +320,7 @@ class StreamSender:
             for feedback in inbox.read(timeout_ms):
                 if feedback.stream != self.stream_id:
                     continue
-                self._credit = True
+                self._credit, self._legacy = True, False
                 self._progress = time.monotonic()
                 self._taken = max(self._taken, feedback.taken)
                 if feedback.rejected:
@@ -332,6 +337,7 @@ class StreamSender:
         if not self._inflight or self._closing:
             return True
         if time.monotonic() - self._progress > CREDIT_TIMEOUT:
+            self._legacy = not self._credit  # never answered: a receiver without feedback
             self._inflight.clear()  # feedback lost (receiver restarted?): send anyway
             return True
         return False
