@@ -223,6 +223,7 @@ def run_case(folder: str, data: np.ndarray, compressed: bool, repeat: int) -> di
         repeat,
         warm,
     )
+    r.update(_safety_costs(folder, backend, frames_dir))
     r["b_new"] = gb / batch["b_new"]
     r["b_replace"] = batch_gb / batch["b_replace"]
     r["b_append"] = batch_gb / batch["b_append"]
@@ -265,12 +266,74 @@ def run_case(folder: str, data: np.ndarray, compressed: bool, repeat: int) -> di
               f"{r[key]:7.3f} ms  ratio {r['f_ours'] / r[key]:5.2f}x", flush=True)
     print(f"{'one 8 MB frame ' + tag + ' (dask lazy slice, info)':<48} polystore {r['f_lazy']:10.3f} ms", flush=True)
     report_absolute(f"one 8 MB frame {tag}, absolute (ms)", r["f_ours"], "ms", 5.0)
+    replace_ms = 1e3 * batch_gb / r["b_replace"] / some
+    share = (r["c_lock"] / some + r["c_swap"]) / replace_ms
+    report_absolute(f"lock + staged swap {tag}, share of one replace", 100 * share, "%", 5.0,
+                    detail=f"lock {1e3 * r['c_lock']:.0f} us per call, swap {1e3 * r['c_swap']:.0f} us per frame, "
+                           f"replace {replace_ms:.2f} ms per frame")
+    report_absolute(f"pinning {tag}, share of one 8 MB frame load", 100 * r["c_pins"] / r["f_ours"], "%", 5.0,
+                    detail=f"{1e3 * r['c_pins']:.0f} us per load")
     for key, what in (("b_new", "new batch"), ("b_replace", f"replace {some} frames"),
                       ("b_append", f"append {some} frames")):
         print(f"{'batch ' + tag + ': ' + what + ' (info)':<48} polystore {r[key]:10.3f} GB/s", flush=True)
     for name in (ours, theirs, theirs + "-wec", theirs + "-zarrs", tstore, frames_dir):
         shutil.rmtree(name, ignore_errors=True)
     return r
+
+
+def _safety_costs(folder: str, backend: Any, frames_dir: str) -> dict[str, float]:
+    """What crash safety adds, in ms: the batch lock, one member swap, pinning a load.
+
+    Timed in the same run as the figures they are compared with (a share, so
+    the machine's load cancels out). The swap is the exchange of a staged
+    member folder with the live one plus deleting the old folder's 4 chunk
+    files (an in-place rewrite did neither).
+    """
+    from polystore.zarr._batch import batch_lock
+    from polystore.zarr._fs import _LocalFS, put_in_place
+    from polystore.zarr._pins import read_stable
+
+    fs = _LocalFS()
+    n = 200
+
+    def lock() -> None:
+        with batch_lock(fs, frames_dir, 60.0):
+            pass
+
+    live, staged = os.path.join(folder, "swap-live"), os.path.join(folder, "swap-staged")
+    swap_time = [0.0]
+
+    def swap() -> None:
+        for d in (live, staged):
+            os.makedirs(d, exist_ok=True)
+            for i in range(4):
+                with open(os.path.join(d, str(i)), "wb"):
+                    pass
+        start = time.perf_counter()  # the exchange and deleting the old member's folder
+        old = put_in_place(staged, live)
+        if old is not None:
+            shutil.rmtree(old)
+        swap_time[0] += time.perf_counter() - start
+
+    unit = os.path.join(frames_dir, "c", "0")
+
+    def pins() -> None:
+        def read(p: Any) -> None:
+            p.hold(frames_dir)
+            p.hold(os.path.dirname(frames_dir))
+            p.note(unit)
+
+        read_stable(fs, 3, "bench", read)
+
+    out: dict[str, float] = {}
+    for key, fn in (("c_lock", lock), ("c_swap", swap), ("c_pins", pins)):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        out[key] = 1e3 * (time.perf_counter() - start) / n
+    out["c_swap"] = 1e3 * swap_time[0] / n
+    shutil.rmtree(live, ignore_errors=True)
+    return out
 
 
 def _best_library(label: str, ours: float, theirs: dict[str, float]) -> None:
