@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,11 @@ class _Codec:
         return Blosc(cname=self.cname, clevel=self.clevel, shuffle=_SHUFFLE_IDS[self.shuffle])
 
 
-def blosc_frame_problem(raw: bytes | memoryview, nbytes: int) -> str | None:
+def blosc_frame_problem(raw: bytes | memoryview, nbytes: int | None, size: int | None = None) -> str | None:
     """Why ``raw`` is not one complete Blosc (1.x) frame holding ``nbytes`` bytes, or None.
+
+    ``nbytes`` None skips the decompressed-size check; ``size`` is the
+    frame's length when ``raw`` holds only its start (the header).
 
     Checked before decoding, because Blosc trusts its header: a frame cut
     short (a truncated file) decodes "without error" into garbage read past
@@ -69,7 +73,7 @@ def blosc_frame_problem(raw: bytes | memoryview, nbytes: int) -> str | None:
     header plus the data, any other holds one start offset per block, each
     inside the frame.
     """
-    size = len(raw)
+    size = len(raw) if size is None else size
     if size < 16:
         return f"{size} bytes, shorter than a Blosc header (16)"
     header = bytes(raw[:16])
@@ -78,7 +82,7 @@ def blosc_frame_problem(raw: bytes | memoryview, nbytes: int) -> str | None:
     cbytes = int.from_bytes(header[12:16], "little")
     if cbytes != size:
         return f"{size} bytes, but its Blosc header says {cbytes} (truncated or padded)"
-    if held != nbytes:
+    if nbytes is not None and held != nbytes:
         return f"it holds {held} bytes, expected {nbytes}"
     if header[2] & 0x2:  # memcpyed: the data follows the header as is
         return None if cbytes == held + 16 else f"uncompressed Blosc frame of {cbytes} bytes for {held}"
@@ -90,6 +94,8 @@ def blosc_frame_problem(raw: bytes | memoryview, nbytes: int) -> str | None:
     table_end = 16 + 4 * nblocks
     if table_end > cbytes:
         return f"Blosc frame of {cbytes} bytes cannot hold {nblocks} block offsets"
+    if len(raw) < table_end:
+        return None  # only the header was given
     starts = np.frombuffer(raw, dtype="<i4", count=nblocks, offset=16)
     if nblocks and (int(starts.min()) < table_end or int(starts.max()) >= cbytes):
         return "a Blosc block offset points outside the frame"
@@ -122,4 +128,42 @@ def _codec_from_metadata(meta: Mapping[str, Any]) -> _Codec | None:
         if shuffle not in _SHUFFLE_IDS or conf.get("cname") is None:
             return None
         return _Codec(str(conf["cname"]), int(conf.get("clevel", 5)), shuffle)
+    return None
+
+
+def ends_with_blosc(meta: Mapping[str, Any]) -> bool:
+    """True when the last codec of an array (v3 ``codecs``, v2 ``compressor``) is Blosc."""
+    codecs = meta.get("codecs")
+    if isinstance(codecs, list) and codecs:
+        last = codecs[-1]
+        return isinstance(last, dict) and last.get("name") == "blosc"
+    comp = meta.get("compressor")
+    return isinstance(comp, dict) and comp.get("id") == "blosc"
+
+
+def truncated_blosc_chunk(folder: str, prefix: str = "") -> tuple[str, str] | None:
+    """The first chunk file under local array ``folder`` that is not a whole Blosc frame: (key, why).
+
+    For arrays read through zarr-python, whose Blosc decoder trusts the
+    header too: each file's header is read and its compressed size compared
+    with the file's size. ``prefix`` limits the check to keys starting with it.
+    """
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name == "zarr.json":
+                continue
+            path = os.path.join(dirpath, name)
+            key = os.path.relpath(path, folder).replace(os.sep, "/")
+            if prefix and not key.startswith(prefix):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(16)
+                    size = os.fstat(f.fileno()).st_size
+            except OSError:
+                continue  # vanished meanwhile: zarr-python reports what it finds
+            problem = blosc_frame_problem(head, None, size)
+            if problem is not None:
+                return key, problem
     return None

@@ -26,7 +26,7 @@ from polystore.exceptions import (
     UnsupportedFormatError,
 )
 from polystore.zarr._chunks import resolve_chunks
-from polystore.zarr._codec import _codec_for
+from polystore.zarr._codec import _codec_for, ends_with_blosc, truncated_blosc_chunk
 from polystore.zarr._dtypes import _check_dtype
 from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS, _contained
 from polystore.zarr._meta import _META, _V2_META, _write_group
@@ -505,6 +505,12 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             if index is None:
                 return reader.read([0] * reader.ndim, list(reader.shape))
             return reader[index]
+        if isinstance(loc.fs, _LocalFS) and ends_with_blosc(node.meta):
+            sep = node.parsed.separator if isinstance(node.parsed, ArrayMeta) else "/"
+            prefix = "" if index is None else (f"{index}{sep}" if node.zarr_format == 2 else f"c{sep}{index}{sep}")
+            bad = truncated_blosc_chunk(node.path, prefix)
+            if bad is not None:
+                raise ImageLoadError(f"zarr: corrupted chunk {bad[0]!r} of array {self._where(loc, rel)}: {bad[1]}")
         arr = self._zarr_array(loc, node)
         try:
             return np.asarray(arr[()] if index is None else arr[index])
