@@ -14,7 +14,8 @@ never see a mixed image (the rules are in ``docs/zarr-layout.md``):
   and re-reads the metadata under it;
 - **replace**: the new image's chunks go to a hidden staging unit
   ``c/.<i>.polystore-tmp-*``, which is then swapped with ``c/<i>`` in one
-  ``renameat2(RENAME_EXCHANGE)``; the old unit is deleted afterwards;
+  ``renameat2(RENAME_EXCHANGE)``; the old unit, now under the staging name,
+  is deleted afterwards by a worker thread;
 - **append**: chunks at the indices past the end first, then the metadata
   with the longer shape and name list (one atomic file replace);
 - **delete**: the name becomes ``None`` (the pixels stay until the batch is
@@ -39,7 +40,7 @@ import numpy as np
 from polystore.atomic import file_lock
 from polystore.exceptions import ImageSaveError, StorageError
 from polystore.zarr._dtypes import _dtype_from_meta
-from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK, put_in_place
+from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK, _pool, put_in_place
 from polystore.zarr._meta import _META, _dumps
 from polystore.base import PathLike
 from polystore.zarr._nodes import _Image, _Loc, _Node
@@ -299,11 +300,13 @@ class _BatchWriter(_ChunkWriter):
                 member_root=stage,
             )
             old = put_in_place(stage, unit)
-            if old is not None:
-                _remove(old)
-        finally:
-            if os.path.lexists(stage):
-                _remove(stage)
+        except BaseException:
+            _remove(stage)
+            raise
+        if old is not None:
+            # unreachable by any reader now: deleted by a worker, off the saving thread
+            # (a process that dies first leaves it to cleanup())
+            _pool("write").submit(_remove, old)
 
     def _append_members(
         self,
