@@ -35,7 +35,7 @@ class _Pins:
         if not self.local:
             return
         try:
-            fd: int | None = os.open(path, os.O_RDONLY)
+            fd: int | None = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             fd = None
         self._held.append((path, fd))
