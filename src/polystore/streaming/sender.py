@@ -48,6 +48,9 @@ DEFAULT_SEND_TIMEOUT = 5.0
 MAX_PENDING_LAYERS = 256
 #: Seconds without feedback after which a flow-controlled sender sends anyway.
 CREDIT_TIMEOUT = 1.0
+#: Seconds a new sender waits for a receiver's first feedback before taking it
+#: for one that never answers (protocol 1.0) and sending live frames directly.
+FIRST_FEEDBACK_TIMEOUT = 5.0
 
 _live_senders: weakref.WeakSet[StreamSender] = weakref.WeakSet()
 
@@ -259,7 +262,7 @@ class StreamSender:
                 data, path, layer=layer, axes=axes, index=index, display=display, meta=meta
             )
             # Slot a live frame when the receiver answers with feedback, or while
-            # the first answer is awaited (a receiver silent for CREDIT_TIMEOUT
+            # the first answer is awaited (a receiver silent for FIRST_FEEDBACK_TIMEOUT
             # is taken for one that never answers: frames then go straight out).
             waiting = bool(self._inflight) and not self._legacy
             if not (index is None and self._inbox is not None and (self._credit or waiting)):
@@ -336,7 +339,7 @@ class StreamSender:
             self._inflight.popleft()
         if not self._inflight or self._closing:
             return True
-        if time.monotonic() - self._progress > CREDIT_TIMEOUT:
+        if time.monotonic() - self._progress > (CREDIT_TIMEOUT if self._credit else FIRST_FEEDBACK_TIMEOUT):
             self._legacy = not self._credit  # never answered: a receiver without feedback
             self._inflight.clear()  # feedback lost (receiver restarted?): send anyway
             return True
