@@ -137,8 +137,9 @@ _WRITER = textwrap.dedent(
     import numpy as np
     from polystore.zarr import ZarrBackend
 
-    root, w, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    root, w, rounds, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     backend = ZarrBackend(root=root)
+    axes = {"axes": "zyx"} if kind == "ome" else {}
 
     def image(value):
         return np.full((64, 64), value, np.uint16)
@@ -146,7 +147,7 @@ _WRITER = textwrap.dedent(
     for r in range(rounds):
         # two new images in one save_batch (the first call of all creates the batch)
         backend.save_batch([image(w * 1000 + r * 10), image(w * 1000 + r * 10 + 1)],
-                           [f"b.zarr/w{w}r{r}a", f"b.zarr/w{w}r{r}b"], chunks=(1, 32, 32))
+                           [f"b.zarr/w{w}r{r}a", f"b.zarr/w{w}r{r}b"], chunks=(1, 32, 32), **axes)
         if r:
             # replace one of the previous round's images alone, the other with a new image
             backend.save(image(w * 1000 + (r - 1) * 10 + 5), f"b.zarr/w{w}r{r - 1}a")
@@ -157,11 +158,12 @@ _WRITER = textwrap.dedent(
 )
 
 
-def test_four_processes_appending_and_replacing_lose_nothing(tmp_path: Path) -> None:
-    rounds = 8
+@pytest.mark.parametrize("kind", ["plain", "ome"])
+def test_four_processes_appending_and_replacing_lose_nothing(tmp_path: Path, kind: str) -> None:
+    rounds = 8 if kind == "plain" else 4
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(tmp_path), str(w), str(rounds)],
+            [sys.executable, "-c", _WRITER, str(tmp_path), str(w), str(rounds), kind],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -184,3 +186,36 @@ def test_four_processes_appending_and_replacing_lose_nothing(tmp_path: Path) -> 
     wrong = {n: (int(a.min()), int(a.max())) for n, a in got.items() if not (a == expected[n]).all()}
     assert wrong == {}, f"images with other pixels than saved: {wrong}"
     assert backend.info("b.zarr")["shape"] == (len(expected), 64, 64)
+    assert backend.info("b.zarr")["kind"] == ("image" if kind == "ome" else "array")
+
+
+def test_a_held_batch_lock_times_out_with_image_save_error(tmp_path: Path) -> None:
+    from polystore.config import ZarrConfig
+    from polystore.exceptions import ImageSaveError
+
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(lock_timeout=0.5))
+    backend.save_batch([np.zeros((8, 8), np.uint8)] * 2, ["b.zarr/x", "b.zarr/y"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import sys, time
+            from polystore.zarr._batch import batch_lock
+            from polystore.zarr._fs import _LocalFS
+            with batch_lock(_LocalFS(), sys.argv[1], 60.0):
+                print("held", flush=True)
+                time.sleep(60)
+            """
+        ), str(tmp_path / "b.zarr")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ImageSaveError, match=r"\.b\.zarr\.polystore\.lock.*lock_timeout"):
+            backend.save(np.ones((8, 8), np.uint8), "b.zarr/x")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    # the kernel released the dead holder's lock
+    backend.save(np.ones((8, 8), np.uint8), "b.zarr/x")
+    assert int(backend.load("b.zarr/x").max()) == 1
