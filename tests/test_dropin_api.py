@@ -219,3 +219,18 @@ def test_spill_accounting_follows_copy_and_move(tmp_path: Path) -> None:
     assert spill.resident_bytes == 2 * mb.nbytes
     m.clear_files_only()
     assert spill.resident_bytes == 0
+
+
+def test_copy_tree_is_the_cp_engine_for_python_users(tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    fm = FileManager(BackendRegistry())
+    images = [np.full((8, 9), i, dtype=np.uint16) for i in range(3)]
+    for i, image in enumerate(images):
+        fm.save(image, tmp_path / "tiffs" / f"img{i}.tif", "disk")
+    result = fm.copy_tree(tmp_path / "tiffs", tmp_path / "plate.zarr")
+    assert (result.copied, result.skipped) == (3, 0)
+    np.testing.assert_array_equal(np.asarray(fm.load(str(tmp_path / "plate.zarr" / "img2"), "zarr")), images[2])
+    again = fm.copy_tree(tmp_path / "tiffs", tmp_path / "plate.zarr")  # resumable: nothing to redo
+    assert (again.copied, again.skipped) == (0, 3)
+    with pytest.raises(StorageError, match="--format applies to --to disk only"):
+        fm.copy_tree(tmp_path / "tiffs", tmp_path / "other.zarr", fmt="npy")

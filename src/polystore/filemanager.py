@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from polystore import _tree
 from polystore.backend_registry import BackendRegistry, normalize_backend_name
 from polystore.base import PathLike, StorageBackend, require_capability
-from polystore.exceptions import PathExistsError, UnsupportedOperationError
+from polystore.exceptions import PathExistsError, StorageError, UnsupportedOperationError
 from polystore.formats import IMAGE_EXTENSIONS
 from polystore.utils import natural_sort
 
@@ -391,6 +391,35 @@ class FileManager:
                     if recursive:
                         pending.append(child)
         return created
+
+    def copy_tree(
+        self,
+        source: PathLike,
+        destination: PathLike,
+        to: str | None = None,
+        fmt: str | None = None,
+        compressor: str | None = None,
+        axes: str | None = None,
+        progress: bool | None = False,
+    ) -> Any:
+        """Copy a file, folder or zarr store to ``destination`` as ``polystore cp`` does; return its counts.
+
+        Converts between disk and zarr (``to="zarr"``/``"disk"``, default from
+        ``destination``'s name), resumably: finished items are journaled and
+        skipped on the next call when source and target are unchanged, and a
+        new destination appears only when complete. Returns a ``CopyResult``
+        (``copied``, ``skipped``, ``destination``). Options and rules:
+        docs/cli.md (``cp``). Bad arguments raise :class:`StorageError`.
+        """
+        import click
+
+        from polystore.cli.cp import copy_tree
+
+        try:
+            return copy_tree(os.fspath(source), os.fspath(destination), to=to, fmt=fmt,
+                             compressor=compressor, axes=axes, progress=progress)
+        except click.ClickException as exc:
+            raise StorageError(f"copy_tree: {exc.format_message()}") from exc
 
     def get_available_backends(self) -> list[str]:
         """Names of the backends usable through this FileManager."""

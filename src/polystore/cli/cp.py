@@ -291,6 +291,8 @@ def copy_tree(
 ) -> CopyResult:
     """Copy SRC (file, folder, store, array) to DST as ``cp`` does; return the counts.
 
+    Python users call it as ``FileManager().copy_tree(src, dst, ...)``.
+
     Raises :class:`click.ClickException` for bad input, and whatever a
     backend raises for unreadable data (the partial copy is kept for the
     next run).
