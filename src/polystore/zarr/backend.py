@@ -502,9 +502,15 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if pins is not None and reader is not None:
             pin_members(pins, node, reader, index)
         if reader is not None:
-            if index is None:
-                return reader.read([0] * reader.ndim, list(reader.shape))
-            return reader[index]
+            try:
+                if index is None:
+                    return reader.read([0] * reader.ndim, list(reader.shape))
+                return reader[index]
+            except MemoryError as exc:  # NumPy refuses the buffer before allocating it
+                raise ImageLoadError(
+                    f"zarr: array {self._where(loc, rel)} of shape {reader.shape} and dtype {reader.dtype} "
+                    f"does not fit in memory ({exc}); load it with lazy=True and read parts of it"
+                ) from exc
         if isinstance(loc.fs, _LocalFS) and ends_with_blosc(node.meta):
             sep = node.parsed.separator if isinstance(node.parsed, ArrayMeta) else "/"
             prefix = "" if index is None else (f"{index}{sep}" if node.zarr_format == 2 else f"c{sep}{index}{sep}")
@@ -690,7 +696,12 @@ class ZarrBackend(StorageBackend, _BatchWriter):
     def exists(self, path: PathLike) -> bool:
         """True for an array, image, batch member, group or directory at ``path``."""
         loc = self._locate(path)
-        return self._node(loc) is not None or loc.fs.isdir(loc.full) and not self._is_junk(loc)
+        try:
+            if self._node(loc) is not None:
+                return True
+        except ImageLoadError:
+            return True  # a node is there, with metadata load() will report as invalid
+        return loc.fs.isdir(loc.full) and not self._is_junk(loc)
 
     def _is_junk(self, loc: _Loc) -> bool:
         """A directory inside a store without metadata (chunk dirs, interrupted writes)."""
