@@ -205,6 +205,7 @@ public final class Bridge {
                     }
                 }
                 accept(parts);
+                parts.clear(); // hold no payload while waiting for the next message (GC: 8 MB arrays are humongous)
             } catch (Throwable t) {
                 if (!running) {
                     break;
