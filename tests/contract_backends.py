@@ -25,23 +25,6 @@ from polystore._listing import matches, normalize_extensions
 
 BACKENDS = ["disk", "memory", "memory_spill", "zarr", "zarr_s3", "user"]
 
-#: Contract tests the zarr backend fails today (zarr bugs, reported to the zarr
-#: work; listed in docs/backend-contract.md). Marked xfail(strict=True), so the
-#: mark must go once zarr is fixed.
-ZARR_GAPS: dict[str, str] = {
-    "test_load_of_a_directory_is_a_directory_error":
-        "zarr load of a group raises ImageLoadError, not IsADirectoryError",
-    "test_listing_a_file_is_not_a_directory_error":
-        "zarr list_files/list_dir of an array raise a plain NotADirectoryError, not a StorageError",
-    "test_delete_file_directory_and_missing":
-        "zarr delete of a non-empty group raises a plain OSError, not IsADirectoryError (DirectoryNotEmptyError)",
-    "test_copy_and_move_never_overwrite":
-        "zarr copy/move onto an existing path raise ImageSaveError, not FileExistsError (PathExistsError)",
-    "test_path_exists_error_names_path_and_backend":
-        "zarr copy onto an existing path raises ImageSaveError, not PathExistsError",
-}
-
-
 class DictBackend(StorageBackend):
     """A user's backend: files in a flat dict, folders implied by paths, no directory operations."""
 
@@ -130,9 +113,6 @@ def _under(root: str) -> Callable[[str], str]:
 def backend_case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     """Each backend of the contract suite, fresh for the test."""
     kind = request.param
-    gap = ZARR_GAPS.get(request.node.originalname)
-    if gap and kind.startswith("zarr"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
     if kind == "disk":
         from polystore import DiskBackend
 

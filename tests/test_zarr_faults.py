@@ -15,6 +15,7 @@ pytest.importorskip("zarr")
 
 from polystore.exceptions import (  # noqa: E402
     ImageLoadError,
+    PathIsADirectoryError,
     PathNotFoundError,
     StorageResolutionError,
 )
@@ -46,7 +47,7 @@ def test_missing_store_and_missing_array(backend: ZarrBackend) -> None:
     backend.save(_data(), "s.zarr/present")
     with pytest.raises(PathNotFoundError, match=r"missing.*s\.zarr"):
         backend.load("s.zarr/missing")
-    with pytest.raises(ImageLoadError, match="is a group"):
+    with pytest.raises(PathIsADirectoryError, match="is a group"):
         backend.ensure_directory("s.zarr/grp")
         backend.load("s.zarr/grp")
 

@@ -18,8 +18,12 @@ from polystore._listing import matches, normalize_extensions
 from polystore.base import PathLike, StorageBackend
 from polystore.config import ZarrConfig
 from polystore.exceptions import (
+    DirectoryNotEmptyError,
     ImageLoadError,
     ImageSaveError,
+    PathExistsError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
     PathNotFoundError,
     StorageError,
     StorageResolutionError,
@@ -434,8 +438,11 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                 node = node.member_of
             if node.kind == "group":
                 if node.ome is None:
-                    raise ImageLoadError(
-                        f"zarr: {self._where(loc)} is a group, not an array or OME-Zarr image"
+                    raise PathIsADirectoryError(
+                        f"zarr: cannot load {self._where(loc)}: it is a group, not an array or "
+                        "OME-Zarr image; use list_files to see what it holds",
+                        loc.display,
+                        "zarr",
                     )
                 node = self._image_array(node, level, loc)
                 pins.hold(node.path)
@@ -652,6 +659,11 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             return (name, False, True)
         return (name, n.is_file, not n.is_file)
 
+    def _not_a_group(self, loc: _Loc) -> PathNotADirectoryError:
+        return PathNotADirectoryError(
+            f"zarr: cannot list {self._where(loc)}: it is an array, not a group", loc.display, "zarr"
+        )
+
     def list_dir(self, path: PathLike) -> list[str]:
         """Names of the groups, arrays, images and batch members directly inside ``path``."""
         loc = self._locate(path)
@@ -659,7 +671,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None and not loc.fs.isdir(loc.full):
             raise PathNotFoundError(loc.display, "zarr")
         if node is not None and node.is_file:
-            raise NotADirectoryError(f"zarr: {self._where(loc)} is an array, not a group")
+            raise self._not_a_group(loc)
         return [name for name, f, d in self._children(loc, node) if f or d]
 
     def list_files(
@@ -677,7 +689,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None and not loc.fs.isdir(loc.full):
             raise PathNotFoundError(base, "zarr")
         if node is not None and node.is_file:
-            raise NotADirectoryError(f"zarr: {self._where(loc)} is an array, not a group")
+            raise self._not_a_group(loc)
         found: list[str] = []
 
         def walk(display: str, wloc: _Loc, wnode: _Node | None) -> None:
@@ -739,7 +751,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None:
             if fs.isdir(loc.full):
                 if fs.listdir(loc.full) and not recursive:
-                    raise OSError(f"zarr: directory {loc.display!r} is not empty (use recursive=True)")
+                    raise self._not_empty(loc)
                 fs.rmtree(loc.full)
                 return
             raise PathNotFoundError(loc.display, "zarr")
@@ -751,8 +763,23 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             return
         if node.kind == "group" and not node.is_image and not recursive:
             if any(f or d for _, f, d in self._children(loc, node)):
-                raise OSError(f"zarr: group {self._where(loc)} is not empty (use recursive=True)")
+                raise self._not_empty(loc)
         fs.rmtree(loc.full)
+
+    def _not_empty(self, loc: _Loc) -> DirectoryNotEmptyError:
+        return DirectoryNotEmptyError(
+            f"zarr: {self._where(loc)} is not empty; pass recursive=True (or call delete_all) to delete it",
+            loc.display,
+            "zarr",
+        )
+
+    def _exists_error(self, operation: str, dst: _Loc) -> PathExistsError:
+        return PathExistsError(
+            f"zarr: {operation} destination {self._where(dst)} already exists; delete it first to "
+            "replace it (copy and move never overwrite)",
+            dst.display,
+            "zarr",
+        )
 
     def copy(self, source: PathLike, destination: PathLike) -> None:
         """Copy an array, image, group or batch member to ``destination``."""
@@ -765,7 +792,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             self.save(self.load(source), destination)
             return
         if self._node(dst) is not None or dst.fs.isdir(dst.full):
-            raise ImageSaveError(f"zarr: copy destination {self._where(dst)} already exists")
+            raise self._exists_error("copy", dst)
         if dst.key:
             self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
         else:
@@ -781,7 +808,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         dst = self._locate(destination)
         if node.kind != "member" and src.fs.renames and dst.fs is src.fs:
             if self._node(dst) is not None or dst.fs.isdir(dst.full) or dst.fs.isfile(dst.full):
-                raise ImageSaveError(f"zarr: move destination {self._where(dst)} already exists")
+                raise self._exists_error("move", dst)
             if dst.key:
                 self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
             else:
