@@ -47,7 +47,7 @@ DEFAULT_SEND_TIMEOUT = 5.0
 #: Live layers that may wait in the send slot at once; more make ``send`` wait.
 MAX_PENDING_LAYERS = 256
 #: Seconds without feedback after which a flow-controlled sender sends anyway.
-CREDIT_TIMEOUT = 1.0
+CREDIT_TIMEOUT = 3.0
 #: Seconds a new sender waits for a receiver's first feedback before taking it
 #: for one that never answers (protocol 1.0) and sending live frames directly.
 FIRST_FEEDBACK_TIMEOUT = 5.0
