@@ -90,6 +90,8 @@ def cases() -> list[Case]:
         _case("extra-field", True, extra={"x": 1}),
         _case("long-strings", True, path="p" * 4096, layer="l" * 4096),
         _case("unicode", True, path="\u00e9t\u00e9/\u6f22.tif"),
+        _case("reply", True, reply="tcp://127.0.0.1:9"),
+        _case("reply-null", True, reply=None),
     ]
     for key in REQUIRED:
         out.append(_case(f"missing-{key}", False, **{key: _DELETE}))
@@ -155,6 +157,10 @@ def cases() -> list[Case]:
         _case("stream-null", False, stream=None),
         _case("layer-number", False, layer=5),
         _case("meta-too-deep", False, meta=_nested(65)),
+        _case("reply-not-loopback", False, reply="tcp://10.0.0.1:5999"),
+        _case("reply-ipc", False, reply="ipc:///tmp/x.sock"),
+        _case("reply-newline", False, reply="tcp://127.0.0.1:5999\n"),
+        _case("reply-number", False, reply=5999),
         _case("not-json", False, raw=b"{not json"),
         _case("json-array", False, raw=b"[1, 2]"),
         _case("trailing-data", False, raw=json.dumps(base("trailing-data")).encode() + b" {}"),

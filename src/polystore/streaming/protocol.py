@@ -186,7 +186,7 @@ def build_header(
         raise ValueError(str(exc)) from exc
     if not isinstance(seq, int) or seq < 0:
         raise ValueError("seq must be a non-negative integer")
-    if reply is not None and not _REPLY_RE.match(reply):
+    if reply is not None and not _REPLY_RE.fullmatch(reply):
         raise ValueError(f"reply must be tcp://127.0.0.1:PORT, got {reply!r}")
     return Header(
         stream=stream,
@@ -370,7 +370,7 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     if not ((type(sent) is float or type(sent) is int) and _is_number(sent)):
         raise ProtocolError("header field 'sent' must be a number")
     reply = raw.get("reply")
-    if reply is not None and (type(reply) is not str or not _REPLY_RE.match(reply)):
+    if reply is not None and (type(reply) is not str or not _REPLY_RE.fullmatch(reply)):
         raise ProtocolError("header field 'reply' must be tcp://127.0.0.1:PORT")
     return Header(
         stream=stream,

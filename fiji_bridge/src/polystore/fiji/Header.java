@@ -61,6 +61,8 @@ final class Header {
     static final long MAX_INDEX = 1L << 31;
     static final String HYPERSTACK_AXES = "tcz";
     private static final Pattern DTYPE = Pattern.compile("[<>|=][biufc](1|2|4|8|16)");
+    /** Protocol 1.1 "reply": where the sender reads feedback (loopback only). */
+    private static final Pattern REPLY = Pattern.compile("tcp://127\\.0\\.0\\.1:[1-9][0-9]{0,4}");
     private static final BigInteger LONG_MAX = BigInteger.valueOf(Long.MAX_VALUE);
     private static final String[] REQUIRED = {"v", "kind", "stream", "seq", "path", "dtype", "shape", "order", "nbytes", "sent"};
 
@@ -160,6 +162,13 @@ final class Header {
         JsonElement meta = m.get("meta");
         if (meta != null && !meta.isJsonNull() && !meta.isJsonObject()) {
             throw new Invalid("header field 'meta' must be an object");
+        }
+        JsonElement reply = m.get("reply");
+        if (reply != null && !reply.isJsonNull()) {
+            String r = Wire.string(reply);
+            if (r == null || !REPLY.matcher(r).matches()) {
+                throw new Invalid("header field 'reply' must be tcp://127.0.0.1:PORT");
+            }
         }
         if (!Wire.finiteNumber(m.get("sent"))) {
             throw new Invalid("header field 'sent' must be a finite number");
