@@ -43,6 +43,21 @@ def free_ports(n: int = 2) -> list[int]:
             s.close()
 
 
+def free_port_pair() -> int:
+    """A TCP port ``p`` on 127.0.0.1 with ``p + 1`` free too (the bridge's control port)."""
+    for _ in range(50):
+        with socket.socket() as data:
+            data.bind(("127.0.0.1", 0))
+            port = data.getsockname()[1]
+            with socket.socket() as control:
+                try:
+                    control.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no pair of adjacent free TCP ports on 127.0.0.1")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout

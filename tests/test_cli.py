@@ -436,10 +436,10 @@ def test_serve_rejects_a_bad_endpoint(capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.java
 def test_serve_fiji_starts_a_bridge_and_stops_it(tmp_path: Path) -> None:
-    from fiji_testing import build_jar, free_ports
+    from fiji_testing import build_jar, free_port_pair
 
     build_jar()
-    port = free_ports(1)[0]
+    port = free_port_pair()
     serve = subprocess.Popen([sys.executable, "-m", "polystore", "serve", "fiji", "--headless",
                               "--endpoint", f"tcp://127.0.0.1:{port}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
