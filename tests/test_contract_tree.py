@@ -104,6 +104,21 @@ def test_copy_and_move_never_overwrite(backend_case: Case, operation: str) -> No
     _same(backend_case, "t2/x.npy", arr(4))
 
 
+@pytest.mark.parametrize("operation", ["copy", "move"])
+def test_copy_and_move_of_a_batch_member_never_overwrite(backend_case: Case, operation: str) -> None:
+    backend_case.skip_unless("supports_directories")
+    b, p = backend_case.backend, backend_case.p
+    b.save_batch([arr(i) for i in range(3)], [p(f"batch/f{i}.npy") for i in range(3)])
+    b.save(arr(9), p("d/x.npy"))
+    with pytest.raises(PathExistsError, match="x.npy"):
+        getattr(b, operation)(p("batch/f1.npy"), p("d/x.npy"))
+    with pytest.raises(PathExistsError, match="f2.npy"):
+        getattr(b, operation)(p("d/x.npy"), p("batch/f2.npy"))
+    _same(backend_case, "d/x.npy", arr(9))  # nothing overwritten, nothing moved away
+    _same(backend_case, "batch/f1.npy", arr(1))
+    _same(backend_case, "batch/f2.npy", arr(2))
+
+
 def test_symlinks_resolve_and_never_overwrite(backend_case: Case) -> None:
     backend_case.skip_unless("supports_symlinks")
     b, p = backend_case.backend, backend_case.p

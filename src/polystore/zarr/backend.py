@@ -751,7 +751,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None:
             if fs.isdir(loc.full):
                 if fs.listdir(loc.full) and not recursive:
-                    raise self._not_empty(loc)
+                    raise self._not_empty(loc, f"directory {loc.display!r}")
                 fs.rmtree(loc.full)
                 return
             raise PathNotFoundError(loc.display, "zarr")
@@ -763,23 +763,25 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             return
         if node.kind == "group" and not node.is_image and not recursive:
             if any(f or d for _, f, d in self._children(loc, node)):
-                raise self._not_empty(loc)
+                raise self._not_empty(loc, self._where(loc))
         fs.rmtree(loc.full)
 
-    def _not_empty(self, loc: _Loc) -> DirectoryNotEmptyError:
+    def _not_empty(self, loc: _Loc, where: str) -> DirectoryNotEmptyError:
         return DirectoryNotEmptyError(
-            f"zarr: {self._where(loc)} is not empty; pass recursive=True (or call delete_all) to delete it",
+            f"zarr: {where} is not empty; pass recursive=True (or call delete_all) to delete it",
             loc.display,
             "zarr",
         )
 
-    def _exists_error(self, operation: str, dst: _Loc) -> PathExistsError:
-        return PathExistsError(
-            f"zarr: {operation} destination {self._where(dst)} already exists; delete it first to "
-            "replace it (copy and move never overwrite)",
-            dst.display,
-            "zarr",
-        )
+    def _refuse_existing(self, operation: str, dst: _Loc) -> None:
+        """Raise :class:`PathExistsError` when anything (node, directory, file) is at ``dst``."""
+        if self._node(dst) is not None or dst.fs.isdir(dst.full) or dst.fs.isfile(dst.full):
+            raise PathExistsError(
+                f"zarr: {operation} destination {self._where(dst)} already exists; delete it first to "
+                "replace it (copy and move never overwrite)",
+                dst.display,
+                "zarr",
+            )
 
     def copy(self, source: PathLike, destination: PathLike) -> None:
         """Copy an array, image, group or batch member to ``destination``."""
@@ -788,11 +790,10 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None:
             raise PathNotFoundError(src.display, "zarr")
         dst = self._locate(destination)
+        self._refuse_existing("copy", dst)
         if node.kind == "member" or src.fs is not dst.fs:
-            self.save(self.load(source), destination)
+            self.save(self.load(source), destination, overwrite=False)
             return
-        if self._node(dst) is not None or dst.fs.isdir(dst.full):
-            raise self._exists_error("copy", dst)
         if dst.key:
             self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
         else:
@@ -806,9 +807,8 @@ class ZarrBackend(StorageBackend, _BatchWriter):
         if node is None:
             raise PathNotFoundError(src.display, "zarr")
         dst = self._locate(destination)
+        self._refuse_existing("move", dst)
         if node.kind != "member" and src.fs.renames and dst.fs is src.fs:
-            if self._node(dst) is not None or dst.fs.isdir(dst.full) or dst.fs.isfile(dst.full):
-                raise self._exists_error("move", dst)
             if dst.key:
                 self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
             else:
