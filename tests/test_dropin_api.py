@@ -234,3 +234,103 @@ def test_copy_tree_is_the_cp_engine_for_python_users(tmp_path: Path) -> None:
     assert (again.copied, again.skipped) == (0, 3)
     with pytest.raises(StorageError, match="--format applies to --to disk only"):
         fm.copy_tree(tmp_path / "tiffs", tmp_path / "other.zarr", fmt="npy")
+
+
+def test_storage_backends_and_backendbase_registry_map_names_to_classes() -> None:
+    from polystore import DiskBackend, MemoryBackend
+    from polystore.backend_registry import STORAGE_BACKENDS
+    from polystore.base import BackendBase, StorageBackend
+
+    assert BackendBase.__registry__ is STORAGE_BACKENDS
+    assert STORAGE_BACKENDS["disk"] is DiskBackend and STORAGE_BACKENDS["memory"] is MemoryBackend
+    assert {"disk", "memory"} <= set(STORAGE_BACKENDS.keys()) and "disk" in STORAGE_BACKENDS
+    with pytest.raises(KeyError):
+        STORAGE_BACKENDS["no_such_backend"]
+
+    class UserBackend(StorageBackend):
+        _backend_type = "dropin_user_registry"
+
+        def save(self, data: Any, path: Any, **kwargs: Any) -> None:
+            """Discard."""
+
+        def load(self, path: Any, **kwargs: Any) -> Any:
+            return None
+
+    assert BackendBase.__registry__["dropin_user_registry"] is UserBackend
+    assert "dropin_user_registry" in STORAGE_BACKENDS
+    # as the existing package: instantiate from the class registry by name
+    assert isinstance(STORAGE_BACKENDS["dropin_user_registry"](), UserBackend)
+
+
+def test_registered_cleanup_callbacks_run_on_cleanup() -> None:
+    from polystore import backend_registry as br
+
+    calls: list[str] = []
+
+    def cb() -> None:
+        calls.append("ran")
+
+    br.register_cleanup_callback(cb)
+    br.register_cleanup_callback(cb)  # registered once, however often given
+    try:
+        br.cleanup_backend_connections()  # connections only, as there
+        assert calls == []
+        br.cleanup_backend_connections(include_process_resources=True)
+        assert calls == ["ran"]
+        memory = br.get_backend_instance("memory")
+        br.cleanup_all_backends()  # full shutdown runs them too and forgets the instances
+        assert calls == ["ran", "ran"] and br.get_backend_instance("memory") is not memory
+    finally:
+        from polystore import shared_registry
+
+        shared_registry._cleanup_callbacks.remove(cb)
+
+
+def test_cleanup_callback_failure_does_not_stop_the_others() -> None:
+    from polystore import cleanup_backend_connections, register_cleanup_callback, shared_registry
+
+    calls: list[str] = []
+
+    def bad() -> None:
+        raise RuntimeError("socket already gone")
+
+    def good() -> None:
+        calls.append("good")
+
+    register_cleanup_callback(bad)
+    register_cleanup_callback(good)
+    try:
+        with pytest.raises(ExceptionGroup) as info:
+            cleanup_backend_connections(include_process_resources=True)
+        assert calls == ["good"] and "socket already gone" in str(info.value.exceptions[0])
+    finally:
+        shared_registry._cleanup_callbacks.remove(bad)
+        shared_registry._cleanup_callbacks.remove(good)
+
+
+def test_cleanup_backend_connections_closes_connections_and_keeps_instances() -> None:
+    from polystore import cleanup_backend_connections, get_backend, shared_registry
+    from polystore.base import StorageBackend
+
+    class Connected(StorageBackend):
+        _backend_type = "dropin_connected"
+
+        def __init__(self) -> None:
+            self.open_connections = 2
+
+        def save(self, data: Any, path: Any, **kwargs: Any) -> None:
+            """Discard."""
+
+        def load(self, path: Any, **kwargs: Any) -> Any:
+            return None
+
+        def cleanup_connections(self) -> None:
+            self.open_connections = 0
+
+    backend = get_backend("dropin_connected")
+    try:
+        cleanup_backend_connections()
+        assert backend.open_connections == 0  # type: ignore[attr-defined]
+        assert get_backend("dropin_connected") is backend  # the instance stays usable
+    finally:
+        shared_registry.storage_registry._instances.pop("dropin_connected")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from polystore._version import __version__
 from polystore.atomic import atomic_update_json, atomic_write, atomic_write_json, file_lock
-from polystore.backend_registry import BackendRegistry, create_storage_registry
+from polystore.backend_registry import STORAGE_BACKENDS, BackendRegistry, create_storage_registry
 from polystore.base import (
     BackendBase,
     DataSink,
@@ -44,9 +44,11 @@ from polystore.formats import DEFAULT_IMAGE_EXTENSIONS, FileFormat
 from polystore.memory import MemoryBackend, MemoryStorageBackend
 from polystore.shared_registry import (
     cleanup_all_backends,
+    cleanup_backend_connections,
     ensure_storage_registry,
     get_backend,
     get_backend_instance,
+    register_cleanup_callback,
     reset_memory_backend,
     storage_registry,
 )
@@ -80,6 +82,9 @@ __all__ = [
     "ensure_storage_registry",
     "reset_memory_backend",
     "cleanup_all_backends",
+    "cleanup_backend_connections",
+    "register_cleanup_callback",
+    "STORAGE_BACKENDS",
     "atomic_write",
     "atomic_write_json",
     "atomic_update_json",

@@ -27,7 +27,15 @@ __all__ = [
     "register_backend_class",
     "normalize_backend_name",
     "is_installed",
+    "STORAGE_BACKENDS",
+    "StorageBackendClasses",
 ]
+
+#: Names this module also offers for the existing package, defined in
+#: :mod:`polystore.shared_registry` (which owns the process-wide instances).
+_SHARED_NAMES = frozenset(
+    {"get_backend_instance", "cleanup_backend_connections", "cleanup_all_backends", "register_cleanup_callback"}
+)
 
 
 class KnownBackend(NamedTuple):
@@ -110,6 +118,43 @@ def available_backend_names() -> list[str]:
     return sorted(names)
 
 
+class StorageBackendClasses(Mapping[str, "type[StorageBackend]"]):
+    """Backend classes by name: the existing package's ``STORAGE_BACKENDS``.
+
+    Lists every registered backend class and every built-in one whose runtime
+    is installed; ``STORAGE_BACKENDS["zarr"]`` imports the class then. The same
+    object is :attr:`polystore.base.BackendBase.__registry__`. Read-only: a
+    class joins by subclassing with ``_backend_type`` (or
+    :func:`register_backend_class`).
+    """
+
+    def __getitem__(self, name: str) -> type[StorageBackend]:
+        try:
+            return backend_class(name)
+        except (BackendNotFoundError, TypeError) as exc:
+            raise KeyError(name) from exc
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            return normalize_backend_name(name) in available_backend_names()
+        except TypeError:
+            return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(available_backend_names())
+
+    def __len__(self) -> int:
+        return len(available_backend_names())
+
+    def __repr__(self) -> str:
+        return f"STORAGE_BACKENDS({available_backend_names()})"
+
+
+#: Backend classes by name (``"disk"`` -> ``DiskBackend``), as the existing package's
+#: ``polystore.backend_registry.STORAGE_BACKENDS``; also ``BackendBase.__registry__``.
+STORAGE_BACKENDS: StorageBackendClasses = StorageBackendClasses()
+
+
 class BackendRegistry(Mapping[str, "StorageBackend"]):
     """Backend instances by name, created on first use.
 
@@ -180,3 +225,12 @@ def create_storage_registry() -> BackendRegistry:
     imports zarr only then, and streaming backends open no socket until used.
     """
     return BackendRegistry()
+
+
+def __getattr__(name: str) -> Any:
+    """The existing package's cleanup names, kept in :mod:`polystore.shared_registry`."""
+    if name in _SHARED_NAMES:
+        from polystore import shared_registry
+
+        return getattr(shared_registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

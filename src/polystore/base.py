@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Union
 
-from polystore.backend_registry import register_backend_class
+from polystore.backend_registry import STORAGE_BACKENDS, register_backend_class
 from polystore.exceptions import PathNotFoundError, UnsupportedOperationError
 
 __all__ = [
@@ -149,6 +149,10 @@ class BackendBase(_Described):
     A subclass that sets ``_backend_type = "name"`` in its body joins the
     backend registry under that name when the class is defined.
     """
+
+    #: Every backend class by name (read-only); the same object as
+    #: ``polystore.backend_registry.STORAGE_BACKENDS``.
+    __registry__: ClassVar[Mapping[str, type[Any]]] = STORAGE_BACKENDS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
