@@ -236,3 +236,27 @@ def test_batch_saved_as_ome_image_opens_members_as_planes(tmp_path: Path) -> Non
     assert kwargs["channel_axis"] == 0 and kwargs["name"] == ["a", "b"]
     assert kwargs["scale"] == [[0.5, 0.5]] * 2 and kwargs["axis_labels"] == [("y", "x")] * 2
     np.testing.assert_array_equal(np.asarray(levels[0]), planes[2])
+
+
+def test_store_browser_says_what_is_wrong_with_a_missing_path_or_a_file(
+    tmp_path: Path, make_napari_viewer: Any, qtbot: Any
+) -> None:
+    """A missing path or a plain file is named as such, never shown as an empty folder."""
+    from polystore_napari._widgets import StoreBrowserWidget
+
+    viewer = make_napari_viewer(show=False)
+    widget = StoreBrowserWidget(viewer)
+    qtbot.addWidget(widget)
+    missing = tmp_path / "nothing.zarr"
+    widget.set_root(str(missing))
+    assert widget.tree.topLevelItemCount() == 0
+    assert "no such folder or zarr store" in widget.message.text() and str(missing) in widget.message.text()
+
+    plain = tmp_path / "results.csv"
+    plain.write_text("a,b\n1,2\n")
+    widget.set_root(str(plain))
+    assert widget.tree.topLevelItemCount() == 0
+    assert "is a file, not a folder" in widget.message.text() and "File > Open" in widget.message.text()
+
+    widget.set_root(str(tmp_path))  # a good root clears the message and shows the tree
+    assert widget.tree.topLevelItemCount() == 1 and widget.message.text() == ""
