@@ -29,6 +29,7 @@ __all__ = [
     "MetadataNotFoundError",
     "PathMismatchError",
     "VFSTypeError",
+    "InvalidAnnotationError",
 ]
 
 
@@ -164,3 +165,7 @@ class PathMismatchError(StorageError, ValueError):
 
 class VFSTypeError(StorageError, TypeError):
     """A value of the wrong type was given where a path was expected."""
+
+
+class InvalidAnnotationError(StorageError, ValueError):
+    """Labels, points or shapes that break a rule of :mod:`polystore.annotations`."""
