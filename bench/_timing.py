@@ -39,12 +39,16 @@ def report(
     return line
 
 
-def report_absolute(label: str, value: float, unit: str, limit: float, higher_is_better: bool = False,
+def report_absolute(label: str, value: float, unit: str, limit: float | None, higher_is_better: bool = False,
                     detail: str = "") -> str:
-    """Print (and record) a figure checked against an absolute target, not a ratio."""
-    ok = value >= limit if higher_is_better else value <= limit
+    """Print (and record) a figure checked against an absolute target (None: reported only)."""
     sign = ">=" if higher_is_better else "<="
-    line = f"{label:<48} polystore {value:10.3f} {unit:<6} target {sign} {limit} {unit} {'OK' if ok else 'MISS'}"
+    ok: bool | None = None
+    verdict = "(no target)"
+    if limit is not None:
+        ok = value >= limit if higher_is_better else value <= limit
+        verdict = f"target {sign} {limit} {unit} {'OK' if ok else 'MISS'}"
+    line = f"{label:<48} polystore {value:10.3f} {unit:<6} {verdict}"
     if detail:
         line += f"  ({detail})"
     print(line, flush=True)

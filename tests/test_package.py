@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,37 @@ def test_version_and_exports() -> None:
 def test_import_pulls_in_no_heavy_runtime() -> None:
     result = run_python(
         "import sys, polystore; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_import_polystore_loads_only_itself() -> None:
+    # Every public name is imported on first access; `import polystore` itself is two modules.
+    result = run_python(
+        "import sys; before = set(sys.modules); import polystore\n"
+        "print(','.join(sorted(set(sys.modules) - before)))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split(",") == ["polystore", "polystore._version"]
+
+
+#: Modules a disk save and load of a .npy never needs (stdlib ones that cost import time,
+#: the other backends, the CLI, the optional runtimes).
+NOT_FOR_NPY = (
+    "csv", "json", "logging", "threading", "shutil", "dataclasses", "multiprocessing",
+    "portalocker", "click", "polystore.memory", "polystore.shared_registry", "polystore.cli",
+    "polystore.zarr", "polystore.streaming", *HEAVY,
+)
+
+
+def test_first_npy_save_and_load_import_only_what_they_use(tmp_path: Path) -> None:
+    target = str(tmp_path / "a.npy")
+    result = run_python(
+        "import sys, numpy as np\n"
+        "from polystore import FileManager\n"
+        f"fm = FileManager(); fm.save(np.arange(3), {target!r}, 'disk'); fm.load({target!r}, 'disk')\n"
+        f"print(','.join(m for m in {NOT_FOR_NPY!r} if m in sys.modules))"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""

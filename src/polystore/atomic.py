@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import errno
 import itertools
-import json
 import os
 import re
 import stat
@@ -288,6 +287,7 @@ def atomic_write_json(
     """
     target = os.fspath(path)
     with _io_errors(target), atomic_write(target, "w", lock=lock) as handle:
+        import json
         json.dump(data, handle, indent=indent, **json_kwargs)
 
 
@@ -307,10 +307,12 @@ def atomic_update_json(
     with file_lock(target, lock_timeout):
         try:
             with open(target, encoding="utf-8") as handle:
+                import json
                 current = json.load(handle)
         except FileNotFoundError:
             current = default
         new = update(current)
         with _atomic_file(target, "w", "utf-8") as handle:
+            import json
             json.dump(new, handle, indent=2)
     return new

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -239,6 +237,7 @@ class DiskBackend(DiskPathOps, StorageBackend):
                 raise ImageLoadError(f"disk: could not read metadata of {path!r}: {exc}") from exc
         try:
             with open(path + SIDECAR_SUFFIX, encoding="utf-8") as handle:
+                import json
                 result: dict[str, Any] = json.load(handle)
                 return result
         except FileNotFoundError:
@@ -301,6 +300,7 @@ class DiskBackend(DiskPathOps, StorageBackend):
         target = _fspath(path)
         if os.path.isdir(target) and not os.path.islink(target):
             if recursive:
+                import shutil
                 shutil.rmtree(target)
                 return
             try:
@@ -395,6 +395,7 @@ def _sidecar_text(metadata: dict[str, Any] | None, codec: Codec, path: str) -> s
     if not metadata or codec.embeds_metadata:
         return None
     try:
+        import json
         return json.dumps(metadata)
     except (TypeError, ValueError) as exc:
         raise UnsupportedFormatError(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 
 from polystore.atomic import temp_name_beside
 from polystore.base import PathLike
@@ -49,6 +48,7 @@ class DiskPathOps:
             raise PathNotFoundError(src, "disk")
         _refuse_existing(dst)
         if os.path.isdir(src):
+            import shutil
             shutil.copytree(src, dst)
             return
         for suffix in ("", SIDECAR_SUFFIX):
@@ -59,6 +59,7 @@ class DiskPathOps:
                 os.makedirs(folder, exist_ok=True)
             tmp = temp_name_beside(dst + suffix)
             try:
+                import shutil
                 shutil.copy2(src + suffix, tmp)
                 os.replace(tmp, dst + suffix)
             except BaseException:
@@ -75,8 +76,10 @@ class DiskPathOps:
         folder = os.path.dirname(dst)
         if folder:
             os.makedirs(folder, exist_ok=True)
+        import shutil
         shutil.move(src, dst)
         if os.path.exists(src + SIDECAR_SUFFIX):
+            import shutil
             shutil.move(src + SIDECAR_SUFFIX, dst + SIDECAR_SUFFIX)
 
 

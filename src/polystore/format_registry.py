@@ -20,7 +20,6 @@ that registry only.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ class _RegisteredCodec(Codec):
             self.writer(Path(produced), data, **kwargs)
             os.replace(produced, path)
         finally:
+            import shutil
             shutil.rmtree(folder, ignore_errors=True)
 
     def read(self, path: str, **kwargs: Any) -> Any:

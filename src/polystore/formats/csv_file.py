@@ -8,7 +8,6 @@ row loads as a DataFrame (``as_dataframe=True`` forces one).
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
@@ -47,6 +46,7 @@ class CsvCodec(Codec):
         rows = [data] if isinstance(data, dict) else data
         if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows):
             with open(path, "w", encoding="utf-8", newline="") as handle:
+                import csv
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
@@ -74,6 +74,7 @@ class CsvCodec(Codec):
         """
         if kwargs.get("records"):
             with open(path, encoding="utf-8", newline="") as handle:
+                import csv
                 return list(csv.DictReader(handle))
         as_dataframe = kwargs.get("as_dataframe")
         if as_dataframe is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from polystore.formats._codec import Codec, data_type_error
@@ -17,6 +16,7 @@ class JsonCodec(Codec):
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
         """Write a JSON-serialisable value."""
         try:
+            import json
             text = json.dumps(data, indent=kwargs.get("indent", 2))
         except TypeError as exc:
             raise data_type_error(self, "JSON values (dict, list, str, numbers)", data) from exc
@@ -26,4 +26,5 @@ class JsonCodec(Codec):
     def read(self, path: str, **kwargs: Any) -> Any:
         """Parse the file."""
         with open(path, encoding="utf-8") as handle:
+            import json
             return json.load(handle)

@@ -9,7 +9,6 @@ user metadata. Either way :meth:`read_metadata` returns the user metadata.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -62,6 +61,7 @@ class TiffCodec(Codec):
             data, ordered = _imagej_order(data, axes)
             ij_meta: dict[str, Any] = {"axes": ordered}
             if metadata:
+                import json
                 ij_meta["Info"] = json.dumps({_INFO_KEY: metadata})
             tifffile.imwrite(path, data, imagej=True, metadata=ij_meta, **options)
             return
@@ -91,6 +91,7 @@ class TiffCodec(Codec):
                 info = ij.get("Info")
                 if isinstance(info, str):
                     try:
+                        import json
                         result.update(json.loads(info).get(_INFO_KEY, {}))
                     except (ValueError, AttributeError):
                         pass
