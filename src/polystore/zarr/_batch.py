@@ -40,7 +40,7 @@ import numpy as np
 from polystore.atomic import file_lock
 from polystore.exceptions import ImageSaveError, StorageError
 from polystore.zarr._dtypes import _dtype_from_meta
-from polystore.zarr._fs import _FS, _LocalFS, _TMP_MARK, _pool, put_in_place
+from polystore.zarr._fs import _FS, _TMP_MARK, _pool, put_in_place
 from polystore.zarr._meta import _META, _dumps
 from polystore.base import PathLike
 from polystore.zarr._nodes import _Image, _Loc, _Node
@@ -76,7 +76,7 @@ def batch_lock(fs: _FS, path: str, timeout: float) -> Iterator[None]:
     Raises :class:`ImageSaveError` naming the lock file when another writer
     holds it for longer than ``timeout`` seconds.
     """
-    if not isinstance(fs, _LocalFS):
+    if not fs.supports_locks:
         yield
         return
     held: dict[str, int] = _HELD.__dict__.setdefault("paths", {})
@@ -287,7 +287,7 @@ class _BatchWriter(_ChunkWriter):
     ) -> None:
         """Write image ``index`` anew: stage its chunks, then swap them in as one unit."""
         skip_empty = not self.config.write_empty_chunks
-        unit = member_unit(array_path, index, fmt, reader.sep) if isinstance(fs, _LocalFS) else None
+        unit = member_unit(array_path, index, fmt, reader.sep) if fs.supports_rename else None
         if unit is None:  # object store or flat keys: chunk by chunk, each write atomic
             self._write_chunks(fs, array_path, arr[None], reader.chunks, reader.codec, index, fmt, reader.sep)
             return
@@ -324,7 +324,7 @@ class _BatchWriter(_ChunkWriter):
         # rows a killed append published in the array but not in the names stay unnamed
         names = existing[:start] + [None] * (start - len(existing[:start]))
         units = [member_unit(target.path, start + k, fmt, reader.sep) for k in range(len(fresh))]
-        if isinstance(fs, _LocalFS):
+        if fs.supports_native_files:
             for unit in units:  # what a killed append left there
                 if unit is not None and os.path.lexists(unit):
                     _remove(unit)
@@ -332,7 +332,7 @@ class _BatchWriter(_ChunkWriter):
         try:
             self._write_chunks(fs, target.path, stack, reader.chunks, reader.codec, start, fmt, reader.sep)
         except BaseException:
-            if isinstance(fs, _LocalFS):
+            if fs.supports_native_files:
                 for unit in units:
                     if unit is not None:
                         _remove(unit)

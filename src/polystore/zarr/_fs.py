@@ -111,8 +111,21 @@ class _FS:
     """
 
     sep = "/"
-    #: True when a finished tree can be renamed into place (local disks).
-    renames = False
+    # Capabilities (zarr-python 3 store style): callers ask these instead of testing the type.
+    #: Trees and files are renamed (or exchanged) in one step: a save builds aside and swaps
+    #: it in, a replaced batch image is staged and swapped in, ``move`` renames.
+    supports_rename: bool = False
+    #: An inter-process lock file can be held beside a path (writers of one batch take it).
+    supports_locks: bool = False
+    #: A folder's identity (device, inode, change time) shows whether it was swapped, so a
+    #: load can pin the folders it reads (:mod:`polystore.zarr._pins`).
+    supports_pins: bool = False
+    #: Keys are operating-system files: ``open``, ``mmap``, ``os.stat`` and ``os.walk`` work
+    #: on them (chunks read in place, written by worker threads, checked by file size).
+    supports_native_files: bool = False
+    #: Many keys are cheapest fetched in one batched request (object stores): readers
+    #: fetch windows of chunks with :meth:`read_many` instead of one key at a time.
+    prefers_batches: bool = False
 
     def inside(self, base: str, rel: str) -> str:
         """``base/rel``, refusing a ``rel`` that resolves outside ``base``."""
@@ -137,7 +150,7 @@ class _FS:
         return any(r is not None for r in self.read_many(paths))
 
     def rename(self, src: str, dst: str) -> None:
-        """Rename a tree (only where :attr:`renames`)."""
+        """Rename a tree (only where :attr:`supports_rename`)."""
         raise NotImplementedError(f"{type(self).__name__} cannot rename")
 
     def cleanup(self, path: str) -> list[str]:
@@ -209,7 +222,10 @@ class _FS:
 
 
 class _LocalFS(_FS):
-    renames = True
+    supports_rename = True
+    supports_locks = True
+    supports_pins = True
+    supports_native_files = True
 
     def isfile(self, path: str) -> bool:
         return os.path.lexists(path) and not os.path.isdir(path)
@@ -309,6 +325,8 @@ class _LocalFS(_FS):
 
 class _FsspecFS(_FS):
     """An fsspec filesystem (s3fs for ``s3://``); paths are without the protocol."""
+
+    prefers_batches = True
 
     def __init__(self, protocol: str, storage_options: Mapping[str, Any]) -> None:
         import fsspec

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from polystore.exceptions import ImageLoadError, PathNotFoundError, StorageResolutionError
-from polystore.zarr._fs import _FS, _LocalFS
+from polystore.zarr._fs import _FS
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ class _Pins:
     """Identities of the folders (and chunk files) one load reads from (local stores only)."""
 
     def __init__(self, fs: _FS) -> None:
-        self.local = isinstance(fs, _LocalFS)
+        self.local = fs.supports_pins
         self._held: list[tuple[str, int | None]] = []
         self._seen: list[tuple[str, tuple[int, int, int] | None]] = []
 

@@ -14,7 +14,7 @@ import polystore.zarr as _package  # the tunables live on the package, so they c
 from polystore.exceptions import ImageLoadError
 from polystore.zarr._codec import blosc_frame_problem
 from polystore.zarr._model import ArrayMeta
-from polystore.zarr._fs import _FS, _LocalFS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, _pool
+from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, _pool
 
 
 class _ArrayReader:
@@ -100,10 +100,10 @@ class _ArrayReader:
             dest[...] = chunk[tuple(slice(a - c, b - c) for a, b, c in zip(o0, o1, c0)) + (Ellipsis,)]
 
         base = self.path
-        if isinstance(self.fs, _LocalFS):
+        if not self.fs.prefers_batches:
             fs = self.fs
 
-            raw_codec = self.numcodec is None
+            raw_codec = self.numcodec is None and fs.supports_native_files
 
             def local(idx: tuple[int, ...]) -> None:
                 if raw_codec and self._read_raw_into(idx, starts, stops, out):

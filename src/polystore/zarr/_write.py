@@ -15,7 +15,7 @@ import numpy as np
 from polystore.config import ZarrConfig
 from polystore.zarr._codec import _Codec
 from polystore.zarr._dtypes import _fill_value
-from polystore.zarr._fs import _FS, _LocalFS, _pool
+from polystore.zarr._fs import _FS, _pool
 from polystore.zarr._meta import _META, _array_metadata, _array_metadata_v2, _dumps, _write_group
 from polystore.zarr._nodes import _Image
 from polystore.zarr._ome import (
@@ -150,7 +150,7 @@ class _ChunkWriter:
                 return dest + "/" + (separator.join(str(i) for i in idx) if idx else "0")
             return dest + "/c" + "".join(separator + str(i) for i in idx)
 
-        if isinstance(fs, _LocalFS):
+        if fs.supports_native_files:
             for d in {os.path.dirname(key(idx)) for idx in indices}:
                 os.makedirs(d, exist_ok=True)
             os.makedirs(dest if member_root is None or data.ndim < 2 else member_root, exist_ok=True)

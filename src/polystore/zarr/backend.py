@@ -518,7 +518,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
                     f"zarr: array {self._where(loc, rel)} of shape {reader.shape} and dtype {reader.dtype} "
                     f"does not fit in memory ({exc}); load it with lazy=True and read parts of it"
                 ) from exc
-        if isinstance(loc.fs, _LocalFS) and ends_with_blosc(node.meta):
+        if loc.fs.supports_native_files and ends_with_blosc(node.meta):
             sep = node.parsed.separator if isinstance(node.parsed, ArrayMeta) else "/"
             prefix = "" if index is None else (f"{index}{sep}" if node.zarr_format == 2 else f"c{sep}{index}{sep}")
             bad = truncated_blosc_chunk(node.path, prefix)
@@ -808,7 +808,7 @@ class ZarrBackend(StorageBackend, _BatchWriter):
             raise PathNotFoundError(src.display, "zarr")
         dst = self._locate(destination)
         self._refuse_existing("move", dst)
-        if node.kind != "member" and src.fs.renames and dst.fs is src.fs:
+        if node.kind != "member" and src.fs.supports_rename and dst.fs is src.fs:
             if dst.key:
                 self._ensure_groups(dst.fs, dst.store, dst.key, parents_only=True)
             else:
