@@ -67,3 +67,9 @@ def test_the_backend_follows_the_flags_not_the_type(tmp_path: pathlib.Path) -> N
     backend.move("s.zarr", "t.zarr")  # no rename: copy then delete
     assert backend.list_files("t.zarr") == [f"t.zarr/f{i}" for i in range(4)]
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_the_backend_is_a_facade_and_no_module_is_long() -> None:
+    lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
+    assert lengths["backend.py"] <= 350, lengths
+    assert max(lengths.values()) <= 450, lengths

@@ -22,7 +22,8 @@ Example::
 Layout of this package (``polystore.zarr`` re-exports every name below, so
 ``from polystore.zarr import ...`` keeps working for all of them):
 
-- ``backend``: :class:`ZarrBackend` (alias ``ZarrStorageBackend``).
+- ``backend``: :class:`ZarrBackend` (alias ``ZarrStorageBackend``), a facade: the
+  public methods, each handing over to the modules below.
 - ``_chunks``: :func:`adaptive_chunks`, :func:`resolve_chunks`.
 - ``_codec``: the Blosc codec polystore writes; reading a store's codec back.
 - ``_dtypes``: dtypes in zarr metadata and their fill values.
@@ -32,6 +33,11 @@ Layout of this package (``polystore.zarr`` re-exports every name below, so
 - ``_fs``: worker pools; the store-access seam (local and fsspec): containment,
   atomic publish, local/remote differences.
 - ``_nodes``: what is at a path, where it is, what is to be written.
+- ``_locate``: store boundary, root containment, node lookup (the backend's paths).
+- ``_save``: saving one array or image (keywords, parent groups, atomic publish).
+- ``_load``: loading (resolve, eager read pinned to one version, lazy dask arrays).
+- ``_listing``: listings and ``info``.
+- ``_tree``: delete, copy, move.
 - ``_read``: reading chunks straight from a store.
 - ``_write``: writing chunks (dask slab by slab), array metadata, OME pyramids;
   putting a finished tree in place, removing what killed writers left.
