@@ -109,7 +109,7 @@ def test_writer_killed_mid_save_on_s3(s3_backend: ZarrBackend, s3_server: str, b
         import os, sys, json
         import numpy as np
         import polystore.zarr as pz
-        pz._PUT_BATCH_BYTES = 1  # one request per chunk, so the kill lands between chunks
+        from polystore.config import ZarrConfig
         real = pz._FsspecFS.write_many
         def dying(self, items):
             for n, item in enumerate(items):
@@ -117,7 +117,9 @@ def test_writer_killed_mid_save_on_s3(s3_backend: ZarrBackend, s3_server: str, b
                     os._exit(9)
                 real(self, [item])
         pz._FsspecFS.write_many = dying
-        backend = pz.ZarrBackend(root=sys.argv[1], storage_options=json.loads(sys.argv[2]))
+        # one request per chunk, so the kill lands between chunks
+        config = ZarrConfig(request_batch_bytes=1)
+        backend = pz.ZarrBackend(root=sys.argv[1], storage_options=json.loads(sys.argv[2]), config=config)
         backend.save(np.ones((8, 32, 32), np.uint16), "k.zarr/new", chunks=(1, 32, 32))
         """
     )

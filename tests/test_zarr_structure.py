@@ -73,3 +73,15 @@ def test_the_backend_is_a_facade_and_no_module_is_long() -> None:
     lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
     assert lengths["backend.py"] <= 350, lengths
     assert max(lengths.values()) <= 450, lengths
+
+
+def test_tunables_are_config_fields_not_module_globals() -> None:
+    import polystore.zarr as pz
+    from polystore.config import ZarrConfig
+
+    assert not hasattr(pz, "_PUT_BATCH_BYTES")
+    backend = ZarrBackend(config=ZarrConfig(request_batch_bytes=4096))
+    fs, _ = backend._fs_for("s3://bucket/x.zarr")  # s3fs makes no request until used
+    assert fs.request_batch_bytes == 4096
+    with pytest.raises(ValueError, match="request_batch_bytes"):
+        ZarrConfig(request_batch_bytes=0)

@@ -45,9 +45,8 @@ Layout of this package (``polystore.zarr`` re-exports every name below, so
 - ``_pins``: one version per load (pinned folders, start over on a change).
 - ``_ome``: OME-NGFF metadata (axes, pyramids, OMERO channels).
 
-``_PUT_BATCH_BYTES`` lives here, on the package: the
-modules read it from here when they run, so setting it here takes effect.
-The other tunables are fields of :class:`~polystore.config.ZarrConfig`.
+The tunables are fields of :class:`~polystore.config.ZarrConfig`; ``POLYSTORE_ZARR_THREADS``
+(worker threads, process-wide like the pools) is the one environment setting.
 """
 
 from __future__ import annotations
@@ -133,9 +132,6 @@ from polystore.zarr.backend import (
     ZarrStorageBackend as ZarrStorageBackend,
     _SAVE_KWARGS as _SAVE_KWARGS,
 )
-
-#: Bytes of encoded chunks handed to an object store in one request batch.
-_PUT_BATCH_BYTES = 64 * 1024 * 1024
 
 __all__ = [
     "ZarrBackend",

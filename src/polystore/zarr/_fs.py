@@ -15,7 +15,7 @@ from typing import Any
 
 import zarr
 
-import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
+from polystore.config import ZarrConfig
 from polystore.atomic import exchange
 
 
@@ -126,6 +126,8 @@ class _FS:
     #: Many keys are cheapest fetched in one batched request (object stores): readers
     #: fetch windows of chunks with :meth:`read_many` instead of one key at a time.
     prefers_batches: bool = False
+    #: Bytes of chunks sent or fetched per batch of requests (``ZarrConfig.request_batch_bytes``).
+    request_batch_bytes: int = ZarrConfig.request_batch_bytes
 
     def inside(self, base: str, rel: str) -> str:
         """``base/rel``, refusing a ``rel`` that resolves outside ``base``."""
@@ -328,9 +330,15 @@ class _FsspecFS(_FS):
 
     prefers_batches = True
 
-    def __init__(self, protocol: str, storage_options: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        protocol: str,
+        storage_options: Mapping[str, Any],
+        request_batch_bytes: int = ZarrConfig.request_batch_bytes,
+    ) -> None:
         import fsspec
 
+        self.request_batch_bytes = request_batch_bytes
         self.protocol = protocol
         self.storage_options = dict(storage_options)
         self.fs = fsspec.filesystem(protocol, **self.storage_options)
@@ -374,7 +382,7 @@ class _FsspecFS(_FS):
         for path, data in items:
             batch[path] = data
             size += len(data)
-            if size >= _package._PUT_BATCH_BYTES:
+            if size >= self.request_batch_bytes:
                 self.fs.pipe(batch)
                 batch, size = {}, 0
         if batch:

@@ -40,7 +40,7 @@ class _Resolver:
             with self._lock:
                 fs = self._remote.get(protocol)
                 if fs is None:
-                    fs = _FsspecFS(protocol, self.storage_options)
+                    fs = _FsspecFS(protocol, self.storage_options, self.config.request_batch_bytes)
                     self._remote[protocol] = fs
             rest = posixpath.normpath(rest) if rest else rest
             if rest == ".." or rest.startswith("../"):

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-import polystore.zarr as _package  # the tunables live on the package, so they can be patched there
 from polystore.exceptions import ImageLoadError
 from polystore.zarr._codec import blosc_frame_problem
 from polystore.zarr._model import ArrayMeta
@@ -118,7 +117,7 @@ class _ArrayReader:
                     fut.result()
             return out
         # object store: fetch a window of chunks concurrently, decode in the pool
-        window = max(8, _package._PUT_BATCH_BYTES // max(1, self.chunk_nbytes))
+        window = max(8, self.fs.request_batch_bytes // max(1, self.chunk_nbytes))
         for i in range(0, len(jobs), window):
             part = jobs[i : i + window]
             raws = self.fs.read_many([base + "/" + self.chunk_key(idx) for idx in part])
