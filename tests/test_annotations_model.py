@@ -165,7 +165,7 @@ def test_rotated_box_and_foreign_axes_refused_for_roi() -> None:
     diamond = Shapes([[[0, 1], [1, 2], [2, 1], [1, 0]]], shape_type="rectangle")
     with pytest.raises(InvalidAnnotationError, match="axis-aligned"):
         to_rois(diamond)
-    with pytest.raises(InvalidAnnotationError, match="one non-negative integer index"):
+    with pytest.raises(InvalidAnnotationError, match="constant over one shape"):
         to_rois(Shapes([[[0, 0, 0], [1, 1, 1], [1, 2, 0]]], axes="zyx"))
 
 

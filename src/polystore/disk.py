@@ -32,7 +32,7 @@ from polystore.exceptions import (
     ImageLoadError,
 )
 from polystore.format_registry import FileFormatRegistry
-from polystore.formats import Codec
+from polystore.formats import Codec, check_kind
 from polystore.frameworks import from_numpy, to_numpy
 
 __all__ = ["DiskBackend", "DiskStorageBackend", "FileFormatRegistry", "SIDECAR_SUFFIX"]
@@ -92,6 +92,8 @@ class DiskBackend(DiskPathOps, StorageBackend):
         removed just before the swap, so a sidecar never describes data that
         is not there; a kill in between leaves the data without metadata.
         """
+        if kwargs:
+            check_kind(codec, kwargs, path)
         sidecar_text = _sidecar_text(metadata, codec, path)
         tmp = temp_name_beside(path)
         try:
@@ -187,6 +189,8 @@ class DiskBackend(DiskPathOps, StorageBackend):
         return from_numpy(data, framework) if framework else data
 
     def _read(self, codec: Codec, path: str, kwargs: dict[str, Any]) -> Any:
+        if kwargs:
+            check_kind(codec, kwargs, path)
         try:
             return codec.read(path, **kwargs)
         except FileNotFoundError:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from polystore.annotations import as_annotation
 from polystore._listing import matches, normalize_extensions
 from polystore.base import PathLike, StorageBackend
 from polystore.config import VFSConfig
@@ -124,7 +125,13 @@ class MemoryBackend(StorageBackend):
 
     # -- data -------------------------------------------------------------
     def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:
-        """Store ``data`` (the object itself) at ``file_path``, creating parent directories."""
+        """Store ``data`` (the object itself) at ``file_path``, creating parent directories.
+
+        ``kind="labels"``/``"points"``/``"shapes"`` stores ``data`` as that
+        annotation object (validated; ``axes=`` names its axes).
+        """
+        if kwargs and kwargs.get("kind", "image") != "image":
+            data = as_annotation(data, kwargs["kind"], kwargs.get("axes"))
         key, parent, parent_dir, key_dir = _path_cache.get(file_path) or _key_and_parent(file_path)
         store = self._store
         if parent_dir not in store:

@@ -11,6 +11,7 @@ the limits.
 from __future__ import annotations
 
 from polystore.annotations._model import (
+    ANNOTATION_KINDS,
     DEFAULT_AXES,
     MAX_COORDINATES,
     MIN_VERTICES,
@@ -21,6 +22,7 @@ from polystore.annotations._model import (
     Points,
     PropertiesLike,
     Shapes,
+    as_annotation,
     default_axes,
 )
 from polystore.annotations.napari_data import LayerData, from_layer_data, to_layer_data
@@ -41,6 +43,8 @@ __all__ = [
     "MAX_COORDINATES",
     "DEFAULT_AXES",
     "default_axes",
+    "ANNOTATION_KINDS",
+    "as_annotation",
     "to_layer_data",
     "from_layer_data",
     "to_rois",

@@ -35,6 +35,10 @@ __all__ = [
     "MAX_COORDINATES",
     "DEFAULT_AXES",
     "default_axes",
+    "ANNOTATION_KINDS",
+    "as_annotation",
+    "rows_to_columns",
+    "plane_of",
 ]
 
 #: At most this many points in one :class:`Points`, or vertices in one :class:`Shapes`.
@@ -296,3 +300,45 @@ class Shapes:
 
 #: Any annotation object.
 Annotation = Labels | Points | Shapes
+
+#: The kinds of annotation, as named by ``kind=`` and on the wire.
+ANNOTATION_KINDS: tuple[str, ...] = ("labels", "points", "shapes")
+
+
+def as_annotation(data: Any, kind: str, axes: AxesLike | None = None) -> Annotation:
+    """``data`` as the annotation of ``kind`` (``"labels"``, ``"points"``, ``"shapes"``), validated.
+
+    An annotation object of that kind is returned as it is; an array (or a
+    list of vertex arrays for shapes) is wrapped, with ``axes`` if given.
+    """
+    types: dict[str, type[Labels] | type[Points] | type[Shapes]] = {"labels": Labels, "points": Points, "shapes": Shapes}
+    if kind not in types:
+        raise InvalidAnnotationError(f"annotations: unknown kind {kind!r}; known: image, {', '.join(ANNOTATION_KINDS)}")
+    if isinstance(data, types[kind]):
+        return data
+    if isinstance(data, (Labels, Points, Shapes)):
+        raise InvalidAnnotationError(f"annotations: kind={kind!r} given for a {type(data).__name__} object")
+    return types[kind](data, axes=axes)
+
+
+def rows_to_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """A properties table from one dict per item; keys missing from some rows are dropped."""
+    items = list(rows)
+    keys = list(items[0]) if items else []
+    return {k: [row[k] for row in items] for k in keys if all(k in row for row in items)}
+
+
+def plane_of(vertices: np.ndarray[Any, Any], axes: Sequence[str], what: str) -> tuple[float, ...]:
+    """The values of the axes before ``y, x`` for one shape, which must be constant over it.
+
+    2-D formats (ImageJ ROIs, GeoJSON) place a shape in one plane; this
+    refuses axes not ending in ``y, x`` and shapes that leave their plane.
+    """
+    if tuple(axes[-2:]) != ("y", "x"):
+        raise InvalidAnnotationError(f"{what}: a 2-D format needs the last two axes to be y, x; got {tuple(axes)}")
+    lead = vertices[:, :-2]
+    if len(lead) and not (lead == lead[0]).all():
+        raise InvalidAnnotationError(
+            f"{what}: the axes {tuple(axes[:-2])} must be constant over one shape (its plane)"
+        )
+    return tuple(float(v) for v in lead[0]) if len(lead) else tuple(0.0 for _ in axes[:-2])

@@ -15,12 +15,12 @@ the ROI's name. Needs ``roifile`` (``pip install "polystore[roi]"``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from polystore.annotations._model import Points, Shapes
+from polystore.annotations._model import Points, Shapes, plane_of, rows_to_columns
 from polystore.exceptions import InvalidAnnotationError, MissingDependencyError
 
 __all__ = ["to_rois", "from_rois", "import_roifile", "PLANE_AXES"]
@@ -40,19 +40,16 @@ def import_roifile() -> Any:
 
 
 def _plane(vertices: np.ndarray[Any, Any], axes: Sequence[str], what: str) -> dict[str, int]:
-    if tuple(axes[-2:]) != ("y", "x"):
-        raise InvalidAnnotationError(f"{what}: ImageJ ROIs need the last two axes to be y, x; got {tuple(axes)}")
+    values = plane_of(vertices, axes, what)
     plane: dict[str, int] = {}
-    for k, name in enumerate(axes[:-2]):
+    for name, value in zip(axes[:-2], values):
         if name not in PLANE_AXES:
             raise InvalidAnnotationError(f"{what}: ImageJ ROIs know only the axes t, c, z, y, x, not {name!r}")
-        values = vertices[:, k]
-        first = values[0] if len(values) else 0.0
-        if not (values == first).all() or first != int(first) or first < 0:
+        if value != int(value) or value < 0:
             raise InvalidAnnotationError(
                 f"{what}: axis {name!r} must be one non-negative integer index per ROI (its plane)"
             )
-        plane[name] = int(first)
+        plane[name] = int(value)
     return plane
 
 
@@ -214,15 +211,7 @@ def from_rois(rois: Any, kind: str | None = None) -> Points | Shapes:
         types.append(shape)
         row = info.get("properties")
         rows.append(row if isinstance(row, dict) else {"name": roi.name})
-    return Shapes(vertices, shape_type=types, properties=_columns(rows), axes=axes)
-
-
-def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
-    rows = list(rows)
-    keys = list(rows[0]) if rows else []
-    if any(list(row) != keys for row in rows):
-        keys = [k for k in keys if all(k in row for row in rows)]
-    return {k: [row[k] for row in rows] for k in keys}
+    return Shapes(vertices, shape_type=types, properties=rows_to_columns(rows), axes=axes)
 
 
 def _points(rois: Sequence[Any], roifile: Any, axes: Sequence[str]) -> Points:

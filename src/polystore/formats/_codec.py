@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from polystore.exceptions import UnsupportedFormatError
+
 
 class Codec:
     """Reads and writes one file format. Subclasses set ``name`` and ``extensions``.
@@ -17,6 +19,8 @@ class Codec:
     extensions: ClassVar[tuple[str, ...]] = ()
     #: True when ``metadata=`` is stored inside the file (else: a JSON sidecar).
     embeds_metadata: ClassVar[bool] = False
+    #: Annotation kinds (``"labels"``, ``"points"``, ``"shapes"``) the format holds.
+    kinds: ClassVar[frozenset[str]] = frozenset()
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
         """Write ``data`` to ``path`` (a new temporary file)."""
@@ -36,4 +40,28 @@ def data_type_error(codec: Codec, expected: str, data: Any) -> TypeError:
     return TypeError(
         f"{codec.name} files ({', '.join(codec.extensions)}) hold {expected}, "
         f"not {type(data).__module__}.{type(data).__qualname__}"
+    )
+
+
+def take_kind(codec: Codec, kwargs: dict[str, Any], path: str, extensions_by_kind: dict[str, list[str]]) -> None:
+    """Check a ``kind=`` keyword against what ``codec`` holds; drop ``kind="image"`` (the default).
+
+    A kind the codec holds stays in ``kwargs`` for it; any other raises
+    :class:`~polystore.exceptions.UnsupportedFormatError` naming the
+    extensions that hold that kind.
+    """
+    kind = kwargs.get("kind")
+    if kind is None:
+        return
+    if kind == "image":
+        del kwargs["kind"]
+        return
+    if kind in codec.kinds:
+        return
+    known = ", ".join(["image", *sorted(extensions_by_kind)])
+    if kind not in extensions_by_kind:
+        raise UnsupportedFormatError(f"disk: unknown kind={kind!r} for {path!r}; known kinds: {known}")
+    raise UnsupportedFormatError(
+        f"disk: {codec.name} files ({', '.join(codec.extensions)}) cannot hold {kind}, as asked for {path!r}; "
+        f"use {', '.join(extensions_by_kind[kind])}"
     )

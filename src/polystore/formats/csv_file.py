@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from polystore.annotations import Points, as_annotation
 from polystore.exceptions import MissingDependencyError
 from polystore.formats._codec import Codec, data_type_error
+from polystore.formats.points_csv import read_points_csv, write_points_csv
 
 
 def _is_dataframe(data: Any) -> bool:
@@ -36,9 +38,13 @@ class CsvCodec(Codec):
 
     name = "CSV"
     extensions = (".csv",)
+    kinds = frozenset({"points"})
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
-        """Write a 1-D/2-D array (``fmt=`` as in np.savetxt), a DataFrame, a string or dict rows."""
+        """Write a 1-D/2-D array (``fmt=`` as in np.savetxt), a DataFrame, a string, dict rows or Points."""
+        if isinstance(data, Points) or kwargs.get("kind") == "points":
+            write_points_csv(path, as_annotation(data, "points", kwargs.get("axes")))  # type: ignore[arg-type]
+            return
         if isinstance(data, str):
             with open(path, "w", encoding="utf-8", newline="") as handle:
                 handle.write(data)
@@ -70,8 +76,12 @@ class CsvCodec(Codec):
         """Return a float array, or a DataFrame for a file with a header row.
 
         ``records=True`` returns the rows under the header as a list of dicts
-        of strings (what the existing polystore package returned).
+        of strings (what the existing polystore package returned);
+        ``kind="points"`` returns :class:`~polystore.annotations.Points`
+        (see :mod:`polystore.formats.points_csv`).
         """
+        if kwargs.get("kind") == "points":
+            return read_points_csv(path, axes=kwargs.get("axes"))
         if kwargs.get("records"):
             with open(path, encoding="utf-8", newline="") as handle:
                 import csv

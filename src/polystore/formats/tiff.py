@@ -5,6 +5,11 @@ an ImageJ hyperstack: the data is transposed to ImageJ's TZCYX order and user
 metadata goes into the ImageJ ``Info`` property as JSON. Otherwise the file
 is a tifffile "shaped" TIFF whose JSON description holds the axes and the
 user metadata. Either way :meth:`read_metadata` returns the user metadata.
+
+With ``kind="labels"`` (or a :class:`~polystore.annotations.Labels`) the data
+must be an integer label image; it is written with its axes and the metadata
+entry ``"kind": "labels"``, and loading with ``kind="labels"`` returns a
+``Labels`` with the stored axes (in ImageJ's TZCYX order for a hyperstack).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from polystore.annotations import Labels, as_annotation
 from polystore.formats._codec import Codec, data_type_error
 
 IMAGEJ_AXES = "TZCYXS"
@@ -39,10 +45,16 @@ class TiffCodec(Codec):
     name = "TIFF"
     extensions = (".tif", ".tiff")
     embeds_metadata = True
+    kinds = frozenset({"labels"})
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
         """Write; keyword ``axes`` makes a hyperstack, ``compression`` passes to tifffile."""
         import tifffile
+
+        if kwargs.pop("kind", None) == "labels" or isinstance(data, Labels):
+            labels = as_annotation(data, "labels", kwargs.get("axes"))
+            data, kwargs["axes"] = labels.data, "".join(labels.axes)
+            metadata = {**(metadata or {}), "kind": "labels"}
 
         if not isinstance(data, np.ndarray):
             raise data_type_error(self, "NumPy arrays", data)
@@ -72,12 +84,21 @@ class TiffCodec(Codec):
         tifffile.imwrite(path, data, metadata=shaped, bigtiff=bigtiff, photometric="minisblack", **options)
 
     def read(self, path: str, **kwargs: Any) -> Any:
-        """Read the whole image or stack (``key=`` selects pages, as in tifffile)."""
+        """Read the whole image or stack (``key=`` selects pages, as in tifffile).
+
+        ``kind="labels"`` returns a :class:`~polystore.annotations.Labels`.
+        """
         import tifffile
 
+        kind = kwargs.pop("kind", None)
         image = tifffile.imread(path, **kwargs)
         if getattr(image, "size", 1) == 0:  # tifffile returns an empty array for a broken first IFD
             raise ValueError("no image in the file: it is truncated or not a TIFF")
+        if kind == "labels":
+            axes = (self.read_metadata(path) or {}).get("axes")
+            if isinstance(axes, str) and len(axes) == image.ndim:
+                return Labels(image, axes=axes.lower())
+            return Labels(image)
         return image
 
     def read_metadata(self, path: str) -> dict[str, Any] | None:
