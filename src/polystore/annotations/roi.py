@@ -14,7 +14,6 @@ the ROI's name. Needs ``roifile`` (``pip install "polystore[roi]"``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,6 +101,8 @@ def _shape_roi(roifile: Any, vertices: np.ndarray[Any, Any], kind: str, plane: d
 
 def to_rois(annotation: Points | Shapes) -> list[Any]:
     """ImageJ ROIs (``roifile.ImagejRoi``) for ``annotation``; see the module doc for the mapping."""
+    import json
+
     roifile = import_roifile()
     axes = list(annotation.axes)
     rois: list[Any] = []
@@ -150,6 +151,8 @@ _SHAPE_OF = {"POLYGON": "polygon", "FREEHAND": "polygon", "TRACED": "polygon", "
 
 
 def _stored(roi: Any) -> dict[str, Any]:
+    import json
+
     props = roi.properties if isinstance(roi.properties, dict) else {}
     try:
         stored = json.loads(props.get(_PROP, "{}"))

@@ -14,7 +14,6 @@ without holes; ``kind=`` picks one from a file that holds both).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -128,11 +127,15 @@ class GeoJsonCodec(Codec):
         """Write Points or Shapes as a FeatureCollection."""
         if not isinstance(data, (Points, Shapes)):
             raise data_type_error(self, "polystore.annotations Points or Shapes", data)
+        import json
+
         document = to_geojson(data)
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(document, handle, allow_nan=False)
 
     def read(self, path: str, **kwargs: Any) -> Any:
         """Return the Points or Shapes in the file (``kind=`` to pick one of a mix)."""
+        import json
+
         with open(path, encoding="utf-8") as handle:
             return from_geojson(json.load(handle), kind=kwargs.get("kind"))

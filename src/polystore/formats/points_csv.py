@@ -9,7 +9,6 @@ else text.
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,8 @@ def _plain(value: Any) -> Any:
 
 def write_points_csv(path: str, points: Points) -> None:
     """Write ``points`` to ``path`` (floats in their shortest exact form)."""
+    import csv
+
     columns = [points.data[:, k] for k in range(points.data.shape[1])] + list(points.properties.values())
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -50,6 +51,8 @@ def _typed(values: list[str]) -> np.ndarray[Any, Any]:
 
 def read_points_csv(path: str, axes: AxesLike | None = None) -> Points:
     """Read points written by :func:`write_points_csv` (or any CSV with axis-named columns)."""
+    import csv
+
     with open(path, encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:

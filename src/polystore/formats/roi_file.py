@@ -11,8 +11,6 @@ one from a file that holds both.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +32,9 @@ class RoiCodec(Codec):
         """Write Points or Shapes (a ``.roi`` file needs them to make exactly one ROI)."""
         if not isinstance(data, (Points, Shapes)):
             raise data_type_error(self, "polystore.annotations Points or Shapes", data)
+        import json
+        import zipfile
+
         rois = to_rois(data)
         if not self.archive:
             if len(rois) != 1:
@@ -54,6 +55,9 @@ class RoiCodec(Codec):
 
     def read(self, path: str, **kwargs: Any) -> Any:
         """Return the Points or Shapes in the file (``kind=`` to pick one of a mix)."""
+        import json
+        import zipfile
+
         roifile = import_roifile()
         rois = roifile.roiread(path)
         if self.archive and not rois:  # an empty archive: kind, axes and columns from its comment
