@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from polystore.annotations import Labels, Points, Shapes
 from polystore.base import PathLike, StorageBackend
 from polystore.config import ZarrConfig
 from polystore.exceptions import ImageLoadError, PathNotFoundError
@@ -83,8 +84,15 @@ class ZarrBackend(StorageBackend, _TreeEditor):
         (physical size per axis), ``compressor`` / ``compression_level``
         (override the config), ``attrs`` (user attributes), ``overwrite``
         (default True; False raises if the path exists), ``metadata`` (a
-        JSON-able dict, read back by :meth:`load_metadata`).
+        JSON-able dict, read back by :meth:`load_metadata`). ``kind="labels"``
+        at ``<image>/labels/<name>`` writes an OME-NGFF label image
+        (:mod:`polystore.zarr._labels`).
         """
+        if kwargs.get("kind", "image") != "image" or isinstance(data, (Labels, Points, Shapes)):
+            from polystore.zarr._labels import save_labels
+
+            return save_labels(self, data, file_path, kwargs)
+        kwargs.pop("kind", None)
         self._save(data, file_path, kwargs)
 
     def load(self, file_path: PathLike, **kwargs: Any) -> Any:
@@ -92,8 +100,14 @@ class ZarrBackend(StorageBackend, _TreeEditor):
 
         ``lazy=True`` returns a dask array that reads nothing until computed
         (and then only the chunks its slices touch). ``level=k`` picks a
-        pyramid level of an OME-Zarr image.
+        pyramid level of an OME-Zarr image. ``kind="labels"`` returns a
+        :class:`~polystore.annotations.Labels` with the image's axes.
         """
+        if "kind" in kwargs and kwargs["kind"] != "image":
+            from polystore.zarr._labels import load_labels
+
+            return load_labels(self, file_path, kwargs)
+        kwargs.pop("kind", None)
         return self._load(file_path, kwargs)
 
     def save_batch(
