@@ -88,14 +88,17 @@ class FileManager:
         instance = self._resolved.get(backend)
         if instance is None:
             instance = self.get_backend(backend)
-        instance.save(data, output_path, **kwargs)
+        if kwargs:
+            instance.save(data, output_path, **kwargs)
+        else:  # a plain call skips packing an empty kwargs dict (memory saves are ~0.2 us)
+            instance.save(data, output_path)
 
     def load(self, file_path: PathLike, backend: Any, **kwargs: Any) -> Any:
         """Load and return the data at ``file_path`` (``framework="torch"`` etc. converts)."""
         instance = self._resolved.get(backend)
         if instance is None:
             instance = self.get_backend(backend)
-        return instance.load(file_path, **kwargs)
+        return instance.load(file_path, **kwargs) if kwargs else instance.load(file_path)
 
     def save_batch(
         self,
