@@ -14,7 +14,7 @@ CORE_MODULES = [
     "polystore.config", "polystore.frameworks", "polystore.formats", "polystore.constants",
     "polystore.registry", "polystore.utils", "polystore.format_registry", "polystore.disk_paths",
     "polystore.shared_store",
-    "polystore.shared_registry", "polystore.lazy_imports",
+    "polystore.shared_registry", "polystore.lazy_imports", "polystore.tree_copy", "polystore.path_kinds",
     "polystore.annotations", "polystore.annotations.roi", "polystore.annotations.napari_data",
 ]
 

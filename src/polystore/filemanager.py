@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from polystore import _tree
 from polystore.backend_registry import BackendRegistry, normalize_backend_name
@@ -18,6 +18,9 @@ from polystore.base import PathLike, StorageBackend, require_capability
 from polystore.exceptions import PathExistsError, StorageError, UnsupportedOperationError
 from polystore.formats import IMAGE_EXTENSIONS
 from polystore.utils import natural_sort
+
+if TYPE_CHECKING:
+    from polystore.tree_copy import CopyResult
 
 __all__ = ["FileManager", "PROGRESS_THRESHOLD"]
 
@@ -404,7 +407,7 @@ class FileManager:
         compressor: str | None = None,
         axes: str | None = None,
         progress: bool | None = False,
-    ) -> Any:
+    ) -> CopyResult:
         """Copy a file, folder or zarr store to ``destination`` as ``polystore cp`` does; return its counts.
 
         Converts between disk and zarr (``to="zarr"``/``"disk"``, default from
@@ -412,17 +415,14 @@ class FileManager:
         skipped on the next call when source and target are unchanged, and a
         new destination appears only when complete. Returns a ``CopyResult``
         (``copied``, ``skipped``, ``destination``). Options and rules:
-        docs/cli.md (``cp``). Bad arguments raise :class:`StorageError`.
+        docs/cli.md (``cp``) and :mod:`polystore.tree_copy`. Bad arguments
+        raise :class:`StorageError`; an interrupted or failed copy keeps its
+        finished part, which the same call continues.
         """
-        import click
+        from polystore.tree_copy import copy_tree
 
-        from polystore.cli.cp import copy_tree
-
-        try:
-            return copy_tree(os.fspath(source), os.fspath(destination), to=to, fmt=fmt,
-                             compressor=compressor, axes=axes, progress=progress)
-        except click.ClickException as exc:
-            raise StorageError(f"copy_tree: {exc.format_message()}") from exc
+        return copy_tree(self, os.fspath(source), os.fspath(destination), to=to, fmt=fmt,
+                         compressor=compressor, axes=axes, progress=progress)
 
     def get_available_backends(self) -> list[str]:
         """Names of the backends usable through this FileManager."""

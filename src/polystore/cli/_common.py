@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: backend guessing, sizes, file and store summaries."""
+"""Helpers shared by the commands: error lines, sizes, file and store summaries."""
 
 from __future__ import annotations
 
@@ -15,19 +15,11 @@ __all__ = [
     "CliState",
     "one_line",
     "describe",
-    "guess_backend",
-    "is_url",
-    "is_zarr_dir",
     "human_size",
     "tree_size",
     "disk_array_header",
     "read_zarr_meta",
-    "ARRAY_EXTENSIONS",
 ]
-
-#: Disk formats ``cp`` copies and ``ls`` inspects for shape and dtype.
-ARRAY_EXTENSIONS = (".tif", ".tiff", ".npy")
-_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 
 @dataclass
@@ -64,35 +56,6 @@ def describe(exc: BaseException) -> str:
     if "\n" in message:
         text += " (more with --debug)"
     return one_line(text)
-
-
-def is_url(path: str) -> bool:
-    """True for ``s3://...``-style paths."""
-    return "://" in path and not path.startswith("file://")
-
-
-def is_zarr_dir(path: str | os.PathLike[str]) -> bool:
-    """True if ``path`` is a local folder holding zarr metadata."""
-    p = Path(path)
-    return p.is_dir() and any((p / m).is_file() for m in _ZARR_MARKERS)
-
-
-def guess_backend(path: str, given: str | None = None) -> str:
-    """``given`` if set, else ``"zarr"`` for URLs, ``*.zarr`` paths and folders inside stores, else ``"disk"``."""
-    if given and given != "auto":
-        return given
-    if is_url(path):
-        return "zarr"
-    parts = Path(path).parts
-    if any(part.lower().endswith(".zarr") for part in parts):
-        return "zarr"
-    probe = Path(path)
-    for candidate in (probe, *probe.parents):
-        if str(candidate) in ("", "."):
-            break
-        if is_zarr_dir(candidate):
-            return "zarr"
-    return "disk"
 
 
 def human_size(nbytes: int | None) -> str:

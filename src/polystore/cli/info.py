@@ -11,14 +11,8 @@ from typing import Any
 
 import click
 
-from polystore.cli._common import (
-    disk_array_header,
-    guess_backend,
-    human_size,
-    is_url,
-    read_zarr_meta,
-    tree_size,
-)
+from polystore.cli._common import disk_array_header, human_size, read_zarr_meta, tree_size
+from polystore.path_kinds import guess_backend, is_url
 
 __all__ = ["info", "zarr_info", "disk_info"]
 

@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from polystore._listing import is_working_file
-from polystore.cli._common import disk_array_header, guess_backend, human_size, is_url, is_zarr_dir, tree_size
+from polystore.cli._common import disk_array_header, human_size, tree_size
+from polystore.path_kinds import guess_backend, is_url, is_zarr_dir
 
 __all__ = ["ls", "Entry", "disk_entries", "zarr_entries"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from polystore.cli._common import guess_backend, is_url
+from polystore.path_kinds import guess_backend, is_url
 
 __all__ = ["view", "open_in_viewer", "require_display"]
 
