@@ -13,7 +13,7 @@ import numpy as np
 from polystore.exceptions import ImageLoadError
 from polystore.zarr._codec import blosc_frame_problem
 from polystore.zarr._model import ArrayMeta
-from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, _pool
+from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, run_each
 
 
 class _ArrayReader:
@@ -44,7 +44,7 @@ class _ArrayReader:
     def chunk_key(self, idx: Sequence[int]) -> str:
         return self.meta.chunk_key(idx)
 
-    def _decode(self, raw: bytes, key: str, dest: np.ndarray | None) -> np.ndarray:
+    def _decode(self, raw: bytes | memoryview, key: str, dest: np.ndarray | None) -> np.ndarray:
         try:
             if self.numcodec is None:
                 arr = np.frombuffer(raw, dtype=self.dtype)
@@ -81,8 +81,7 @@ class _ArrayReader:
         ]
         jobs = list(itertools.product(*ranges))
 
-        def one(idx: tuple[int, ...], raw: bytes | None) -> None:
-            key = self.chunk_key(idx)
+        def one(idx: tuple[int, ...], key: str, raw: bytes | memoryview | None) -> None:
             c0 = [i * c for i, c in zip(idx, self.chunks)]
             o0 = [max(a, s) for a, s in zip(c0, starts)]
             o1 = [min(a + c, e) for a, c, e in zip(c0, self.chunks, stops)]
@@ -101,33 +100,58 @@ class _ArrayReader:
         base = self.path
         if not self.fs.prefers_batches:
             fs = self.fs
-
-            raw_codec = self.numcodec is None and fs.supports_native_files
+            native = fs.supports_native_files
+            raw_codec = self.numcodec is None and native
 
             def local(idx: tuple[int, ...]) -> None:
                 if raw_codec and self._read_raw_into(idx, starts, stops, out):
                     return
-                one(idx, fs.read(base + "/" + self.chunk_key(idx)))
+                key = self.chunk_key(idx)
+                path = base + "/" + key
+                one(idx, key, self._read_local(path) if native else fs.read(path))
 
-            if len(jobs) <= 2:
-                for idx in jobs:
-                    local(idx)
-            else:
-                for fut in [_pool("read").submit(local, idx) for idx in jobs]:
-                    fut.result()
+            run_each("read", jobs, local)
             return out
         # object store: fetch a window of chunks concurrently, decode in the pool
         window = max(8, self.fs.request_batch_bytes // max(1, self.chunk_nbytes))
         for i in range(0, len(jobs), window):
             part = jobs[i : i + window]
-            raws = self.fs.read_many([base + "/" + self.chunk_key(idx) for idx in part])
-            if len(part) <= 2:
-                for idx, raw in zip(part, raws):
-                    one(idx, raw)
-            else:
-                for fut in [_pool("read").submit(one, idx, raw) for idx, raw in zip(part, raws)]:
-                    fut.result()
+            keys = [self.chunk_key(idx) for idx in part]
+            raws = self.fs.read_many([base + "/" + key for key in keys])
+            run_each("read", list(zip(part, keys, raws)), lambda job: one(*job))
         return out
+
+    def _read_local(self, path: str) -> bytes | memoryview | None:
+        """The bytes of local chunk file ``path`` (None: no such file).
+
+        Read into this thread's reusable buffer (valid until its next use), so
+        a load does not allocate and page in a fresh buffer per chunk. A file
+        larger than any valid chunk is read whole, for the decoder's checks
+        to name.
+        """
+        try:
+            f = open(path, "rb", buffering=0)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if size > self.chunk_nbytes + 16:  # no Blosc frame of a chunk is larger
+                return f.read()
+            buf: bytearray | None = getattr(_SCRATCH, "raw", None)
+            if buf is None or len(buf) <= size:
+                buf = bytearray(size + 1)
+                if size < _SCRATCH_MAX:
+                    _SCRATCH.raw = buf
+            view = memoryview(buf)[: size + 1]
+            got = 0
+            while got <= size:
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            if got > size:  # it grew since fstat: the decoder's checks judge the whole file
+                return bytes(view[:got]) + f.read()
+            return view[:got]
 
     def _scratch(self) -> np.ndarray:
         """This thread's reusable chunk-sized buffer (valid until its next use)."""
