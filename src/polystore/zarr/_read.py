@@ -139,7 +139,7 @@ class _ArrayReader:
                 return f.read()
             buf: bytearray | None = getattr(_SCRATCH, "raw", None)
             if buf is None or len(buf) <= size:
-                buf = bytearray(size + 1)
+                buf = bytearray(self.chunk_nbytes + 17)  # room for any chunk of this array
                 if size < _SCRATCH_MAX:
                     _SCRATCH.raw = buf
             view = memoryview(buf)[: size + 1]
