@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("zarr")
 
-from polystore.zarr._fs import _pool, run_each  # noqa: E402
+from polystore.zarr._fs import _pool  # noqa: E402
+from polystore.zarr._workers import run_each  # noqa: E402
 
 
 def test_every_item_runs_once_on_the_caller_and_pool_threads() -> None:

@@ -13,7 +13,8 @@ import numpy as np
 from polystore.exceptions import ImageLoadError
 from polystore.zarr._codec import blosc_frame_problem
 from polystore.zarr._model import ArrayMeta
-from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX, run_each
+from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX
+from polystore.zarr._workers import run_each
 
 
 class _ArrayReader:

@@ -15,7 +15,8 @@ import numpy as np
 from polystore.config import ZarrConfig
 from polystore.zarr._codec import _Codec
 from polystore.zarr._dtypes import _fill_value
-from polystore.zarr._fs import _FS, _pool, run_each
+from polystore.zarr._fs import _FS, _pool
+from polystore.zarr._workers import run_each
 from polystore.zarr._meta import _META, _array_metadata, _array_metadata_v2, _dumps, _write_group
 from polystore.zarr._nodes import _Image
 from polystore.zarr._ome import (
