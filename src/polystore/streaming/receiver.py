@@ -31,6 +31,7 @@ from zmq.utils.monitor import recv_monitor_message
 from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
 from polystore.streaming.errors import ReceiveTimeoutError, StreamingError
 from polystore.streaming.frames import DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, Frame, FrameQueue
+from polystore.streaming.header_cache import HeaderCache
 from polystore.streaming.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     MAX_HEADER_BYTES,
@@ -140,6 +141,7 @@ class StreamReceiver:
         self._stats = ReceiverStats(endpoint=endpoint)
         self._last_seq: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._arrivals: collections.deque[float] = collections.deque(maxlen=4096)
+        self._headers = HeaderCache()  # used by the one thread that reads the socket
 
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout: float = 10.0) -> StreamReceiver:
@@ -347,7 +349,7 @@ class StreamReceiver:
             return False
         now = time.time()
         try:
-            header, array = decode_message(frames, self.max_frame_bytes)
+            header, array = decode_message(frames, self.max_frame_bytes, self._headers)
         except Exception as exc:  # noqa: BLE001 - ProtocolError, or anything odd: never kill the thread
             with self._stats_lock:
                 self._stats.malformed += 1

@@ -36,6 +36,7 @@ from polystore.streaming._zmq import zmq
 from polystore.streaming.errors import NoReceiverError, StreamingError
 from polystore.streaming.feedback import FeedbackInbox
 from polystore.streaming.placement import layer_name_from_path
+from polystore.streaming.header_cache import HeaderTemplate
 from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
 from polystore.streaming.rejections import RejectedFrame, RejectionLog, RejectionPolicy
 
@@ -53,6 +54,16 @@ CREDIT_TIMEOUT = 3.0
 FIRST_FEEDBACK_TIMEOUT = 5.0
 
 _live_senders: weakref.WeakSet[StreamSender] = weakref.WeakSet()
+
+# Bumped in a forked child: cheaper than asking os.getpid() on every send.
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
 
 
 class StreamSender:
@@ -120,12 +131,17 @@ class StreamSender:
         self.hint = hint
         self.stream_id = stream_id or secrets.token_hex(8)
         self._owner_pid = os.getpid()
+        self._fork = _forks[0]
         self._curve = (curve_server_key, curve_public_key, curve_secret_key)
         self._seq = 0
         self._lock = threading.Lock()
         self._socket: Any = None
         self._context: Any = None
         self._pid = -1
+        self._sock_fork = -1
+        # The last header built and what it was built from: a repeat only patches seq and sent.
+        self._template: HeaderTemplate | None = None
+        self._template_args: tuple[Any, ...] = ()
         #: Frames the receiver reported it refused; surfaced by the next send.
         self.rejections = RejectionLog(on_rejected)
         self.flow_control = bool(flow_control) and _is_local(endpoint)
@@ -155,7 +171,7 @@ class StreamSender:
         return self._seq
 
     def _connect(self, nbytes: int = 0) -> Any:
-        if self._socket is not None and self._pid == os.getpid():
+        if self._socket is not None and self._sock_fork == _forks[0]:
             return self._socket
         hwm = self.sndhwm
         if hwm is None:
@@ -189,6 +205,7 @@ class StreamSender:
             raise StreamingError(f"cannot connect to {self.endpoint!r}: {exc}") from exc
         self._socket = sock
         self._pid = os.getpid()
+        self._sock_fork = _forks[0]
         return sock
 
     def build(
@@ -209,19 +226,41 @@ class StreamSender:
         :class:`~polystore.streaming.rejections.RejectedFrameError` with
         ``on_rejected="raise"``).
         """
+        header, array, _encoded = self._build(data, path, layer, axes, index, display, meta)
+        return header, array
+
+    def _build(
+        self,
+        data: Any,
+        path: str,
+        layer: str | None,
+        axes: str | None,
+        index: Mapping[str, int] | None,
+        display: Mapping[str, Any] | None,
+        meta: Mapping[str, Any] | None,
+    ) -> tuple[Header, np.ndarray[Any, Any], bytes]:
+        """:meth:`build`, plus the encoded header."""
         if self.rejections.pending:
             self.rejections.surface(self.endpoint)
-        if self._owner_pid != os.getpid():
+        if self._fork != _forks[0]:
             # A forked copy is a new stream: its own id, numbered from 0, so the
             # receiver's gap counting stays right for parent and children.
+            self._fork = _forks[0]
             self._owner_pid = os.getpid()
             self.stream_id = secrets.token_hex(8)
             self._seq = 0
             self._socket = None
+            self._template = None
             self._reset_flow()
         if self.flow_control and self._inbox is None:
             self._inbox = FeedbackInbox()
         array = as_payload_array(data)
+        reply = None if self._inbox is None else self._inbox.endpoint
+        args = (path, layer, axes, index, display, meta, array.dtype, array.shape, reply)
+        template = self._template
+        if template is not None and args == self._template_args:
+            header, encoded = template.make(self._seq, time.time())
+            return header, array, encoded
         header = build_header(
             array,
             path,
@@ -232,9 +271,12 @@ class StreamSender:
             index=index,
             display=display,
             meta=meta,
-            reply=None if self._inbox is None else self._inbox.endpoint,
+            reply=reply,
         )
-        return header, array
+        encoded = encode_header(header)
+        self._template = HeaderTemplate.of(header, encoded)
+        self._template_args = args
+        return header, array, encoded
 
     def send(
         self,
@@ -258,15 +300,13 @@ class StreamSender:
         """
         self.check_feedback()
         with self._lock:
-            header, array = self.build(
-                data, path, layer=layer, axes=axes, index=index, display=display, meta=meta
-            )
+            header, array, encoded = self._build(data, path, layer, axes, index, display, meta)
             # Slot a live frame when the receiver answers with feedback, or while
             # the first answer is awaited (a receiver silent for FIRST_FEEDBACK_TIMEOUT
             # is taken for one that never answers: frames then go straight out).
             waiting = bool(self._inflight) and not self._legacy
             if not (index is None and self._inbox is not None and (self._credit or waiting)):
-                self._send_locked(header, array)
+                self._send_locked(header, array, encoded)
                 return header
         self._put_live(header, array)  # outside the lock: the slot's thread needs it
         return header
@@ -280,20 +320,26 @@ class StreamSender:
         """Send every item without waiting between them (ZeroMQ pipelines them)."""
         if len(items) != len(paths):
             raise ValueError(f"{len(items)} data items but {len(paths)} paths")
+        unknown = sorted(set(options) - {"layer", "axes", "index", "display", "meta"})
+        if unknown:
+            raise TypeError(f"send_many() got unexpected options {unknown}")
         self.check_feedback()
         headers = []
         with self._lock:
             for data, path in zip(items, paths):
-                header, array = self.build(data, path, **options)
-                self._send_locked(header, array)
+                header, array, encoded = self._build(
+                    data, path, options.get("layer"), options.get("axes"), options.get("index"),
+                    options.get("display"), options.get("meta"),
+                )
+                self._send_locked(header, array, encoded)
                 headers.append(header)
         return headers
 
-    def _send_locked(self, header: Header, array: np.ndarray[Any, Any]) -> None:
+    def _send_locked(self, header: Header, array: np.ndarray[Any, Any], encoded: bytes | None = None) -> None:
         sock = self._connect(array.nbytes)
         payload: Any = array.data if array.ndim else array.reshape(1).data
         try:
-            sock.send_multipart([encode_header(header), payload], copy=self.copy)
+            sock.send_multipart([encode_header(header) if encoded is None else encoded, payload], copy=self.copy)
         except zmq.Again:
             raise NoReceiverError(self.endpoint, self.send_timeout, self.hint) from None
         except zmq.ZMQError as exc:
