@@ -215,3 +215,30 @@ def test_unpaced_live_frames_are_not_sent_in_vain_while_stacks_keep_every_frame(
     finally:
         backend.close()
         controller.stop()
+
+
+def test_live_frames_of_one_shape_are_copied_into_the_layer_and_never_into_a_users_array(
+    make_napari_viewer: Any, qtbot: Any
+) -> None:
+    from polystore.streaming.placement import LayerUpdate
+    from polystore_napari._layers import apply_update
+
+    viewer = make_napari_viewer()
+
+    def live(value: int, shape: tuple[int, ...] = (8, 8)) -> LayerUpdate:
+        frame = np.full(shape, value, np.uint16)
+        frame.flags.writeable = False  # as received: a read-only view of the message
+        return LayerUpdate("live", frame, False, ("y", "x"), True, display={"contrast_limits": [0.0, 9.0]})
+
+    layer = apply_update(viewer, live(1))
+    buffer = layer.data
+    assert buffer.flags.writeable  # the layer's own copy, not the message's memory
+    apply_update(viewer, live(2))
+    assert layer.data is buffer and int(buffer[0, 0]) == 2  # copied in place, shown
+    qtbot.waitUntil(lambda: int(viewer.layers["live"]._slice.image.view[0, 0]) == 2, timeout=5000)
+    apply_update(viewer, live(3, (4, 8)))  # another shape: the data is replaced
+    assert layer.data.shape == (4, 8) and int(layer.data[0, 0]) == 3
+    users = np.zeros((4, 8), np.uint16)
+    layer.data = users  # the user puts their own array in the layer
+    apply_update(viewer, live(4, (4, 8)))
+    assert not users.any() and int(layer.data[0, 0]) == 4  # never written to

@@ -28,3 +28,43 @@ def test_a_receiver_without_feedback_still_gets_the_newest_live_frame() -> None:
             assert receiver.stats().gaps == 0
         finally:
             backend.close()
+
+
+def test_a_restarted_viewer_gets_the_next_live_frame_without_waiting_for_lost_credit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The frame in flight to a viewer that closed is never acknowledged; the next viewer
+    must still get a live frame at once, before it ever sends credit (not after CREDIT_TIMEOUT)."""
+    import time
+
+    from polystore.streaming import flow
+    from polystore.streaming.feedback import FeedbackOutbox
+
+    monkeypatch.setattr(flow, "CREDIT_TIMEOUT", 3600.0)  # the old code would hold the frame for an hour
+    first = StreamReceiver("tcp://127.0.0.1:0", coalesce=False).start()
+    endpoint = first.endpoint
+    outbox = FeedbackOutbox()
+    backend = NapariStreamingBackend(endpoint=endpoint, send_timeout=5)
+    second = None
+    try:
+        backend.save(np.full((4, 4), 0, np.uint8), "live.tif")
+        header = first.get(timeout=10).header
+        assert header.reply is not None
+        outbox.send([(header.reply, header.stream, header.seq)])  # the viewer applied frame 0
+        deadline = time.monotonic() + 30
+        while not backend.sender._credit and time.monotonic() < deadline:
+            backend.sender.check_feedback()
+            time.sleep(0.01)
+        assert backend.sender._credit, "the sender never heard the viewer's credit"
+        backend.save(np.full((4, 4), 1, np.uint8), "live.tif")
+        assert int(first.get(timeout=10).data[0, 0]) == 1  # in flight, never acknowledged
+        first.stop()  # the viewer closes before applying it
+        second = StreamReceiver(endpoint, coalesce=False).start()  # a new viewer, same endpoint
+        backend.save(np.full((4, 4), 2, np.uint8), "live.tif")
+        assert int(second.get(timeout=30).data[0, 0]) == 2  # delivered although nobody sent credit
+    finally:
+        backend.close()
+        outbox.close()
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -12,6 +12,7 @@ sliders.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,10 @@ from polystore.streaming.placement import LayerUpdate
 __all__ = ["AxisOrder", "embed", "apply_update"]
 
 _CANONICAL = "tczyx"
+
+# The buffers live layers were created with (by id): a later live frame of the same
+# shape and dtype is copied into its layer's buffer instead of replacing the data.
+_owned: weakref.WeakValueDictionary[int, np.ndarray[Any, Any]] = weakref.WeakValueDictionary()
 
 
 class AxisOrder:
@@ -112,12 +117,15 @@ def apply_update(viewer: Any, update: LayerUpdate, order: Sequence[str] | None =
             kwargs["scale"] = _fit_scale(display["scale"], ndim)
         if display.get("auto_contrast"):
             kwargs["auto_contrast"] = True
+        if not update.stacked and data is update.data:
+            data = np.array(data)  # the layer's own buffer; later frames are copied into it
+            _owned[id(data)] = data
         layer = viewer.add_image(data, **kwargs)
         _label_sliders(viewer, labels)
         return layer
     if "auto_contrast" in display and getattr(layer, "auto_contrast", None) != bool(display["auto_contrast"]):
         layer.auto_contrast = bool(display["auto_contrast"])
-    if update.reassign:
+    if update.reassign and not _copy_into_layer(layer, data, update):
         layer.data = data
     else:
         layer.refresh()
@@ -131,6 +139,29 @@ def apply_update(viewer: Any, update: LayerUpdate, order: Sequence[str] | None =
             layer.scale = scale
     layer.metadata["polystore"] = {"path": update.path, "meta": update.meta}
     return layer
+
+
+def _copy_into_layer(layer: Any, data: np.ndarray[Any, Any], update: LayerUpdate) -> bool:
+    """Copy a live frame into the buffer its layer was created with, if it fits; True when done.
+
+    Cheaper on the GUI thread than assigning ``layer.data`` (which re-derives
+    the layer's and the viewer's dimensions): one 8 MB copy against ~10 ms of
+    napari bookkeeping per 2048x2048 frame. Only for buffers this module
+    created: an array the user gave the layer is never written to.
+    """
+    current = layer.data
+    owned = _owned.get(id(current))
+    if (
+        owned is None
+        or owned is not current
+        or update.stacked
+        or data is not update.data
+        or owned.shape != data.shape
+        or owned.dtype != data.dtype
+    ):
+        return False
+    np.copyto(owned, data)
+    return True
 
 
 def _label_sliders(viewer: Any, labels: Sequence[str]) -> None:

@@ -6,26 +6,17 @@ Fiji). It connects lazily, reconnects on its own when the receiver restarts
 connected (``ZMQ_IMMEDIATE``), and turns a send that cannot complete within
 ``send_timeout`` seconds into :class:`NoReceiverError` naming the endpoint.
 
-With ``flow_control=True`` (the napari backend) live frames (no ``index``)
-go through a newest-only send slot once the receiver answers with feedback
-(:mod:`polystore.streaming.feedback`): ``send`` puts the frame in the slot of
-its layer and returns at once (a newer frame for the same layer replaces an
-unsent one, counted in :attr:`StreamSender.conflated`), and a background
-thread transmits it when the viewer has applied the previous live frame. So
-the sender never transmits live frames the viewer would drop, while indexed
-frames (stacks) are all sent, in order, as before.
+With ``flow_control=True`` (the napari backend) live frames are paced by the
+viewer's feedback: see :mod:`polystore.streaming.flow`.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
-import dataclasses
 import os
 import secrets
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,23 +26,15 @@ import numpy as np
 from polystore.streaming._zmq import zmq
 from polystore.streaming.errors import NoReceiverError, StreamingError
 from polystore.streaming.feedback import FeedbackInbox
-from polystore.streaming.placement import layer_name_from_path
+from polystore.streaming.flow import CREDIT_TIMEOUT, FIRST_FEEDBACK_TIMEOUT, MAX_PENDING_LAYERS, FlowControl
 from polystore.streaming.header_cache import HeaderTemplate
 from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
-from polystore.streaming.rejections import RejectedFrame, RejectionLog, RejectionPolicy
+from polystore.streaming.rejections import RejectionLog, RejectionPolicy
 
-__all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT", "MAX_PENDING_LAYERS"]
+__all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT", "MAX_PENDING_LAYERS", "CREDIT_TIMEOUT", "FIRST_FEEDBACK_TIMEOUT"]
 
 #: Seconds a send may wait for a receiver before raising (the issue asks <= 5 s).
 DEFAULT_SEND_TIMEOUT = 5.0
-
-#: Live layers that may wait in the send slot at once; more make ``send`` wait.
-MAX_PENDING_LAYERS = 256
-#: Seconds without feedback after which a flow-controlled sender sends anyway.
-CREDIT_TIMEOUT = 3.0
-#: Seconds a new sender waits for a receiver's first feedback before taking it
-#: for one that never answers (protocol 1.0) and sending live frames directly.
-FIRST_FEEDBACK_TIMEOUT = 5.0
 
 _live_senders: weakref.WeakSet[StreamSender] = weakref.WeakSet()
 
@@ -66,7 +49,7 @@ def _count_fork() -> None:
 os.register_at_fork(after_in_child=_count_fork)
 
 
-class StreamSender:
+class StreamSender(FlowControl):
     """A PUSH socket connected to ``endpoint`` that sends ``[header, payload]`` messages.
 
     Parameters
@@ -150,21 +133,6 @@ class StreamSender:
         self._reset_flow()
         _live_senders.add(self)
 
-    def _reset_flow(self) -> None:
-        """Fresh flow-control state (new object, or a forked child)."""
-        self._inbox: FeedbackInbox | None = None
-        self._fb_lock = threading.Lock()
-        self._credit = False  # the receiver answers with feedback
-        self._legacy = False  # the receiver did not answer in time: send live frames directly
-        self._taken = -1
-        self._inflight: collections.deque[int] = collections.deque()
-        self._progress = 0.0
-        self._slot: collections.OrderedDict[str, tuple[Header, np.ndarray[Any, Any]]] = collections.OrderedDict()
-        self._slot_cond = threading.Condition()
-        self._slot_thread: threading.Thread | None = None
-        self._slot_error: BaseException | None = None
-        self._closing = False
-
     @property
     def next_seq(self) -> int:
         """The sequence number the next message will carry."""
@@ -203,6 +171,7 @@ class StreamSender:
             self._context.term()
             self._context = None
             raise StreamingError(f"cannot connect to {self.endpoint!r}: {exc}") from exc
+        self._watch_connections(sock)
         self._socket = sock
         self._pid = os.getpid()
         self._sock_fork = _forks[0]
@@ -349,100 +318,6 @@ class StreamSender:
             self._inflight.append(header.seq)
             self._progress = time.monotonic()
 
-    # -- flow control ------------------------------------------------------------
-    def check_feedback(self) -> None:
-        """Read the receiver's feedback (credit, rejected frames); raise the slot thread's error.
-
-        Called by :meth:`send`; rejected frames go to :attr:`rejections`, which
-        the next message surfaces (a warning by default).
-        """
-        error, self._slot_error = self._slot_error, None
-        if error is not None:
-            raise error
-        self._read_feedback(0)
-
-    def _read_feedback(self, timeout_ms: int) -> None:
-        inbox = self._inbox
-        if inbox is None or not self._fb_lock.acquire(blocking=timeout_ms > 0):
-            return
-        try:
-            for feedback in inbox.read(timeout_ms):
-                if feedback.stream != self.stream_id:
-                    continue
-                self._credit, self._legacy = True, False
-                self._progress = time.monotonic()
-                self._taken = max(self._taken, feedback.taken)
-                if feedback.rejected:
-                    self.rejections.report(
-                        RejectedFrame.from_dict({**r, "stream": feedback.stream}, self.endpoint)
-                        for r in feedback.rejected
-                    )
-        finally:
-            self._fb_lock.release()
-
-    def _window_open(self) -> bool:
-        while self._inflight and self._inflight[0] <= self._taken:
-            self._inflight.popleft()
-        if not self._inflight or self._closing:
-            return True
-        if time.monotonic() - self._progress > (CREDIT_TIMEOUT if self._credit else FIRST_FEEDBACK_TIMEOUT):
-            self._legacy = not self._credit  # never answered: a receiver without feedback
-            self._inflight.clear()  # feedback lost (receiver restarted?): send anyway
-            return True
-        return False
-
-    def _put_live(self, header: Header, array: np.ndarray[Any, Any]) -> None:
-        key = header.layer or layer_name_from_path(header.path)
-        with self._slot_cond:
-            if key not in self._slot and len(self._slot) >= MAX_PENDING_LAYERS:
-                if not self._slot_cond.wait_for(lambda: len(self._slot) < MAX_PENDING_LAYERS, self.send_timeout):
-                    raise NoReceiverError(self.endpoint, self.send_timeout, self.hint)
-            if self._slot.pop(key, None) is not None:
-                self.conflated += 1
-            self._slot[key] = (header, array)
-            if self._slot_thread is None:
-                self._closing = False
-                self._slot_thread = threading.Thread(
-                    target=self._slot_loop, name=f"polystore-sender {self.endpoint}", daemon=True
-                )
-                self._slot_thread.start()
-            self._slot_cond.notify_all()
-
-    def _slot_loop(self) -> None:
-        """Send the newest frame of each live layer whenever the receiver has credit left."""
-        while True:
-            with self._slot_cond:
-                while not self._slot and not self._closing:
-                    self._slot_cond.wait(0.5)
-                if not self._slot:
-                    self._slot_thread = None  # under the lock: _put_live starts a new one
-                    return
-            if not self._window_open():
-                self._read_feedback(10)
-                continue
-            with self._slot_cond:
-                _key, (header, array) = self._slot.popitem(last=False)
-                self._slot_cond.notify_all()
-            try:
-                with self._lock:
-                    self._send_locked(dataclasses.replace(header, seq=self._seq), array)
-            except Exception as exc:  # noqa: BLE001 - raised by the caller's next send
-                self._slot_error = exc
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every live frame in the send slot has been handed to ZeroMQ.
-
-        Returns False if that took longer than ``timeout`` seconds (default:
-        ``send_timeout``).
-        """
-        wait = self.send_timeout if timeout is None else timeout
-        with self._slot_cond:
-            self._closing = True
-            self._slot_cond.notify_all()
-            done = self._slot_cond.wait_for(lambda: not self._slot, wait)
-            self._closing = False
-        return done
-
     def close(self, linger: float | None = None) -> None:
         """Close the socket, waiting up to ``linger`` s (default: send_timeout) for queued
         messages to reach the receiver. A later :meth:`send` reconnects."""
@@ -459,6 +334,8 @@ class StreamSender:
             sock, self._socket = self._socket, None
             ctx, self._context = self._context, None
             if sock is not None and self._pid == os.getpid():
+                with self._fb_lock:
+                    self._unwatch_connections(sock)
                 wait = self.send_timeout if linger is None else linger
                 sock.close(int(wait * 1000))
                 ctx.term()
