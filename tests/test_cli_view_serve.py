@@ -68,10 +68,14 @@ def test_serve_napari_receives_and_stops_its_viewer(tmp_path: Path) -> None:
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(30)
     assert code == 0
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _alive(viewer_pid):
+    assert _gone_within(viewer_pid, 15), "the viewer started by serve is still running"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
-    assert not _alive(viewer_pid), "the viewer started by serve is still running"
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -114,7 +118,4 @@ def test_serve_fiji_starts_a_bridge_and_stops_it(tmp_path: Path) -> None:
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(30)
     assert code == 0
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _alive(bridge_pid):
-        time.sleep(0.1)
-    assert not _alive(bridge_pid)
+    assert _gone_within(bridge_pid, 15), "the bridge started by serve is still running"
