@@ -112,19 +112,27 @@ def member_unit(array_path: str, index: int, zarr_format: int, separator: str) -
     return f"{array_path}/c/{index}" if zarr_format == 3 else f"{array_path}/{index}"
 
 
+def member_units(node: _Node, reader: _ArrayReader, which: int | Iterable[int] | None) -> dict[int, str]:
+    """The member units of batch ``node`` that images ``which`` live in (all for ``which=None``).
+
+    Empty when ``node`` is no batch (or its chunks do not keep images apart).
+    """
+    if node.names is None or not reader.chunks or reader.chunks[0] != 1:
+        return {}
+    indices = range(reader.shape[0]) if which is None else [which] if isinstance(which, int) else which
+    fmt = 2 if reader.v2_keys else 3
+    units = ((i, member_unit(node.path, i, fmt, reader.sep)) for i in indices)
+    return {i: unit for i, unit in units if unit is not None}
+
+
 def pin_members(pins: _Pins, node: _Node, reader: _ArrayReader, which: int | Iterable[int] | None) -> None:
     """Pin the member units a read of batch ``node`` touches (all of them for ``which=None``).
 
     A replaced image is swapped in unit by unit, so a read that saw the same
     units before and after read one version of each image.
     """
-    if not pins.local or node.names is None or not reader.chunks or reader.chunks[0] != 1:
-        return
-    indices = range(reader.shape[0]) if which is None else [which] if isinstance(which, int) else which
-    fmt = 2 if reader.v2_keys else 3
-    for i in indices:
-        unit = member_unit(node.path, i, fmt, reader.sep)
-        if unit is not None:
+    if pins.local:
+        for unit in member_units(node, reader, which).values():
             pins.note(unit)
 
 

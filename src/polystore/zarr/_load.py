@@ -11,12 +11,12 @@ import zarr
 
 from polystore.base import PathLike
 from polystore.exceptions import ImageLoadError, PathIsADirectoryError, PathNotFoundError, StorageResolutionError
-from polystore.zarr._batch import pin_members
+from polystore.zarr._batch import member_units, pin_members
 from polystore.zarr._codec import ends_with_blosc, truncated_blosc_chunk
 from polystore.zarr._locate import _Resolver
 from polystore.zarr._model import ArrayMeta
 from polystore.zarr._nodes import _Loc, _Node
-from polystore.zarr._pins import _Pins, read_stable
+from polystore.zarr._pins import OpenedVersion, PinnedArray, _Pins, read_stable
 from polystore.zarr._read import _ArrayReader
 
 
@@ -137,6 +137,7 @@ class _Loader(_Resolver):
             ) from exc
 
     def _lazy(self, loc: _Loc, node: _Node, reader: _ArrayReader | None, index: int | None) -> Any:
+        """A dask array over ``node`` that reads the version opened now, or raises (``_pins``)."""
         try:
             import dask.array as _dask_array
         except ImportError:  # pragma: no cover - dask is in the zarr extra
@@ -145,19 +146,21 @@ class _Loader(_Resolver):
         da: Any = _dask_array
         meta = node.array
         assert meta is not None
-        chunks = meta.lazy_chunks
-        if reader is not None:
-            out = da.from_array(
-                reader,
-                chunks=chunks,
-                asarray=False,
-                fancy=False,
-                lock=False,
-                meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-                name=f"polystore-zarr-{uuid.uuid4().hex}",
-            )
-        else:
-            out = da.from_zarr(self._zarr_array(loc, node), chunks=chunks)
+        source: Any = reader if reader is not None else self._zarr_array(loc, node)
+        folders = [loc.full, node.path]
+        if loc.key:
+            folders.append(loc.fs.join(loc.store, loc.key.rpartition("/")[0]))
+        units = member_units(node, reader, index) if reader is not None else {}
+        version = OpenedVersion(loc.fs, folders, units, self._where(loc))
+        out = da.from_array(
+            PinnedArray(source, version),
+            chunks=meta.lazy_chunks,
+            asarray=False,
+            fancy=False,
+            lock=False,
+            meta=np.empty((0,) * meta.ndim, dtype=source.dtype),
+            name=f"polystore-zarr-{uuid.uuid4().hex}",
+        )
         return out if index is None else out[index]
 
     def _load_batch(self, file_paths: Sequence[PathLike], kwargs: dict[str, Any]) -> list[Any]:

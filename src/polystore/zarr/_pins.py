@@ -7,14 +7,25 @@ the end as at the start read one version. :class:`_Pins` remembers the
 folders a load reads from (the node folders are held open, so their inode
 cannot be reused meanwhile; member folders by inode and change time) and
 :func:`read_stable` repeats the load while a pin moved.
+
+A lazy load (``load(lazy=True)``) reads later, chunk by chunk: its
+:class:`OpenedVersion` records the same folders when the array is opened and
+:class:`PinnedArray` checks them after every block it reads, raising
+:class:`ImageLoadError` (load it again) once one was swapped, so a lazy
+array returns blocks of the version it opened or nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
 
 from polystore.exceptions import ImageLoadError, PathNotFoundError, StorageResolutionError
 from polystore.zarr._fs import _FS
@@ -99,3 +110,103 @@ def read_stable(fs: _FS, retries: int, where: str, read: Callable[[_Pins], T]) -
         f"zarr: {where} changed while being read, {retries} times in a row (other processes keep "
         "rewriting it); try again, or raise ZarrConfig.read_retries"
     )
+
+
+# ---------------------------------------------------------------- lazy loads
+
+_SHARED: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [fd, number of holders]
+_SHARED_LOCK = threading.Lock()
+
+
+def _hold_shared(path: str) -> tuple[int, int] | None:
+    """Keep the folder at ``path`` open (one descriptor per folder, shared); its (device, inode)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is None:
+            _SHARED[key] = [fd, 1]
+            return key
+        entry[1] += 1
+    os.close(fd)
+    return key
+
+
+def _release_shared(keys: Sequence[tuple[int, int]]) -> None:
+    with _SHARED_LOCK:
+        for key in keys:
+            entry = _SHARED.get(key)
+            if entry is None:
+                continue
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _SHARED[key]
+                with contextlib.suppress(OSError):
+                    os.close(entry[0])
+
+
+class OpenedVersion:
+    """The folders a lazy array reads from, as they were when it was opened (local stores).
+
+    Node folders are held open (one shared descriptor per folder, released
+    when the last lazy array using it is garbage-collected), so a folder at
+    the same path with the same inode is the same folder; member units of a
+    batch are pinned by inode and change time. Object stores cannot pin:
+    there :meth:`check` does nothing (see ``docs/zarr-layout.md``).
+    """
+
+    def __init__(self, fs: _FS, folders: Sequence[str], units: Mapping[int, str], where: str) -> None:
+        self.where = where
+        self.active = fs.supports_pins
+        self._folders: list[tuple[str, tuple[int, int] | None]] = []
+        self._units: dict[int, tuple[str, tuple[int, int, int] | None]] = {}
+        if not self.active:
+            return
+        self._folders = [(p, _hold_shared(p)) for p in dict.fromkeys(folders)]
+        self._units = {i: (p, _identity(p)) for i, p in units.items()}
+        weakref.finalize(self, _release_shared, [k for _, k in self._folders if k is not None])
+
+    def check(self, lead: range | None = None) -> None:
+        """Raise :class:`ImageLoadError` if a pinned folder (or a unit in ``lead``) is now another one."""
+        if not self.active:
+            return
+        for path, key in self._folders:
+            now = _identity(path)
+            if (None if now is None else now[:2]) != key:
+                self._raise()
+        for i in lead if lead is not None else self._units:
+            got = self._units.get(i)
+            if got is not None and _identity(got[0]) != got[1]:
+                self._raise()
+
+    def _raise(self) -> None:
+        raise ImageLoadError(
+            f"zarr: {self.where} was replaced after it was opened with load(lazy=True); reading on would "
+            "mix two versions. Load it again (a lazy array reads the version it opened, or nothing)"
+        )
+
+
+class PinnedArray:
+    """An array-like (for ``dask.array.from_array``) that reads ``source`` only while its version holds."""
+
+    def __init__(self, source: Any, version: OpenedVersion) -> None:
+        self.source = source
+        self.version = version
+        self.shape: tuple[int, ...] = tuple(source.shape)
+        self.dtype = source.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, item: Any) -> Any:
+        out = self.source[item]
+        lead = None
+        first = item[0] if isinstance(item, tuple) and item else item
+        if self.ndim and isinstance(first, slice):
+            lead = range(*first.indices(self.shape[0]))
+        elif self.ndim and isinstance(first, (int, np.integer)):
+            lead = range(int(first) % max(1, self.shape[0]), int(first) % max(1, self.shape[0]) + 1)
+        self.version.check(lead)  # after the read: unchanged now means unchanged during it
+        return out
