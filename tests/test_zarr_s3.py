@@ -159,3 +159,41 @@ def test_zero_d_arrays_on_s3(s3_backend: ZarrBackend, s3_server: str, bucket: st
         assert np.asarray(got.compute() if lazy else got) == 42.0
         got = s3_backend.load(f"theirs{fmt}.zarr", lazy=lazy)
         assert np.asarray(got.compute() if lazy else got) == -3
+
+
+def test_delete_and_overwrite_drop_metadata_before_chunks_on_s3(
+    s3_backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch delete is not atomic: metadata goes first, so no node is left pointing at deleted chunks."""
+    import s3fs
+
+    docs = {"zarr.json", ".zarray", ".zgroup", ".zattrs"}
+    calls: list[list[str]] = []
+    real = s3fs.S3FileSystem._bulk_delete
+    failing = False
+
+    async def observed(self: object, pathlist: list[str], **kwargs: object) -> object:
+        names = [p.rpartition("/")[2] for p in pathlist]
+        calls.append(names)
+        if failing and not set(names) <= docs:
+            raise OSError("injected: the connection dropped while deleting chunks")
+        return await real(self, pathlist, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_bulk_delete", observed)
+    s3_backend.save(np.ones((2, 16, 16), np.uint16), "d.zarr/img", chunks=(1, 8, 16), axes="zyx")
+    calls.clear()
+    s3_backend.save(np.full((2, 16, 16), 2, np.uint16), "d.zarr/img", chunks=(1, 8, 16), axes="zyx")
+    s3_backend.delete("d.zarr/img", recursive=True)
+    kinds = ["docs" if set(c) <= docs else "chunks" if not set(c) & docs else "mixed" for c in calls]
+    # overwrite, then delete of an OME image (a group and its level array): each drops every
+    # metadata document before any chunk (the old code deleted them together: "mixed")
+    assert kinds == ["docs", "chunks", "docs", "chunks"], calls
+    # a delete that fails after the metadata went leaves no node, only unreachable chunks
+    s3_backend.save(np.ones((2, 16, 16), np.uint16), "f.zarr/img", chunks=(1, 8, 16))
+    failing = True
+    with pytest.raises(OSError, match="injected"):
+        s3_backend.delete("f.zarr/img")
+    failing = False
+    assert not s3_backend.exists("f.zarr/img") and s3_backend.list_files("f.zarr") == []
+    with pytest.raises(ImageLoadError, match="interrupted"):
+        s3_backend.load("f.zarr/img")

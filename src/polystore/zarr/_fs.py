@@ -19,6 +19,8 @@ from polystore.config import ZarrConfig
 from polystore.atomic import exchange
 
 
+#: The metadata documents that make a folder a zarr node (``_meta`` writes them).
+_NODE_DOCS = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs"})
 _TMP_MARK = ".polystore-tmp-"
 _OLD_MARK = ".polystore-old-"
 
@@ -409,7 +411,28 @@ class _FsspecFS(_FS):
         return bool(self.fs.isdir(path))
 
     def rmtree(self, path: str) -> None:
+        """Delete every object under ``path``: the metadata documents first, then the rest.
+
+        One batch delete is not atomic (and s3fs splits it into requests of
+        1000 keys, three at a time), so deleting all at once could leave a
+        node's metadata pointing at chunks already gone, which would read as
+        fill values. With the metadata gone first, a delete killed or failing
+        halfway leaves chunks without metadata: not a node (``cleanup`` by
+        saving or deleting again).
+        """
         self.fs.invalidate_cache(path)
+        try:
+            keys = [str(k) for k in self.fs.find(path)]
+        except FileNotFoundError:
+            keys = []
+        docs = [k for k in keys if k.rpartition("/")[2] in _NODE_DOCS]
+        if docs:
+            self.fs.rm(docs)
+            self.fs.invalidate_cache(path)
+            # s3fs does not raise for keys a batch delete failed on: look again before the chunks go
+            left = set(docs) & {str(k) for k in self.fs.find(path)}
+            if left:
+                raise OSError(f"could not delete {sorted(left)[:3]}; nothing else under {self.url(path)!r} deleted")
         try:
             self.fs.rm(path, recursive=True)
         except FileNotFoundError:
