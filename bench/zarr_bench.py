@@ -13,7 +13,9 @@ defaults; read >= 1.4x zarr-python defaults; one 8 MB frame of a batch <= 5 ms.
 zarr-python also runs with the ``zarrs`` codec pipeline (Rust), and the best
 of all libraries is printed beside ours (the issue keeps our own codec path
 only where it is >= 1.3x the best). Batch writes (a new batch, replacing and
-appending frames: the lock and the staged replace) are timed too.
+appending frames: the lock and the staged replace) are timed too. Each
+implementation's CPU time per trial (all threads of this process) is printed
+beside the wall-time ratios: it moves far less with other jobs' load.
 Needs the ``zarr`` extra and, for the comparison, ``tensorstore`` and
 ``zarrs`` (both in the ``test`` extra).
 """
