@@ -314,3 +314,27 @@ def test_sender_works_in_forked_children() -> None:
 def _child_save(backend: StreamingBackend, i: int) -> None:
     backend.save(np.full(3, i), f"child/{i}")
     backend.close()
+
+
+def test_a_receiver_that_could_not_bind_leaves_nothing_that_blocks_exit(tmp_path: Path) -> None:
+    # A failed bind on an ipc path in use used to leave its socket open; the
+    # context's garbage collection then blocked the process for ever.
+    code = textwrap.dedent(
+        f"""
+        import gc
+        from polystore.exceptions import StorageError
+        from polystore.streaming import StreamReceiver
+        endpoint = "ipc://{tmp_path}/busy.sock"
+        with StreamReceiver(endpoint):
+            second = StreamReceiver(endpoint)
+            try:
+                second.start()
+            except StorageError:
+                pass
+            del second
+            gc.collect()
+        print("exited")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "exited", out.stderr

@@ -259,26 +259,29 @@ class StreamReceiver:
 
     # -- the thread ----------------------------------------------------------
     def _open(self, monitor: bool = True) -> tuple[Any, Any]:
+        # Checked before any socket exists: a socket left open by a failed
+        # bind makes the context's garbage collection block for ever.
+        prepare_ipc(self.requested_endpoint)
         # A context of its own: terminating it on stop waits until libzmq has
         # really closed the listening socket, so the endpoint is free at once.
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_frame_bytes, MAX_HEADER_BYTES))
-        secret, public = self._curve
-        if secret is not None:
-            if not zmq.has("curve"):
-                raise StreamingError("this libzmq was built without CURVE support")
-            sock.curve_server = True
-            sock.curve_secretkey = secret.encode("ascii") if isinstance(secret, str) else secret
-            if public is not None:
-                sock.curve_publickey = public.encode("ascii") if isinstance(public, str) else public
-        mon = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED) if monitor else None
-        prepare_ipc(self.requested_endpoint)
+        mon = None
         try:
+            sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_frame_bytes, MAX_HEADER_BYTES))
+            secret, public = self._curve
+            if secret is not None:
+                if not zmq.has("curve"):
+                    raise StreamingError("this libzmq was built without CURVE support")
+                sock.curve_server = True
+                sock.curve_secretkey = secret.encode("ascii") if isinstance(secret, str) else secret
+                if public is not None:
+                    sock.curve_publickey = public.encode("ascii") if isinstance(public, str) else public
+            mon = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED) if monitor else None
             sock.bind(self.requested_endpoint)
-        except zmq.ZMQError:
+        except BaseException:
             if mon is not None:
                 sock.disable_monitor()
                 mon.close(0)
