@@ -85,3 +85,26 @@ def test_tunables_are_config_fields_not_module_globals() -> None:
     assert fs.request_batch_bytes == 4096
     with pytest.raises(ValueError, match="request_batch_bytes"):
         ZarrConfig(request_batch_bytes=0)
+    with pytest.raises(ValueError, match="keep_buffer_bytes"):
+        ZarrConfig(keep_buffer_bytes=0)
+
+
+@pytest.mark.parametrize("keep", [1, 64 * 1024 * 1024])
+def test_keep_buffer_bytes_decides_what_a_reading_thread_keeps(tmp_path: pathlib.Path, keep: int) -> None:
+    import threading
+
+    from polystore.config import ZarrConfig
+    from polystore.zarr._fs import _SCRATCH
+
+    backend = ZarrBackend(root=tmp_path, config=ZarrConfig(keep_buffer_bytes=keep))
+    backend.save(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64), "k.zarr/a")  # one Blosc chunk
+    kept: list[bool] = []
+
+    def read() -> None:  # a fresh thread: its buffers are whatever this read left
+        np.testing.assert_array_equal(backend.load("k.zarr/a")[1], np.arange(64, 128))
+        kept.append(bool(vars(_SCRATCH)))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert kept == [keep > 1]

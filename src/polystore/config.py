@@ -111,12 +111,16 @@ class ZarrConfig:
     #: (divided by the chunk size, at least 8) chunks fetched in one batch of GETs.
     #: Larger batches keep more requests in flight and more bytes in RAM.
     request_batch_bytes: int = 64 * 1024 * 1024
+    #: Largest chunk whose read and decode buffers each reading thread keeps for the next
+    #: chunk (larger chunks get fresh buffers each time). Up to about twice this stays
+    #: allocated per read thread while the process lives.
+    keep_buffer_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if isinstance(self.compressor, CompressorConfig):  # the existing package's spelling
             object.__setattr__(self, "compressor", self.compressor.compressor)
-        if self.lock_timeout <= 0 or self.read_retries < 1 or self.slab_bytes < 1 or self.request_batch_bytes < 1:
-            raise ValueError("lock_timeout, slab_bytes and request_batch_bytes must be > 0 and read_retries >= 1")
+        if self.lock_timeout <= 0 or self.read_retries < 1 or self.slab_bytes < 1 or min(self.request_batch_bytes, self.keep_buffer_bytes) < 1:
+            raise ValueError("lock_timeout, slab_bytes, request_batch_bytes and keep_buffer_bytes must be > 0 and read_retries >= 1")
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.zarr_format not in (2, 3):

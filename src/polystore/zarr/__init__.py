@@ -93,7 +93,6 @@ from polystore.zarr._fs import (
     _POOLS as _POOLS,
     _POOL_LOCK as _POOL_LOCK,
     _SCRATCH as _SCRATCH,
-    _SCRATCH_MAX as _SCRATCH_MAX,
     _TMP_MARK as _TMP_MARK,
     _forget_pools_after_fork as _forget_pools_after_fork,
     _pool as _pool,

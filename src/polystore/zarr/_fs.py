@@ -28,8 +28,6 @@ _OLD_MARK = ".polystore-old-"
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _SCRATCH = threading.local()
 _MMAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-#: Largest chunk whose decode buffer a worker thread keeps for reuse.
-_SCRATCH_MAX = 64 * 1024 * 1024
 _POOL_LOCK = threading.Lock()
 
 

@@ -13,7 +13,8 @@ import numpy as np
 from polystore.exceptions import ImageLoadError
 from polystore.zarr._codec import blosc_frame_problem
 from polystore.zarr._model import ArrayMeta
-from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH, _SCRATCH_MAX
+from polystore.config import ZarrConfig
+from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH
 from polystore.zarr._workers import run_each
 
 
@@ -24,9 +25,13 @@ class _ArrayReader:
     default chunk key encoding; others are read through zarr-python.
     """
 
-    def __init__(self, fs: _FS, path: str, meta: ArrayMeta, where: str) -> None:
+    def __init__(
+        self, fs: _FS, path: str, meta: ArrayMeta, where: str, keep_bytes: int = ZarrConfig.keep_buffer_bytes
+    ) -> None:
         assert meta.dtype is not None and meta.codec is not None and meta.fill is not None
         self.fs = fs
+        #: Buffers of chunks up to this size are kept per thread (``ZarrConfig.keep_buffer_bytes``).
+        self.keep_bytes = keep_bytes
         self.path = path
         self.meta = meta
         self.where = where
@@ -141,7 +146,7 @@ class _ArrayReader:
             buf: bytearray | None = getattr(_SCRATCH, "raw", None)
             if buf is None or len(buf) <= size:
                 buf = bytearray(self.chunk_nbytes + 17)  # room for any chunk of this array
-                if size < _SCRATCH_MAX:
+                if size < self.keep_bytes:
                     _SCRATCH.raw = buf
             view = memoryview(buf)[: size + 1]
             got = 0
@@ -159,7 +164,7 @@ class _ArrayReader:
         scratch: np.ndarray | None = getattr(_SCRATCH, "buf", None)
         if scratch is None or scratch.nbytes < self.chunk_nbytes:
             scratch = np.empty(max(self.chunk_nbytes, 1), np.uint8)
-            if self.chunk_nbytes <= _SCRATCH_MAX:  # huge chunks get a buffer of their own
+            if self.chunk_nbytes <= self.keep_bytes:  # huge chunks get a buffer of their own
                 _SCRATCH.buf = scratch
         return scratch[: self.chunk_nbytes].view(self.dtype).reshape(self.chunks)
 
