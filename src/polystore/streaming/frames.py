@@ -140,6 +140,10 @@ class FrameQueue:
                     return None
                 self._cond.wait(remaining)
 
+    def empty(self) -> bool:
+        """True when nothing is queued (a snapshot: other threads may put frames at once)."""
+        return not self._items
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)

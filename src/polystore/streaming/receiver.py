@@ -220,6 +220,8 @@ class StreamReceiver:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._pump_lock:
             while True:
+                if path is None and self._sock is not None and self.queue.empty():
+                    return self._receive_direct(deadline)
                 frame = self.queue.take_first(path, 0)
                 if frame is not None:
                     return frame
@@ -238,11 +240,23 @@ class StreamReceiver:
     def _pump(self, timeout_ms: int) -> None:
         """Read what is waiting (after up to ``timeout_ms`` for the first message)."""
         sock = self._sock
-        if sock is None or not sock.poll(timeout_ms, zmq.POLLIN):
+        if sock is None:
             return
+        if not _readable(sock) and (timeout_ms == 0 or not sock.poll(timeout_ms, zmq.POLLIN)):
+            return
+        self._drain(sock)
+
+    def _drain(self, sock: Any) -> None:
+        """Take what is waiting (at most 256 messages, while the queue has room).
+
+        Asks the socket whether a message is there (``ZMQ_EVENTS``, no system
+        call) instead of ending every batch with a failed non-blocking read,
+        which costs an exception per batch: with small frames a batch is often
+        one message.
+        """
         for _ in range(256):
-            if not self._receive_one(sock) or not self.queue.has_room():
-                break
+            if not _readable(sock) or not self._receive_one(sock) or not self.queue.has_room():
+                return
 
     def stats(self) -> ReceiverStats:
         """A snapshot of the counters (safe to call from any thread)."""
@@ -320,9 +334,7 @@ class StreamReceiver:
                 if sock in events:
                     # Drain what is there (bounded) before polling again: fewer
                     # GIL round trips, so ZeroMQ's small pipe rarely fills.
-                    for _ in range(256):
-                        if not self._receive_one(sock) or not self.queue.has_room():
-                            break
+                    self._drain(sock)
         finally:
             with self._stats_lock:
                 self._stats.listening = False
@@ -344,12 +356,26 @@ class StreamReceiver:
                 elif event["event"] == zmq.EVENT_DISCONNECTED:
                     self._stats.peers = max(0, self._stats.peers - 1)
 
-    def _receive_one(self, sock: Any) -> bool:
-        """Take one message off the socket; False when none was waiting."""
-        try:
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return False
+    def _receive_direct(self, deadline: float | None) -> Frame | None:
+        """The next valid message, read in this thread and handed over without queueing it
+        (``get()`` of any path on an empty queue); None when ``deadline`` passes first."""
+        sock = self._sock
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            sock.setsockopt(zmq.RCVTIMEO, -1 if remaining is None else max(1, int(remaining * 1000)))
+            try:
+                frames = sock.recv_multipart(copy=False)
+            except zmq.Again:
+                return None
+            frame = self._decode(frames)
+            if frame is not None:
+                self.queue.taken += 1
+                return frame
+
+    def _decode(self, frames: list[Any]) -> Frame | None:
+        """Validate and count one message; None (counted as malformed) when it is invalid."""
         now = time.time()
         try:
             header, array = decode_message(frames, self.max_frame_bytes, self._headers)
@@ -357,9 +383,20 @@ class StreamReceiver:
             with self._stats_lock:
                 self._stats.malformed += 1
                 self._stats.last_error = str(exc)[:500]
-            return True
+            return None
         self._count(header, now)
-        if self.queue.put(Frame(header, array, now, len(frames[0]))) and self.on_frame is not None:
+        return Frame(header, array, now, len(frames[0]))
+
+    def _receive_one(self, sock: Any) -> bool:
+        """Take one message off the socket; False when none was waiting."""
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        frame = self._decode(frames)
+        if frame is None:
+            return True
+        if self.queue.put(frame) and self.on_frame is not None:
             try:
                 self.on_frame()
             except Exception as exc:  # noqa: BLE001 - a consumer bug must not kill the thread
@@ -382,3 +419,8 @@ class StreamReceiver:
             self._last_seq[header.stream] = header.seq
             while len(self._last_seq) > _MAX_TRACKED_STREAMS:
                 self._last_seq.popitem(last=False)
+
+
+def _readable(sock: Any) -> bool:
+    """True when a message is waiting on ``sock`` (reads ``ZMQ_EVENTS``)."""
+    return bool(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
