@@ -47,6 +47,20 @@ def test_import_polystore_loads_only_itself() -> None:
     assert result.stdout.strip().split(",") == ["polystore", "polystore._version"]
 
 
+def test_submodules_are_attributes_after_a_bare_import() -> None:
+    # Code written against the existing package reaches modules through the package object.
+    result = run_python(
+        "import polystore\n"
+        "print(polystore.disk.DiskBackend.__name__, polystore.formats.FileFormat.__name__,"
+        " polystore.config.Backend.DISK.value)\n"
+        "try:\n    polystore.nosuchmodule\nexcept AttributeError as exc:\n    print('ERR', exc)"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "DiskBackend FileFormat disk"
+    assert lines[1] == "ERR module 'polystore' has no attribute 'nosuchmodule'"
+
+
 #: Modules a disk save and load of a .npy never needs (stdlib ones that cost import time,
 #: the other backends, the CLI, the optional runtimes).
 NOT_FOR_NPY = (

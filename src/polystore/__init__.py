@@ -195,6 +195,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(module, name)
         globals()[name] = value
         return value
+    if not name.startswith("_"):  # ``polystore.disk`` etc. after a bare ``import polystore``, as before
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module 'polystore' has no attribute {name!r}")
 
 
