@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,34 @@ def test_a_call_from_every_pool_thread_at_once_does_not_deadlock() -> None:
     for fut in futures:
         fut.result(timeout=30)
     assert len(total) == 10 * workers
+
+
+def test_chunk_files_too_long_or_replaced_by_a_folder(tmp_path: Path) -> None:
+    """The per-thread chunk buffer holds any valid chunk; a longer file is still judged whole.
+
+    A chunk file longer than any Blosc frame of its chunk (junk appended)
+    raises ImageLoadError naming it; a folder where a chunk file belongs
+    reads as a missing chunk (the fill value), as before the buffer.
+    """
+    import numpy as np
+
+    from polystore.exceptions import ImageLoadError
+    from polystore.zarr import ZarrBackend
+
+    backend = ZarrBackend(root=tmp_path)
+    data = (np.arange(4 * 64 * 64) % 1000).astype(np.uint16).reshape(4, 64, 64)
+    backend.save(data, "s.zarr", chunks=(1, 32, 32))
+    np.testing.assert_array_equal(backend.load("s.zarr"), data)  # fills the per-thread buffers
+    chunk = tmp_path / "s.zarr" / "c" / "2" / "1" / "0"
+    good = chunk.read_bytes()
+    chunk.write_bytes(good + b"\0" * (32 * 32 * 2 + 64))
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/2/1/0'.*truncated or padded"):
+        backend.load("s.zarr")
+    chunk.write_bytes(good + b"\0")
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/2/1/0'"):
+        backend.load("s.zarr")
+    chunk.unlink()
+    chunk.mkdir()
+    expected = data.copy()
+    expected[2, 32:, :32] = 0
+    np.testing.assert_array_equal(backend.load("s.zarr"), expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import mmap
 import os
+import stat
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,28 +137,33 @@ class _ArrayReader:
         to name.
         """
         try:
-            f = open(path, "rb", buffering=0)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        with f:
-            size = os.fstat(f.fileno()).st_size
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                return None
+            size = st.st_size
             if size > self.chunk_nbytes + 16:  # no Blosc frame of a chunk is larger
-                return f.read()
+                return _read_rest(fd)
             buf: bytearray | None = getattr(_SCRATCH, "raw", None)
             if buf is None or len(buf) <= size:
                 buf = bytearray(self.chunk_nbytes + 17)  # room for any chunk of this array
                 if size < self.keep_bytes:
                     _SCRATCH.raw = buf
             view = memoryview(buf)[: size + 1]
-            got = 0
-            while got <= size:
-                n = f.readinto(view[got:])
+            got = os.readv(fd, [view])  # one byte more than fstat said: a short read is the end
+            while 0 < got < size:  # fewer bytes than fstat said: read on (or it shrank)
+                n = os.readv(fd, [view[got:]])
                 if not n:
                     break
                 got += n
             if got > size:  # it grew since fstat: the decoder's checks judge the whole file
-                return bytes(view[:got]) + f.read()
+                return bytes(view[:got]) + _read_rest(fd)
             return view[:got]
+        finally:
+            os.close(fd)
 
     def _scratch(self) -> np.ndarray:
         """This thread's reusable chunk-sized buffer (valid until its next use)."""
@@ -235,3 +241,13 @@ class _ArrayReader:
                 raise TypeError(f"unsupported index {sel!r}")
         out = self.read(starts, stops)
         return out.reshape([s for k, s in enumerate(out.shape) if k not in squeeze]) if squeeze else out
+
+
+def _read_rest(fd: int) -> bytes:
+    """Everything from ``fd``'s position to its end."""
+    parts: list[bytes] = []
+    while True:
+        part = os.read(fd, 1 << 20)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
