@@ -43,6 +43,7 @@ from polystore.zarr._dtypes import _dtype_from_meta
 from polystore.zarr._fs import _FS, _TMP_MARK, _pool, put_in_place
 from polystore.zarr._meta import _META, _dumps
 from polystore.base import PathLike
+from polystore.zarr._locate import _Resolver
 from polystore.zarr._nodes import _Image, _Loc, _Node
 from polystore.zarr._pins import _Pins
 from polystore.zarr._write import _ChunkWriter, _remove
@@ -136,20 +137,12 @@ def pin_members(pins: _Pins, node: _Node, reader: _ArrayReader, which: int | Ite
             pins.note(unit)
 
 
-class _BatchWriter(_ChunkWriter):
+class _BatchWriter(_ChunkWriter, _Resolver):
     """Replacing, appending and deleting images of a batch (a mixin of the backend)."""
 
-    if TYPE_CHECKING:
-
-        def _node(self, loc: _Loc) -> _Node | None: ...
-
-        def _image_array(self, node: _Node, level: int, loc: _Loc) -> _Node: ...
+    if TYPE_CHECKING:  # defined by the loading and saving mixins
 
         def _reader(self, loc: _Loc, node: _Node) -> _ArrayReader | None: ...
-
-        def _where(self, loc: _Loc, key: str | None = None) -> str: ...
-
-        def _locate(self, path: PathLike) -> _Loc: ...
 
         def _prepare(self, data: Any, where: str, allow_lazy: bool = False) -> Any: ...
 
