@@ -14,13 +14,14 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from polystore.streaming.feedback import FeedbackOutbox
 from polystore.streaming.napari import default_napari_endpoint
 from polystore.streaming.placement import LayerUpdate, Placer
 from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, Frame, StreamReceiver
+from polystore_napari._annotation_layers import apply_annotation
 from polystore_napari._layers import AxisOrder, apply_update, slider_axes
 
 __all__ = ["StreamController", "StreamStatus", "apply_update"]
@@ -43,6 +44,8 @@ class StreamStatus:
     rejected: int  # frames that could not be placed (stack shape mismatch, too large)
     queued_bytes: int
     last_error: str
+    #: Messages shown per kind: {"image": n, "labels": n, "points": n, "shapes": n}.
+    kinds: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for a status label."""
@@ -51,6 +54,7 @@ class StreamStatus:
             f"({self.frames_per_second:.0f}/s) | shown {self.shown} ({self.shown_per_second:.0f}/s) | "
             f"coalesced {self.coalesced} | malformed {self.malformed} | gaps {self.gaps} | "
             f"rejected {self.rejected}"
+            + "".join(f" | {kind} {n}" for kind, n in self.kinds.items() if n and kind != "image")
         )
 
 
@@ -85,6 +89,7 @@ class StreamController:
         self._last_updates: dict[str, LayerUpdate] = {}
         self.receiver: StreamReceiver | None = None
         self.shown = 0
+        self.kind_counts: dict[str, int] = {"image": 0, "labels": 0, "points": 0, "shapes": 0}
         self.latencies: collections.deque[float] = collections.deque(maxlen=1000)
         self._shown_times: collections.deque[float] = collections.deque(maxlen=4096)
         self._last_error = ""
@@ -170,7 +175,9 @@ class StreamController:
         frames = receiver.take()
         if not frames:
             return 0
-        updates = self.placer.place(frames)
+        images = [frame for frame in frames if frame.annotation is None]
+        shown_annotations = sum(self._apply_annotation(frame) for frame in frames if frame.annotation is not None)
+        updates = self.placer.place(images)
         for frame, reason in self.placer.refused:
             header = frame.header
             self.feedback.report_rejected(header.stream, header.seq, header.path, frame.layer, reason)
@@ -185,9 +192,21 @@ class StreamController:
                 self._shown_times.append(now)
                 self.latencies.append(now - update.sent)
         self._send_feedback(frames)
+        self.kind_counts["image"] += len(updates)
         if self.on_applied is not None:
             self.on_applied(updates)
-        return len(updates)
+        return len(updates) + shown_annotations
+
+    def _apply_annotation(self, frame: Frame) -> bool:
+        """Show a labels/points/shapes message (replacing its layer); False if it failed."""
+        try:
+            apply_annotation(self.viewer, frame)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the stream
+            self._last_error = f"{frame.layer}: {exc!r}"[:500]
+            return False
+        self.shown += 1
+        self.kind_counts[frame.header.kind] += 1
+        return True
 
     def _apply(self, update: LayerUpdate) -> bool:
         try:
@@ -226,7 +245,7 @@ class StreamController:
         if receiver is None:
             return StreamStatus(
                 "stopped", self.endpoint, 0, 0, self.shown, 0.0, shown_rate, 0, 0, 0,
-                self.placer.rejected, 0, self._last_error or self.placer.last_error,
+                self.placer.rejected, 0, self._last_error or self.placer.last_error, dict(self.kind_counts),
             )
         stats = receiver.stats()
         state = "connected" if stats.peers > 0 else ("listening" if stats.listening else "stopped")
@@ -244,4 +263,5 @@ class StreamController:
             rejected=self.placer.rejected,
             queued_bytes=stats.queued_bytes,
             last_error=self._last_error or self.placer.last_error or stats.last_error,
+            kinds=dict(self.kind_counts),
         )

@@ -169,7 +169,8 @@ class StreamReceiverWidget(QWidget):
         self.counters_label.setText(
             f"frames received {s.received} ({s.frames_per_second:.0f}/s), shown {s.shown} "
             f"({s.shown_per_second:.0f}/s)\ncoalesced {s.coalesced}, malformed {s.malformed}, "
-            f"gaps {s.gaps}, rejected {s.rejected}, peers {s.peers}"
+            f"gaps {s.gaps}, rejected {s.rejected}, peers {s.peers}\n"
+            + "shown by kind: " + ", ".join(f"{kind} {n}" for kind, n in s.kinds.items())
         )
         self.error_label.setText("\n".join(e for e in (self._error, s.last_error) if e))
 

@@ -7,7 +7,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from polystore.annotations import Labels, Points, Shapes
 from polystore.base import PathLike, StorageBackend
+from polystore.streaming.annotation_wire import send_annotation
 from polystore.streaming.endpoints import tcp_endpoint
 from polystore.streaming.errors import StreamingError
 from polystore.streaming.protocol import DEFAULT_MAX_FRAME_BYTES, Header
@@ -27,6 +29,7 @@ SAVE_OPTIONS = (
     "scale",
     "metadata",
     "display",
+    "kind",
     "auto_contrast",
 )
 
@@ -177,7 +180,16 @@ class StreamingBackend(StorageBackend):
         self.send(data, file_path, **kwargs)
 
     def send(self, data: Any, file_path: PathLike, **kwargs: Any) -> Header:
-        """Like :meth:`save` but returns the header that was sent."""
+        """Like :meth:`save` but returns the header that was sent.
+
+        Labels, points and shapes (objects of :mod:`polystore.annotations`,
+        or plain data with ``kind="labels"``/``"points"``/``"shapes"``) go as
+        version-2 messages (:mod:`polystore.streaming.annotation_wire`).
+        """
+        kind = kwargs.get("kind", "image")
+        if kind != "image" or isinstance(data, (Labels, Points, Shapes)):
+            options = self._options(kwargs)
+            return send_annotation(self.sender, data, str(file_path), None if kind == "image" else kind, **options)
         return self.sender.send(data, str(file_path), **self._options(kwargs))
 
     def save_batch(self, data_list: Sequence[Any], identifiers: Sequence[PathLike], **kwargs: Any) -> None:
@@ -206,8 +218,8 @@ class StreamingBackend(StorageBackend):
         path = None if file_path is None or str(file_path) == "*" else str(file_path)
         return self.receiver.get(path, timeout)
 
-    def load(self, file_path: PathLike, **kwargs: Any) -> np.ndarray[Any, Any]:
-        """The next array received for ``file_path`` (``"*"``: any path).
+    def load(self, file_path: PathLike, **kwargs: Any) -> Any:
+        """The next array (or labels, points, shapes object) received for ``file_path`` (``"*"``: any path).
 
         ``timeout=`` seconds (default 10) bounds the wait; then
         :class:`~polystore.streaming.errors.ReceiveTimeoutError`.
@@ -215,7 +227,8 @@ class StreamingBackend(StorageBackend):
         timeout = kwargs.pop("timeout", 10.0)
         if kwargs:
             raise TypeError(f"load() got unexpected options {sorted(kwargs)}")
-        return self.receive(file_path, timeout).data
+        frame = self.receive(file_path, timeout)
+        return frame.data if frame.annotation is None else frame.annotation
 
     def exists(self, path: PathLike) -> bool:
         """Streams hold no stored files: always False."""

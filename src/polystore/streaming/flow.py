@@ -56,7 +56,9 @@ class FlowControl:
     _lock: threading.Lock
     _seq: int
 
-    def _send_locked(self, header: Header, array: np.ndarray[Any, Any], encoded: bytes | None = None) -> None:
+    def _send_locked(
+        self, header: Header, array: np.ndarray[Any, Any], encoded: bytes | None = None, table: bytes | None = None
+    ) -> None:
         raise NotImplementedError
 
     def _reset_flow(self) -> None:

@@ -34,6 +34,8 @@ class Frame:
     data: np.ndarray[Any, Any]
     received: float  # time.time() when the receiver thread took it off the socket
     header_bytes: int = 0  # size of the JSON header on the wire
+    #: The labels, points or shapes of a version-2 message (None for images).
+    annotation: Any = None
 
     @property
     def nbytes(self) -> int:

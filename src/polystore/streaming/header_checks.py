@@ -101,6 +101,9 @@ def _check_placement(axes: Any, index: Any, ndim: int) -> None:
 
 
 _REQUIRED_SET = frozenset(_REQUIRED)
+#: Message kinds by protocol version: images are version 1, annotations version 2
+#: (:mod:`polystore.streaming.annotation_wire`).
+WIRE_KINDS: dict[int, tuple[str, ...]] = {PROTOCOL_VERSION: ("image",), 2: ("labels", "points", "shapes")}
 
 
 def validate_header(raw: Any, payload_nbytes: int) -> Header:
@@ -115,10 +118,11 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
     if not _REQUIRED_SET.issubset(raw):
         missing = [key for key in _REQUIRED if key not in raw]
         raise ProtocolError(f"header is missing fields: {', '.join(missing)}")
-    if type(raw["v"]) is not int or raw["v"] != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {raw['v']!r} (this receiver speaks {PROTOCOL_VERSION})")
-    if raw["kind"] != "image":
-        raise ProtocolError(f"unknown message kind {raw['kind']!r}")
+    version, kind = raw["v"], raw["kind"]
+    if type(version) is not int or version not in WIRE_KINDS:
+        raise ProtocolError(f"unsupported protocol version {version!r} (this receiver speaks 1 and 2)")
+    if kind not in WIRE_KINDS[version]:
+        raise ProtocolError(f"unknown message kind {kind!r} for protocol version {version}")
     stream = raw["stream"]
     path = raw["path"]
     layer = raw.get("layer")
@@ -150,6 +154,10 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
         raise ProtocolError(f"payload has {payload_nbytes} bytes but the header declares {nbytes}")
     axes = raw.get("axes")
     index = raw.get("index")
+    if version != PROTOCOL_VERSION:
+        from polystore.streaming.annotation_wire import check_annotation_header
+
+        check_annotation_header(kind, dtype, tuple(shape), axes, index)
     if axes is not None or index is not None:
         _check_placement(axes, index, len(shape))
     display = raw.get("display")
@@ -179,6 +187,8 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
         display=display,
         meta=meta,
         reply=reply,
+        v=version,
+        kind=kind,
     )
 
 

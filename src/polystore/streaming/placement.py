@@ -46,7 +46,7 @@ __all__ = [
 #: Largest N-D stack a :class:`Placer` builds by default (4 GiB).
 DEFAULT_MAX_STACK_BYTES = 4 * 1024**3
 
-_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz", ".tar.gz")
+_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz", ".tar.gz", ".roi.zip")
 
 
 def layer_name_from_path(path: str) -> str:

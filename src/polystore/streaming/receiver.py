@@ -28,6 +28,7 @@ import numpy as np
 
 from polystore.streaming._zmq import zmq
 from zmq.utils.monitor import recv_monitor_message
+from polystore.streaming.annotation_wire import decode_any
 from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
 from polystore.streaming.errors import ReceiveTimeoutError, StreamingError
 from polystore.streaming.frames import DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, Frame, FrameQueue
@@ -36,7 +37,6 @@ from polystore.streaming.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     MAX_HEADER_BYTES,
     Header,
-    decode_message,
 )
 
 __all__ = [
@@ -378,14 +378,14 @@ class StreamReceiver:
         """Validate and count one message; None (counted as malformed) when it is invalid."""
         now = time.time()
         try:
-            header, array = decode_message(frames, self.max_frame_bytes, self._headers)
+            header, array, annotation = decode_any(frames, self.max_frame_bytes, self._headers)
         except Exception as exc:  # noqa: BLE001 - ProtocolError, or anything odd: never kill the thread
             with self._stats_lock:
                 self._stats.malformed += 1
                 self._stats.last_error = str(exc)[:500]
             return None
         self._count(header, now)
-        return Frame(header, array, now, len(frames[0]))
+        return Frame(header, array, now, len(frames[0]), annotation)
 
     def _receive_one(self, sock: Any) -> bool:
         """Take one message off the socket; False when none was waiting."""

@@ -304,11 +304,16 @@ class StreamSender(FlowControl):
                 headers.append(header)
         return headers
 
-    def _send_locked(self, header: Header, array: np.ndarray[Any, Any], encoded: bytes | None = None) -> None:
+    def _send_locked(
+        self, header: Header, array: np.ndarray[Any, Any], encoded: bytes | None = None, table: bytes | None = None
+    ) -> None:
         sock = self._connect(array.nbytes)
         payload: Any = array.data if array.ndim else array.reshape(1).data
+        frames = [encode_header(header) if encoded is None else encoded, payload]
+        if table is not None:  # points and shapes: a third frame (polystore.streaming.annotation_wire)
+            frames.append(table)
         try:
-            sock.send_multipart([encode_header(header) if encoded is None else encoded, payload], copy=self.copy)
+            sock.send_multipart(frames, copy=self.copy)
         except zmq.Again:
             raise NoReceiverError(self.endpoint, self.send_timeout, self.hint) from None
         except zmq.ZMQError as exc:

@@ -396,7 +396,7 @@ final class Header {
         return width * height * samples * pixelType.itemsize;
     }
 
-    private static final String[] MULTI_SUFFIXES = {".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz", ".tar.gz"};
+    private static final String[] MULTI_SUFFIXES = {".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz", ".tar.gz", ".roi.zip"};
 
     /**
      * The image title for a message without a layer: the protocol's layer-naming rule

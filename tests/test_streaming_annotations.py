@@ -1,0 +1,104 @@
+"""Labels, points and shapes over real ZeroMQ sockets: protocol version 2 messages."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+zmq = pytest.importorskip("zmq")
+
+from polystore.annotations import Labels, Points, Shapes  # noqa: E402
+from polystore.streaming import StreamingBackend, StreamReceiver  # noqa: E402
+from polystore.streaming.annotation_wire import decode_any, encode_annotation  # noqa: E402
+from polystore.streaming.protocol import ProtocolError, build_header, encode_header  # noqa: E402
+
+SPOTS = Points([[1.0, 2.0, 3.5], [0.0, 7.0, 8.5]], properties={"id": [4, 5], "cls": ["a", "b"]}, axes="zyx")
+CELLS = Shapes([[[0, 0], [0, 20], [20, 20]], [[1, 1], [4, 6]]], shape_type=["polygon", "line"],
+               properties={"score": [0.5, 1.0]})
+MASK = Labels(np.arange(16, dtype=np.uint16).reshape(4, 4))
+
+
+def test_annotations_round_trip_over_sockets() -> None:
+    with StreamingBackend(mode="pull", endpoint="tcp://127.0.0.1:0") as pull:
+        with StreamingBackend(mode="push", endpoint=pull.endpoint) as push:
+            push.save(SPOTS, "A01/spots.csv")
+            push.save(CELLS, "A01/cells.roi.zip")
+            push.save(MASK.data, "A01/nuclei_labels.tif", kind="labels")
+            image = np.ones((3, 3), np.uint8)
+            push.save(image, "A01/image.tif")  # images stay version-1 messages
+            assert pull.load("A01/spots.csv") == SPOTS
+            assert pull.load("A01/cells.roi.zip") == CELLS
+            assert pull.load("A01/nuclei_labels.tif") == MASK
+            np.testing.assert_array_equal(pull.load("A01/image.tif"), image)
+            with pytest.raises(ValueError, match="replace their layer"):
+                push.save(SPOTS, "x", index={"t": 1})
+
+
+def _frames(obj: Any, **changes: Any) -> list[bytes]:
+    kind, array, table = encode_annotation(obj)
+    header = build_header(array, "p", stream="s", seq=0)
+    raw = {**header.to_dict(), "v": 2, "kind": kind, "axes": "".join(obj.axes), **changes}
+    frames = [json.dumps(raw).encode(), array.tobytes()]
+    return frames if table is None else [*frames, table]
+
+
+def _table(obj: Any, **changes: Any) -> list[bytes]:
+    frames = _frames(obj)
+    return [frames[0], frames[1], json.dumps({**json.loads(frames[2]), **changes}).encode()]
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        (_frames(SPOTS, v=3), "unsupported protocol version 3"),
+        (_frames(SPOTS, kind="mesh"), "unknown message kind 'mesh' for protocol version 2"),
+        (_frames(SPOTS, v=1), "unknown message kind 'points' for protocol version 1"),
+        (_frames(SPOTS)[:2], "points messages have 3 frames"),
+        ([_frames(MASK, dtype="<f4", nbytes=64)[0], bytes(64)], "labels must have an integer dtype"),
+        (_frames(SPOTS, axes="yx"), r"\[N, 2\]"),
+        (_frames(SPOTS, index={"t": 1}), "'index' must be null"),
+        (_table(SPOTS, properties={"id": [1]}), "'id' has 1 value"),
+        (_table(CELLS, counts=[3, 3]), "counts 6 vertices but the payload holds 5"),
+        (_table(CELLS, counts=[1, 4]), "polygon with 1 vertices"),
+        (_frames(SPOTS)[:2] + [b"{not json"], "table frame is not UTF-8 JSON"),
+        (_frames(SPOTS)[:2] + [b"NaN"], "table frame is not UTF-8 JSON"),
+    ],
+)
+def test_malformed_annotation_messages_are_refused(frames: list[bytes], reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        decode_any(frames)
+
+
+def test_non_finite_coordinates_refused() -> None:
+    frames = _frames(SPOTS)
+    coords = np.frombuffer(frames[1], dtype="<f8").copy()
+    coords[0] = np.nan
+    with pytest.raises(ProtocolError, match="finite"):
+        decode_any([frames[0], coords.tobytes(), frames[2]])
+
+
+def test_receiver_stays_up_and_counts_malformed_annotations() -> None:
+    receiver = StreamReceiver("tcp://127.0.0.1:0").start()
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.PUSH)
+    try:
+        sock.connect(receiver.endpoint)
+        bad = [_frames(SPOTS, v=3), _table(CELLS, counts=[3, 3]), _frames(SPOTS)[:2] + [b"\xff"]]
+        for frames in bad:
+            sock.send_multipart(frames)
+        image = np.arange(4, dtype=np.uint8)
+        good = build_header(image, "ok", stream="s", seq=1)
+        sock.send_multipart([encode_header(good), image.tobytes()])  # a version-1 image after them
+        frame = receiver.get("ok", timeout=10)
+        np.testing.assert_array_equal(frame.data, image)
+        deadline = time.time() + 5
+        while receiver.stats().malformed < len(bad) and time.time() < deadline:
+            time.sleep(0.02)
+        assert receiver.stats().malformed == len(bad)
+    finally:
+        sock.close(linger=0)
+        receiver.stop()
