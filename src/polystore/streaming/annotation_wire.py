@@ -19,8 +19,10 @@ the model (finite coordinates, vertex counts, property lengths, the
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,7 @@ ANNOTATION_VERSION = 2
 #: Largest table frame (properties, shape types, counts) a receiver reads.
 MAX_TABLE_BYTES = 64 * 1024**2
 _COORDS = np.dtype("<f8")
+_COLUMN_DTYPE = re.compile(r"[<|][biuf](1|2|4|8)")
 
 
 def check_annotation_header(kind: str, dtype: np.dtype[Any], shape: tuple[int, ...], axes: Any, index: Any) -> None:
@@ -80,8 +83,29 @@ def _wire_axes(annotation: Annotation) -> str:
     return "".join(annotation.axes)
 
 
-def _column(values: np.ndarray[Any, Any]) -> list[Any]:
+def _column(values: np.ndarray[Any, Any]) -> Any:
+    """A property column for the table: numbers and bools as base64 of their little-endian bytes."""
+    if values.dtype.kind in "biuf":
+        little = values.astype(values.dtype.newbyteorder("<"), copy=False)
+        return {"dtype": little.dtype.str, "base64": base64.b64encode(little.tobytes()).decode("ascii")}
     return list(values.tolist())
+
+
+def _decode_column(name: str, value: Any) -> Any:
+    if type(value) is list:
+        return value
+    if type(value) is not dict or type(value.get("dtype")) is not str or type(value.get("base64")) is not str:
+        raise ProtocolError(f"property {name!r} must be a list or {{'dtype', 'base64'}}")
+    if not _COLUMN_DTYPE.fullmatch(value["dtype"]):
+        raise ProtocolError(f"property {name!r} has unsupported dtype {value['dtype']!r}")
+    try:
+        raw = base64.b64decode(value["base64"], validate=True)
+    except ValueError:
+        raise ProtocolError(f"property {name!r} is not valid base64") from None
+    dtype = np.dtype(value["dtype"])
+    if len(raw) % dtype.itemsize:
+        raise ProtocolError(f"property {name!r} has {len(raw)} bytes, not a multiple of {dtype.itemsize}")
+    return np.frombuffer(raw, dtype=dtype)
 
 
 def encode_annotation(annotation: Annotation) -> tuple[str, np.ndarray[Any, Any], bytes | None]:
@@ -119,7 +143,7 @@ def _refuse(name: str) -> Any:
 
 def _annotation(header: Header, array: np.ndarray[Any, Any], table: dict[str, Any]) -> Annotation:
     axes = header.axes or ""
-    properties = table.get("properties", {})
+    properties = {str(k): _decode_column(str(k), v) for k, v in table.get("properties", {}).items()}
     try:
         if header.kind == "points":
             return Points(array, properties=properties, axes=axes)
