@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,10 @@ NEEDS = "openjdk-17-jdk-headless imagej libjeromq-java libgoogle-gson-java (apt-
 JARS = ("/usr/share/java/ij.jar", "/usr/share/java/jeromq.jar", "/usr/share/java/gson.jar")
 
 
+@functools.cache
 def build_jar() -> Path:
-    """Compile the bridge with fiji_bridge/build.sh; skip when Java or the jars are absent."""
+    """Compile the bridge with fiji_bridge/build.sh once per test session (javac takes ~10-20 s);
+    skip when Java or the jars are absent."""
     if shutil.which("javac") is None or not all(Path(jar).exists() for jar in JARS):
         pytest.skip(f"the Fiji bridge tests need {NEEDS}")
     result = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=120)
