@@ -16,17 +16,25 @@ import pytest
 from polystore import atomic_write, atomic_write_json
 from polystore.atomic import atomic_update_json
 
-KILLED_WRITER = """
-import sys
+# One Python process imports polystore once, then forks a fresh writer per trial (the writer is
+# a real process killed by SIGKILL; forking saves a Python start-up and import per trial).
+KILLED_WRITERS = """
+import os, sys
 from polystore import atomic_write
-path, tag = sys.argv[1], sys.argv[2]
-print("ready", flush=True)
-i = 0
-while True:
-    with atomic_write(path, lock=(i % 2 == 0)) as f:
-        for _ in range(2000):
-            f.write(tag * 100 + "\\n")
-    i += 1
+path = sys.argv[1]
+for line in sys.stdin:
+    tag = line.strip()
+    pid = os.fork()
+    if pid == 0:
+        print(f"ready {os.getpid()}", flush=True)
+        i = 0
+        while True:
+            with atomic_write(path, lock=(i % 2 == 0)) as f:
+                for _ in range(2000):
+                    f.write(tag * 100 + "\\n")
+            i += 1
+    _, status = os.waitpid(pid, 0)
+    print(f"reaped {os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1}", flush=True)
 """
 
 
@@ -40,15 +48,23 @@ def test_sigkill_leaves_old_or_new(tmp_path: Path) -> None:
     with atomic_write(path) as f:
         f.write(("0" * 100 + "\n") * 2000)
     rng = np.random.default_rng(7)
-    for trial in range(25):
-        tag = "abcdefghijklmnopqrstuvwxyz"[trial]
-        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path), tag],
-                                stdout=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(float(rng.uniform(0, 0.05)))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert _content_is_whole(path.read_text()), f"trial {trial}: torn file"
+    forker = subprocess.Popen([sys.executable, "-c", KILLED_WRITERS, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert forker.stdin is not None and forker.stdout is not None
+    try:
+        for trial in range(25):
+            tag = "abcdefghijklmnopqrstuvwxyz"[trial]
+            forker.stdin.write(tag + "\n")
+            forker.stdin.flush()
+            ready = forker.stdout.readline().split()
+            assert ready[:1] == ["ready"], f"trial {trial}: the writer did not start"
+            time.sleep(float(rng.uniform(0, 0.05)))
+            os.kill(int(ready[1]), signal.SIGKILL)
+            assert forker.stdout.readline().split() == ["reaped", str(int(signal.SIGKILL))], f"trial {trial}"
+            assert _content_is_whole(path.read_text()), f"trial {trial}: torn file"
+    finally:
+        forker.stdin.close()
+        assert forker.wait(timeout=60) == 0
 
 
 def test_exception_inside_block_keeps_old(tmp_path: Path) -> None:
