@@ -115,12 +115,15 @@ class ZarrConfig:
     #: chunk (larger chunks get fresh buffers each time). Up to about twice this stays
     #: allocated per read thread while the process lives.
     keep_buffer_bytes: int = 64 * 1024 * 1024
+    #: Frames saved with ``index=`` that wait for the rest of their chunk row: at most this many
+    #: bytes of buffers per image (at least one chunk row), then the oldest row is written as it is.
+    frame_buffer_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if isinstance(self.compressor, CompressorConfig):  # the existing package's spelling
             object.__setattr__(self, "compressor", self.compressor.compressor)
-        if self.lock_timeout <= 0 or self.read_retries < 1 or self.slab_bytes < 1 or min(self.request_batch_bytes, self.keep_buffer_bytes) < 1:
-            raise ValueError("lock_timeout, slab_bytes, request_batch_bytes and keep_buffer_bytes must be > 0 and read_retries >= 1")
+        if self.lock_timeout <= 0 or self.read_retries < 1 or self.slab_bytes < 1 or min(self.request_batch_bytes, self.keep_buffer_bytes, self.frame_buffer_bytes) < 1:
+            raise ValueError("lock_timeout, slab_bytes, request_batch_bytes, keep_buffer_bytes and frame_buffer_bytes must be > 0 and read_retries >= 1")
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.zarr_format not in (2, 3):

@@ -4,7 +4,8 @@ The public methods are here; what they do lives in modules named for it:
 ``_locate`` (paths, stores, node metadata), ``_save`` and ``_write``
 (saving), ``_batch`` (the batch layout), ``_load``, ``_read`` and
 ``_pins`` (loading, one version per load), ``_listing`` (listings,
-``info``), ``_tree`` (delete, copy, move), ``_fs`` (the store-access seam).
+``info``), ``_tree`` (delete, copy, move), ``_frames`` (frames saved by
+``index=`` into a declared image), ``_fs`` (the store-access seam).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from polystore.base import PathLike, StorageBackend
 from polystore.config import ZarrConfig
 from polystore.exceptions import ImageLoadError, PathNotFoundError
 from polystore.zarr._save import _SAVE_KWARGS as _SAVE_KWARGS
-from polystore.zarr._tree import _TreeEditor
+from polystore.zarr._frames import _FrameSaver
 
 
-class ZarrBackend(StorageBackend, _TreeEditor):
+class ZarrBackend(StorageBackend, _FrameSaver):
     """Chunked, compressed array storage in zarr v3 / OME-Zarr, local or on object storage.
 
     Args:
@@ -86,14 +87,61 @@ class ZarrBackend(StorageBackend, _TreeEditor):
         (default True; False raises if the path exists), ``metadata`` (a
         JSON-able dict, read back by :meth:`load_metadata`). ``kind="labels"``
         at ``<image>/labels/<name>`` writes an OME-NGFF label image
-        (:mod:`polystore.zarr._labels`).
+        (:mod:`polystore.zarr._labels`). ``index={"t": 3, "c": 1, "z": 7}``
+        saves one frame into an image made by :meth:`declare_image` (see
+        there; ``axes=`` may accompany it and must equal the image's axes).
         """
+        if "index" in kwargs:
+            index = kwargs.pop("index")
+            return self._save_frame(data, file_path, index, kwargs)
         if kwargs.get("kind", "image") != "image" or isinstance(data, (Labels, Points, Shapes)):
             from polystore.zarr._labels import save_labels
 
             return save_labels(self, data, file_path, kwargs)
         kwargs.pop("kind", None)
         self._save(data, file_path, kwargs)
+
+    def declare_image(
+        self,
+        file_path: PathLike,
+        shape: Sequence[int | None],
+        dtype: Any,
+        axes: str = "tczyx",
+        *,
+        chunks: Any = None,
+        channel_names: Sequence[str] | None = None,
+        channel_colors: Sequence[str] | None = None,
+        scale: Sequence[float] | None = None,
+        compressor: Any = None,
+        compression_level: int | None = None,
+        overwrite: bool = True,
+    ) -> None:
+        """Create an empty OME-Zarr image at ``file_path`` that frames are then saved into by ``index=``.
+
+        ``shape`` has one entry per letter of ``axes`` (``tczyx`` order, at
+        least one axis before the frame's own); ``None`` for ``t`` makes it
+        unlimited (it grows as frames arrive). ``chunks``, ``channel_names``,
+        ``channel_colors``, ``scale``, ``compressor``, ``compression_level``
+        and ``overwrite`` mean what they mean for :meth:`save`. Then, in any
+        order::
+
+            backend.save(frame, path, index={"t": 3, "c": 1, "z": 7})
+
+        A frame is the image's trailing axes (``yx``, or ``zyx`` with an
+        index of ``t``/``c``); index keys are the other axes, missing ones
+        mean 0. Frames sharing a chunk are buffered until their chunk row is
+        complete, :meth:`flush`, :meth:`close` or interpreter exit (at most
+        ``ZarrConfig.frame_buffer_bytes`` per image). The rules are in
+        ``docs/zarr-layout.md`` ("Frames in acquisition order"); a frame
+        that does not fit raises :class:`~polystore.exceptions.ImageSaveError`
+        and writes nothing. Declaring again replaces the image (frames
+        already buffered for it are dropped); to resume an image, save frames
+        into it without declaring it again.
+        """
+        self._declare_image(
+            file_path, shape, dtype, axes, chunks, channel_names, channel_colors, scale, compressor,
+            compression_level, overwrite,
+        )
 
     def load(self, file_path: PathLike, **kwargs: Any) -> Any:
         """Read the array (or member of a batch, or level 0 of an OME image) at ``file_path``.
