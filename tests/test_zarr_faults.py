@@ -295,42 +295,21 @@ def _replay(journal: str) -> tuple[dict[str, int], dict[str, set[int]]]:
 
 
 def test_writers_sigkilled_at_random_points_lose_nothing(backend: ZarrBackend, tmp_path: Path) -> None:
-    import os
-    import random
-    import signal
-    import time
+    from kill_testing import kill_trials
 
     backend.save_batch([np.full((64, 64), 1, np.uint16)] * 2, ["b.zarr/first0", "b.zarr/first1"], chunks=(1, 32, 32))
     journal = tmp_path / "journal.txt"
-    zygote = subprocess.Popen(
-        [sys.executable, "-c", _ZYGOTE, str(tmp_path), str(journal)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert zygote.stdin is not None and zygote.stdout is not None
-    rng = random.Random(0)
-    trials = 24
-    try:
-        for trial in range(1, trials + 1):
-            zygote.stdin.write(f"{trial}\n")
-            zygote.stdin.flush()
-            pid = int(zygote.stdout.readline())
-            time.sleep(rng.uniform(0.02, 0.4))
-            os.kill(pid, signal.SIGKILL)
-            done, maybe = _replay(journal.read_text())
-            expected = {"first0": 1, "first1": 1, **done}
-            names = {n.rpartition("/")[2] for n in backend.list_files("b.zarr")}
-            assert set(expected) <= names <= set(expected) | set(maybe), (trial, names ^ set(expected))
-            ordered = sorted(names)
-            for name, got in zip(ordered, backend.load_batch([f"b.zarr/{n}" for n in ordered])):
-                allowed = ({expected[name]} if name in expected else set()) | maybe.get(name, set())
-                assert int(got.min()) == int(got.max()) and int(got.min()) in allowed, (trial, name, allowed)
-            stack = backend.load("b.zarr")  # every chunk of every row decodes
-            assert stack.shape[0] >= len(names)
-    finally:
-        zygote.stdin.close()
-        zygote.wait(timeout=60)
+    for trial in kill_trials(_ZYGOTE, [str(tmp_path), str(journal)], range(1, 25), (0.02, 0.4)):
+        done, maybe = _replay(journal.read_text())
+        expected = {"first0": 1, "first1": 1, **done}
+        names = {n.rpartition("/")[2] for n in backend.list_files("b.zarr")}
+        assert set(expected) <= names <= set(expected) | set(maybe), (trial, names ^ set(expected))
+        ordered = sorted(names)
+        for name, got in zip(ordered, backend.load_batch([f"b.zarr/{n}" for n in ordered])):
+            allowed = ({expected[name]} if name in expected else set()) | maybe.get(name, set())
+            assert int(got.min()) == int(got.max()) and int(got.min()) in allowed, (trial, name, allowed)
+        stack = backend.load("b.zarr")  # every chunk of every row decodes
+        assert stack.shape[0] >= len(names)
     import zarr
 
     assert zarr.open_array(str(tmp_path / "b.zarr"), mode="r")[:].shape[0] >= len(expected)

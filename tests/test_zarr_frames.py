@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 
 pytest.importorskip("zarr")
 
+from kill_testing import kill_trials  # noqa: E402
 from polystore.config import ZarrConfig  # noqa: E402
 from polystore.exceptions import ImageSaveError  # noqa: E402
 from polystore.filemanager import FileManager  # noqa: E402
@@ -221,42 +220,23 @@ def test_a_killed_frame_writer_leaves_every_completed_frame_readable(tmp_path: P
     # chunks of two time points: frames wait in the buffer for their row partner
     backend.declare_image(IMG, (None, 2, 32, 32), "uint16", axes="tcyx", chunks=(2, 1, 16, 16))
     journal = tmp_path / "journal.txt"
-    zygote = subprocess.Popen(
-        [sys.executable, "-c", _ZYGOTE, str(tmp_path), str(journal)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert zygote.stdin is not None and zygote.stdout is not None
-    rng = random.Random(0)
-    try:
-        for trial in range(24):
-            zygote.stdin.write(f"{trial}\n")
-            zygote.stdin.flush()
-            pid = int(zygote.stdout.readline())
-            time.sleep(rng.uniform(0.0, 0.12))
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            text = journal.read_text() if journal.exists() else ""
-            done = {
-                tuple(int(v) for v in item.split(","))
-                for line in text.splitlines()
-                for item in line.split()[1:]
-            }
-            got = backend.load(IMG)  # every chunk decodes
-            assert got.shape[0] >= max((t + 1 for t, _ in done), default=0), trial
-            for t in range(got.shape[0]):
-                for c in range(2):
-                    lo, hi = int(got[t, c].min()), int(got[t, c].max())
-                    if (t, c) in done:
-                        assert lo == hi == 1 + t * 10 + c, (trial, t, c, lo, hi)
-                    else:  # never half a chunk: fill, or the frame whole where its chunks landed
-                        assert {lo, hi} <= {0, 1 + t * 10 + c}, (trial, t, c, lo, hi)
-    finally:
-        zygote.stdin.close()
-        zygote.wait(timeout=60)
+    got = backend.load(IMG)
+    for trial in kill_trials(_ZYGOTE, [str(tmp_path), str(journal)], range(20), (0.0, 0.08)):
+        text = journal.read_text() if journal.exists() else ""
+        done = {
+            tuple(int(v) for v in item.split(","))
+            for line in text.splitlines()
+            for item in line.split()[1:]
+        }
+        got = backend.load(IMG)  # every chunk decodes
+        assert got.shape[0] >= max((t + 1 for t, _ in done), default=0), trial
+        for t in range(got.shape[0]):
+            for c in range(2):
+                lo, hi = int(got[t, c].min()), int(got[t, c].max())
+                if (t, c) in done:
+                    assert lo == hi == 1 + t * 10 + c, (trial, t, c, lo, hi)
+                else:  # never half a chunk: fill, or the frame whole where its chunks landed
+                    assert {lo, hi} <= {0, 1 + t * 10 + c}, (trial, t, c, lo, hi)
     import zarr
 
     assert zarr.open_array(str(tmp_path / IMG / "0"), mode="r")[:].shape == got.shape
