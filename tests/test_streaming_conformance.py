@@ -87,3 +87,38 @@ def test_fiji_bridge_takes_exactly_the_valid_messages(bridge: object) -> None:
     assert sorted(handled - VALID) == [] and sorted(VALID - handled) == []
     assert status["malformed"] == len(CASES) - len(VALID)
     assert status["received"] == len(VALID) + 1
+
+
+@pytest.mark.java
+def test_fiji_bridge_a_version_1_receiver_refuses_annotations(bridge: object) -> None:
+    # The bridge speaks version 1: labels (2 frames) are refused by version, points (3 frames) by
+    # frame count; both are counted malformed and the bridge goes on (docs/streaming-protocol.md).
+    import time
+
+    import numpy as np
+
+    from polystore.annotations import Labels, Points
+    from polystore.streaming.annotation_wire import send_annotation
+    from polystore.streaming.fiji import FijiBridge
+    from polystore.streaming.sender import StreamSender
+
+    assert isinstance(bridge, FijiBridge)
+
+    def malformed_reaches(count: int) -> dict[str, object]:
+        deadline = time.monotonic() + 30
+        while True:
+            status = bridge.control.status()
+            if status["malformed"] >= count or time.monotonic() > deadline:
+                return status
+            time.sleep(0.02)
+
+    before = int(bridge.control.status()["malformed"])
+    with StreamSender(bridge.endpoint) as sender:
+        send_annotation(sender, Labels(np.ones((4, 4), np.uint8)), "m/labels.tif")
+        status = malformed_reaches(before + 1)
+        assert status["malformed"] == before + 1
+        assert "unsupported protocol version 2" in str(status["last_error"])
+        send_annotation(sender, Points([[1.0, 2.0]]), "m/spots.csv")
+        status = malformed_reaches(before + 2)
+    assert status["malformed"] == before + 2
+    assert "expected 2 frames" in str(status["last_error"])
