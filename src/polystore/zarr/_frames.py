@@ -84,6 +84,9 @@ class _OpenImage:
     loc: _Loc
     array_path: str
     lead: int  # number of index axes (image ndim - frame ndim)
+    meta: ArrayMeta  # level-0 array as last read (t may lag behind other writers)
+    axes: str
+    unlimited: str | None
     rows: dict[tuple[int, ...], _Row] = field(default_factory=dict)
 
     @property
@@ -199,18 +202,21 @@ class _FrameSaver(_TreeEditor):
         if unknown:
             raise TypeError(f"zarr backend: save with index= takes no keyword(s) {', '.join(sorted(unknown))}")
         frame = self._prepare(data, loc.display)
-        meta, axes, unlimited = self._frame_target(loc, where)
+        state = self._frames_state()
+        image = state.get(loc.full)
+        if image is None:
+            meta, axes, unlimited = self._frame_target(loc, where)
+        else:  # read once per image and backend: no metadata read per frame
+            meta, axes, unlimited = image.meta, image.axes, image.unlimited
         if kwargs.get("axes") is not None and "".join(kwargs["axes"]) != axes:
             raise ImageSaveError(f"zarr: the image {where} has axes {axes!r}, not {''.join(kwargs['axes'])!r}")
         position = self._check_frame(frame, index, meta, axes, unlimited, where)
-        state = self._frames_state()
-        image = state.get(loc.full)
         lead = len(position)
         if image is not None and image.lead != lead:
-            self._write_rows(image, list(image.rows))  # frames of another ndim: start over
-            image = None
+            self._write_rows(image, list(image.rows))  # frames of another ndim: other chunk rows
+            image.lead = lead
         if image is None:
-            image = state[loc.full] = _OpenImage(loc, loc.fs.join(loc.full, "0"), lead)
+            image = state[loc.full] = _OpenImage(loc, loc.fs.join(loc.full, "0"), lead, meta, axes, unlimited)
         chunks = meta.chunks
         key = tuple(p // c for p, c in zip(position, chunks))
         row = image.rows.get(key)
@@ -309,7 +315,7 @@ class _FrameSaver(_TreeEditor):
     def _write_rows(self, image: _OpenImage, keys: Sequence[tuple[int, ...]]) -> None:
         """Write the chunks of the rows ``keys`` (each file atomically), then grow ``t`` if needed."""
         fs = image.loc.fs
-        meta = self._current_meta(image)
+        meta = image.meta
         numcodec = meta.codec.numcodec() if meta.codec is not None else None
         lead = image.lead
         frame_shape = tuple(meta.shape[lead:])
@@ -343,23 +349,20 @@ class _FrameSaver(_TreeEditor):
                     "the chunks already in the image are whole"
                 ) from exc
             del image.rows[key]
-        if needed_t > meta.shape[0] and self._unlimited(image):
+        if needed_t > meta.shape[0] and image.unlimited:
             self._grow(image, needed_t)
-
-    def _unlimited(self, image: _OpenImage) -> bool:
-        node = self._node(image.loc)
-        return node is not None and dict(node.attrs.get(FRAMES_ATTR) or {}).get("unlimited") == "t"
 
     def _grow(self, image: _OpenImage, length: int) -> None:
         """Publish ``t`` = ``length`` (never shrinking) under the image's lock; chunks are written already."""
         fs = image.loc.fs
         with batch_lock(fs, image.loc.full, self.config.lock_timeout):
             current = self._current_meta(image)
-            if current.shape[0] >= length:
-                return
-            doc = dict(current.raw)
-            doc["shape"] = [length, *current.shape[1:]]
-            fs.write_atomic(fs.join(image.array_path, _META), _dumps(doc))
+            if current.shape[0] < length:
+                doc = dict(current.raw)
+                doc["shape"] = [length, *current.shape[1:]]
+                fs.write_atomic(fs.join(image.array_path, _META), _dumps(doc))
+                current = self._current_meta(image)
+            image.meta = current
 
     def flush(self, file_path: PathLike | None = None) -> None:
         """Write every buffered frame (of the image at ``file_path``, or of all images).
