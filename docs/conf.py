@@ -57,6 +57,10 @@ SCREENSHOT_SOURCES = [
     (ROOT / "out" / "docs-screenshots" / "napari-view-store.png",
      "``polystore view plate.zarr/A01``: an OME-Zarr image opened lazily through the plugin's reader, "
      "with its t and c axes as sliders (rendered by the test suite)."),
+    (ROOT / "out" / "docs-screenshots" / "napari-annotations.png",
+     "An image streamed with its labels (``kind=\"labels\"``), points and shapes "
+     "(``polystore.annotations``): Labels, Points and Shapes layers over it "
+     "(rendered by ``tests/test_napari_annotations.py``)."),
     (ROOT / "out" / "demo" / "viewer.png",
      "The README demo (``make demo``): two channels of a time-lapse streamed from a pipeline process "
      "(rendered headless by the demo)."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,19 @@ from polystore_napari._widgets import StreamReceiverWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
+#: Rendered here for the documentation (docs/conf.py copies it onto the napari page).
+PNG = Path(__file__).resolve().parents[1] / "out" / "docs-screenshots" / "napari-annotations.png"
+
+
+def _screenshot(viewer: Any, qtbot: Any) -> None:
+    """An image with its labels, points and shapes, once the canvas has drawn."""
+    for _ in range(50):  # software GL under Xvfb can lag
+        qtbot.wait(40)
+        if np.asarray(viewer.screenshot(canvas_only=True))[..., :3].std() > 5:
+            break
+    PNG.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(PNG), canvas_only=False)
+
 
 def test_labels_points_shapes_shown_and_replaced(make_napari_viewer: Any, qtbot: Any) -> None:
     viewer = make_napari_viewer(show=True)
@@ -27,9 +41,11 @@ def test_labels_points_shapes_shown_and_replaced(make_napari_viewer: Any, qtbot:
     widget.start()
     sender = NapariStreamingBackend(endpoint=widget.controller.endpoint)
     try:
+        yy, xx = np.mgrid[0:32, 0:32]
         mask = np.zeros((32, 32), np.uint16)
         mask[4:10, 4:10] = 3
-        sender.save(np.full((32, 32), 100, np.uint8), "A01/image.tif")
+        mask[(yy - 22) ** 2 + (xx - 10) ** 2 < 16] = 5
+        sender.save(((yy + xx) * 3).astype(np.uint8), "A01/image.tif")
         sender.save(mask, "A01/nuclei_labels.tif", kind="labels")
         sender.save(Points([[5.0, 6.0], [20.0, 21.5]], properties={"score": [0.5, 0.9]}), "A01/spots.csv")
         sender.save(Shapes([[[0, 0], [0, 9], [9, 9]]], properties={"name": ["cell"]}), "A01/cells.roi.zip")
@@ -43,6 +59,7 @@ def test_labels_points_shapes_shown_and_replaced(make_napari_viewer: Any, qtbot:
         points = viewer.layers["A01/spots"]
         assert type(points).__name__ == "Points" and points.features["score"].tolist() == [0.5, 0.9]
         assert type(viewer.layers["A01/cells"]).__name__ == "Shapes"
+        _screenshot(viewer, qtbot)
 
         # sent again: the same layers, new content
         sender.save(Points([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], properties={"score": [1.0, 2.0, 3.0]}), "A01/spots.csv")

@@ -177,7 +177,6 @@ class StreamController:
         if not frames:
             return 0
         images = [frame for frame in frames if frame.annotation is None]
-        shown_annotations = sum(self._apply_annotation(frame) for frame in frames if frame.annotation is not None)
         updates = self.placer.place(images)
         for frame, reason in self.placer.refused:
             header = frame.header
@@ -192,6 +191,8 @@ class StreamController:
                 self.shown += 1
                 self._shown_times.append(now)
                 self.latencies.append(now - update.sent)
+        # labels, points and shapes after the images, so a new annotation layer lies over its image
+        shown_annotations = sum(self._apply_annotation(frame) for frame in frames if frame.annotation is not None)
         self._send_feedback(frames)
         self.kind_counts["image"] += len(updates)
         if self.on_applied is not None:
