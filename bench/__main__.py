@@ -8,7 +8,7 @@ import time
 
 from bench._timing import RECORD
 
-SUITES = ("core", "zarr", "stream", "fiji", "annotations")
+SUITES = ("core", "zarr", "frames", "stream", "fiji", "annotations")
 
 
 def main(argv: list[str]) -> int:

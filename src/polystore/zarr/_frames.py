@@ -219,6 +219,10 @@ class _FrameSaver(_TreeEditor):
             image = state[loc.full] = _OpenImage(loc, loc.fs.join(loc.full, "0"), lead, meta, axes, unlimited)
         chunks = meta.chunks
         key = tuple(p // c for p, c in zip(position, chunks))
+        if all(c == 1 for c in chunks[:lead]):  # the frame is its whole chunk row: no buffer, no copy
+            image.rows[key] = _Row(key, frame.reshape((1,) * lead + frame.shape), 1, {(0,) * lead})
+            self._write_rows(image, [key])
+            return
         row = image.rows.get(key)
         if row is None:
             row = self._new_row(image, meta, key, unlimited is not None)
@@ -338,7 +342,6 @@ class _FrameSaver(_TreeEditor):
                 block = np.ascontiguousarray(block)
                 blob = bytes(numcodec.encode(block)) if numcodec is not None else block.tobytes()
                 path = image.array_path + "/" + meta.chunk_key(row.key + idx)
-                fs.makedirs(path.rpartition("/")[0])
                 fs.write_atomic(path, blob)
 
             try:
