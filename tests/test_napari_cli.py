@@ -56,6 +56,24 @@ def test_serve_napari_says_why_the_viewer_did_not_start(tmp_path: Path) -> None:
     assert "allow_remote" in remote.stderr.splitlines()[-1] or "loopback" in remote.stderr.splitlines()[-1], remote.stderr
 
 
+def test_a_non_loopback_endpoint_is_refused_before_a_viewer_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polystore.streaming.errors import StreamingError
+    from polystore.streaming.napari import NapariStreamingBackend
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("DISPLAY", raising=False)  # the endpoint is judged first, even with no display
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    backend = NapariStreamingBackend(endpoint="tcp://0.0.0.0:5599")
+    try:
+        with pytest.raises(StreamingError, match="not a loopback.*allow_remote"):
+            backend.launch_viewer(timeout=60)
+        assert backend.viewer_process is None and not list(tmp_path.rglob("viewer-*"))
+    finally:
+        backend.close()
+
+
 def test_serve_napari_headless_without_display_is_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["QT_QPA_PLATFORM"] = "xcb"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from polystore.streaming.backend import StreamingBackend
-from polystore.streaming.endpoints import runtime_dir, tcp_endpoint
+from polystore.streaming.endpoints import RemoteBindError, check_bind_allowed, runtime_dir, tcp_endpoint
 from polystore.streaming.errors import StreamingError
 from polystore.streaming.sender import DEFAULT_SEND_TIMEOUT
 from polystore.streaming.viewer_process import ViewerProcess
@@ -146,6 +146,10 @@ class NapariStreamingBackend(StreamingBackend):
             pid = self._viewer.pid
             assert pid is not None
             return pid
+        try:  # the viewer process would refuse it too, but only after napari's start-up (seconds)
+            check_bind_allowed(self.endpoint, allow_remote=False)
+        except RemoteBindError as exc:
+            raise StreamingError(f"cannot start a napari viewer: {exc}") from None
         problem = display_problem()
         if problem:
             raise StreamingError(f"cannot start a napari viewer: {problem}; run under Xvfb (xvfb-run -a ...)")
