@@ -124,7 +124,6 @@ class StreamController:
             curve_secret_key=self.curve_secret_key,
             curve_public_key=public,
             on_frame=self._wake,
-            on_reply=self.feedback.connect,  # the sender learns at once that this viewer answers
         )
         receiver.start()
         self.receiver = receiver

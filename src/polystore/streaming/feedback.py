@@ -86,30 +86,10 @@ class FeedbackInbox:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 256)
         sock.setsockopt(zmq.MAXMSGSIZE, _MAX_FEEDBACK_BYTES)
-        # A 1.1 receiver connects to the reply address as soon as it receives a frame
-        # (FeedbackOutbox.connect), long before its first feedback: see answered().
-        self._monitor: Any = sock.get_monitor_socket(zmq.EVENT_ACCEPTED)
         sock.bind("tcp://127.0.0.1:0")
         last = sock.getsockopt(zmq.LAST_ENDPOINT)
         self.endpoint: str = last.decode() if isinstance(last, bytes) else str(last)
         self._sock: Any = sock
-        self._answered = False
-
-    def answered(self) -> bool:
-        """True once a receiver connected to this socket (it speaks feedback, protocol 1.1)."""
-        monitor = self._monitor
-        if not self._answered and monitor is not None:
-            try:
-                while not self._answered:
-                    monitor.recv_multipart(zmq.NOBLOCK)
-                    self._answered = True
-            except zmq.ZMQError:
-                pass
-        return self._answered
-
-    def forget(self) -> None:
-        """Forget that a receiver connected (it went away); the next one must connect anew."""
-        self._answered = False
 
     def read(self, timeout_ms: int = 0) -> list[Feedback]:
         """Every feedback message waiting (after up to ``timeout_ms`` for the first)."""
@@ -129,11 +109,7 @@ class FeedbackInbox:
     def close(self) -> None:
         """Close the socket."""
         sock, self._sock = self._sock, None
-        monitor, self._monitor = self._monitor, None
         if sock is not None:
-            if monitor is not None:
-                sock.disable_monitor()
-                monitor.close(0)
             sock.close(0)
 
 
@@ -158,12 +134,6 @@ class FeedbackOutbox:
                 pending.append({"seq": seq, "path": path, "layer": layer, "reason": reason[:1000]})
             while len(self._rejected) > 4 * _MAX_PEERS:
                 del self._rejected[next(iter(self._rejected))]
-
-    def connect(self, reply: str) -> None:
-        """Connect to a sender's ``reply`` address now (on receiving its first frame), so the
-        sender knows at once that this receiver answers, however long the first frame takes to show."""
-        with self._lock:
-            self._socket(reply)
 
     def send(self, replies: Iterable[tuple[str, str, int]]) -> None:
         """Send ``(reply, stream, taken)`` feedback, one message per stream."""

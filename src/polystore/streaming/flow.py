@@ -94,9 +94,6 @@ class FlowControl:
             return
         try:
             self._read_connection_events()
-            if not self._credit and inbox.answered():
-                # The receiver connected back: it speaks feedback, pace by its credit from now on.
-                self._credit, self._legacy = True, False
             for feedback in inbox.read(timeout_ms):
                 if feedback.stream != self.stream_id:
                     continue
@@ -174,12 +171,6 @@ class FlowControl:
             self._closing = False
         return done
 
-    @property
-    def receiver_answers(self) -> bool:
-        """True when the receiver is known to send feedback (it connected back, or credit came)."""
-        self._read_feedback(0)
-        return self._credit
-
     def _watch_connections(self, sock: Any) -> None:
         """Follow the PUSH socket's connections (called when it is created, flow control only)."""
         if self._inbox is not None:
@@ -210,5 +201,3 @@ class FlowControl:
                 return  # the socket is being closed
             self._inflight.clear()
             self._credit = self._legacy = False
-            if self._inbox is not None:
-                self._inbox.forget()  # the next receiver says anew whether it answers

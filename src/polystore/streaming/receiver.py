@@ -99,9 +99,6 @@ class StreamReceiver:
     on_frame:
         Called on the receiver thread when a frame arrives in an empty queue
         (at most one wake-up per :meth:`take` by the consumer).
-    on_reply:
-        Called on the receiver thread with each new ``reply`` address seen
-        (a viewer connects its feedback socket there at once).
     threaded:
         ``True`` (default): a background thread drains the socket (viewers).
         ``False``: no thread; :meth:`get` and :meth:`take` read the socket in
@@ -123,7 +120,6 @@ class StreamReceiver:
         curve_public_key: bytes | str | None = None,
         on_frame: Callable[[], None] | None = None,
         threaded: bool = True,
-        on_reply: Callable[[str], None] | None = None,
     ) -> None:
         check_bind_allowed(endpoint, allow_remote)
         self.threaded = threaded
@@ -136,8 +132,6 @@ class StreamReceiver:
         self.rcvhwm = int(rcvhwm)
         self.queue = FrameQueue(max_queued_bytes, coalesce=coalesce, max_frames=max_queued_frames)
         self.on_frame = on_frame
-        self.on_reply = on_reply
-        self._replies: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._curve = (curve_secret_key, curve_public_key)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -391,12 +385,6 @@ class StreamReceiver:
                 self._stats.last_error = str(exc)[:500]
             return None
         self._count(header, now)
-        reply = header.reply
-        if reply is not None and self.on_reply is not None and reply not in self._replies:
-            self._replies[reply] = None
-            while len(self._replies) > 64:
-                self._replies.popitem(last=False)
-            self.on_reply(reply)
         return Frame(header, array, now, len(frames[0]), annotation)
 
     def _receive_one(self, sock: Any) -> bool:
