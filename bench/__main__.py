@@ -7,8 +7,7 @@ import sys
 import time
 
 from bench._timing import RECORD
-
-SUITES = ("core", "zarr", "frames", "stream", "fiji", "annotations")
+from polystore.cli.bench import SUITES  # one list: `polystore bench` and `python -m bench` take the same suites
 
 
 def main(argv: list[str]) -> int:

@@ -153,3 +153,12 @@ def test_bench_without_source_tree_is_a_clear_error(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "source tree" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_benchmark_suite_runs_from_both_entry_points() -> None:
+    from polystore.cli.bench import SUITES
+
+    on_disk = {p.name[: -len("_bench.py")] for p in (Path(__file__).parents[1] / "bench").glob("*_bench.py")}
+    assert set(SUITES) == on_disk  # `polystore bench annotations` was refused while python -m bench ran it
+    result = run_subprocess("bench", "annotations", "--help")
+    assert result.returncode == 0, result.stderr
