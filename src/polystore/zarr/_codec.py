@@ -141,6 +141,17 @@ def ends_with_blosc(meta: Mapping[str, Any]) -> bool:
     return isinstance(comp, dict) and comp.get("id") == "blosc"
 
 
+def blosc_file_problem(path: str) -> str | None:
+    """Why the chunk file at ``path`` is not one whole Blosc frame, or None (also when it is missing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None  # missing (the fill value) or vanished meanwhile: zarr-python reports what it finds
+    return blosc_frame_problem(head, None, size)
+
+
 def truncated_blosc_chunk(folder: str, prefix: str = "") -> tuple[str, str] | None:
     """The first chunk file under local array ``folder`` that is not a whole Blosc frame: (key, why).
 
@@ -157,13 +168,7 @@ def truncated_blosc_chunk(folder: str, prefix: str = "") -> tuple[str, str] | No
             key = os.path.relpath(path, folder).replace(os.sep, "/")
             if prefix and not key.startswith(prefix):
                 continue
-            try:
-                with open(path, "rb") as f:
-                    head = f.read(16)
-                    size = os.fstat(f.fileno()).st_size
-            except OSError:
-                continue  # vanished meanwhile: zarr-python reports what it finds
-            problem = blosc_frame_problem(head, None, size)
+            problem = blosc_file_problem(path)
             if problem is not None:
                 return key, problem
     return None

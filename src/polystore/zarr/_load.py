@@ -12,6 +12,7 @@ import zarr
 from polystore.base import PathLike
 from polystore.exceptions import ImageLoadError, PathIsADirectoryError, PathNotFoundError, StorageResolutionError
 from polystore.zarr._batch import member_units, pin_members
+from polystore.zarr._checked import CheckedChunks
 from polystore.zarr._codec import ends_with_blosc, truncated_blosc_chunk
 from polystore.zarr._locate import _Resolver
 from polystore.zarr._model import ArrayMeta
@@ -147,6 +148,9 @@ class _Loader(_Resolver):
         meta = node.array
         assert meta is not None
         source: Any = reader if reader is not None else self._zarr_array(loc, node)
+        if reader is None and loc.fs.supports_native_files and ends_with_blosc(node.meta):
+            if isinstance(node.parsed, ArrayMeta):
+                source = CheckedChunks(source, node.path, node.parsed, self._where(loc))
         folders = [loc.full, node.path]
         if loc.key:
             folders.append(loc.fs.join(loc.store, loc.key.rpartition("/")[0]))
