@@ -68,3 +68,91 @@ def test_a_restarted_viewer_gets_the_next_live_frame_without_waiting_for_lost_cr
         first.stop()
         if second is not None:
             second.stop()
+
+
+def _pipeline_child_that_returns_with_a_frame_in_the_slot(endpoint: str) -> None:
+    """A worker function: credit for frame 0, frame 1 unacknowledged, frame 2 parked; then return."""
+    import time
+
+    backend = NapariStreamingBackend(endpoint=endpoint, send_timeout=5)
+    backend.save(np.full((4, 4), 0, np.uint8), "live.tif")
+    deadline = time.monotonic() + 30
+    while not backend.sender._credit and time.monotonic() < deadline:
+        backend.sender.check_feedback()
+        time.sleep(0.01)
+    assert backend.sender._credit, "the child never heard the viewer's credit"
+    backend.save(np.full((4, 4), 1, np.uint8), "live.tif")
+    backend.save(np.full((4, 4), 2, np.uint8), "live.tif")  # waits for credit for frame 1: never comes
+    # Returns without close(), as a pipeline function that drops its FileManager does.
+
+
+def test_a_forked_worker_that_returns_still_delivers_the_frame_left_in_the_send_slot() -> None:
+    """multiprocessing's forked children leave by os._exit: atexit never runs there, so the
+    newest live frame parked in the send slot was lost (the demo lost its last frame)."""
+    import multiprocessing
+
+    from polystore.streaming.feedback import FeedbackOutbox
+
+    outbox = FeedbackOutbox()
+    try:
+        with StreamReceiver("tcp://127.0.0.1:0", coalesce=False) as receiver:
+            worker = multiprocessing.get_context("fork").Process(
+                target=_pipeline_child_that_returns_with_a_frame_in_the_slot, args=(receiver.endpoint,)
+            )
+            worker.start()
+            try:
+                header = receiver.get(timeout=30).header
+                assert header.reply is not None
+                outbox.send([(header.reply, header.stream, header.seq)])  # the viewer applied frame 0
+                seen = [int(receiver.get(timeout=30).data[0, 0])]
+                while seen[-1] != 2:
+                    seen.append(int(receiver.get(timeout=15).data[0, 0]))
+                assert seen in ([1, 2], [2])  # 1 may be replaced in the slot by 2; 2 must arrive
+            finally:
+                worker.join(30)
+                if worker.exitcode is None:
+                    worker.kill()
+            assert worker.exitcode == 0
+    finally:
+        outbox.close()
+
+
+def test_flush_returns_only_after_the_slot_frame_was_sent_not_just_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() relies on flush(): returning when the slot's thread had only *taken* the frame let
+    close() shut the socket first; the thread then sent on a fresh socket nobody flushed (lost at exit)."""
+    import threading
+    import time
+
+    from polystore.streaming.feedback import FeedbackOutbox
+
+    outbox = FeedbackOutbox()
+    with StreamReceiver("tcp://127.0.0.1:0", coalesce=False) as receiver:
+        backend = NapariStreamingBackend(endpoint=receiver.endpoint, send_timeout=5)
+        try:
+            backend.save(np.full((4, 4), 0, np.uint8), "live.tif")
+            header = receiver.get(timeout=10).header
+            assert header.reply is not None
+            outbox.send([(header.reply, header.stream, header.seq)])
+            deadline = time.monotonic() + 30
+            while not backend.sender._credit and time.monotonic() < deadline:
+                backend.sender.check_feedback()
+                time.sleep(0.01)
+            assert backend.sender._credit
+            sender = backend.sender
+            original = sender._send_locked
+            handed: list[int] = []
+
+            def slow_send(header, array, encoded=None, table=None):  # type: ignore[no-untyped-def]
+                if threading.current_thread() is not threading.main_thread():
+                    time.sleep(1.0)  # a slot thread descheduled between taking and sending
+                original(header, array, encoded, table)
+                handed.append(int(array[0, 0]))
+
+            monkeypatch.setattr(sender, "_send_locked", slow_send)
+            backend.save(np.full((4, 4), 1, np.uint8), "live.tif")  # credit: goes through the slot
+            assert sender.flush(10)
+            assert handed == [1], "flush() returned before the frame was handed to ZeroMQ"
+            assert int(receiver.get(timeout=10).data[0, 0]) == 1
+        finally:
+            backend.close()
+            outbox.close()

@@ -74,6 +74,7 @@ class FlowControl:
         self._slot_cond = threading.Condition()
         self._slot_thread: threading.Thread | None = None
         self._slot_error: BaseException | None = None
+        self._sending = False  # the slot's thread holds a frame it took from the slot
         self._closing = False
         self._monitor: Any = None  # connection events of the PUSH socket (flow control only)
 
@@ -150,15 +151,20 @@ class FlowControl:
                 continue
             with self._slot_cond:
                 _key, (header, array) = self._slot.popitem(last=False)
+                self._sending = True
                 self._slot_cond.notify_all()
             try:
                 with self._lock:
                     self._send_locked(dataclasses.replace(header, seq=self._seq), array)
             except Exception as exc:  # noqa: BLE001 - raised by the caller's next send
                 self._slot_error = exc
+            finally:
+                with self._slot_cond:
+                    self._sending = False
+                    self._slot_cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every live frame in the send slot has been handed to ZeroMQ.
+        """Wait until every live frame in the send slot has been handed to ZeroMQ (sent, not just taken).
 
         Returns False if that took longer than ``timeout`` seconds (default:
         ``send_timeout``).
@@ -167,7 +173,7 @@ class FlowControl:
         with self._slot_cond:
             self._closing = True
             self._slot_cond.notify_all()
-            done = self._slot_cond.wait_for(lambda: not self._slot, wait)
+            done = self._slot_cond.wait_for(lambda: not self._slot and not self._sending, wait)
             self._closing = False
         return done
 

@@ -147,6 +147,7 @@ class StreamSender(FlowControl):
         # After a fork the parent's socket must not be touched: start afresh.
         # Each sender owns its context so close() can wait for queued messages
         # to leave (zmq_ctx_term honours the linger time) before returning.
+        _flush_at_child_exit()
         self._context = zmq.Context()
         sock = self._context.socket(zmq.PUSH)
         sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -358,6 +359,29 @@ class StreamSender(FlowControl):
         return f"StreamSender({self.endpoint!r}, stream={self.stream_id}, next_seq={self._seq})"
 
 
+_exit_hook_pid = [0]
+
+
+def _flush_at_child_exit() -> None:
+    """Flush the senders at the end of a multiprocessing child too (once per process).
+
+    A forked multiprocessing child leaves by ``os._exit`` after its
+    finalizers, so atexit never runs there: a live frame waiting in the send
+    slot (or queued in ZeroMQ) when the worker function returned would be
+    lost. multiprocessing runs its exit finalizers in every child, however
+    it ends normally.
+    """
+    pid = os.getpid()
+    if _exit_hook_pid[0] == pid:
+        return
+    _exit_hook_pid[0] = pid
+    import multiprocessing
+    import multiprocessing.util
+
+    if multiprocessing.parent_process() is not None:
+        multiprocessing.util.Finalize(None, _flush_senders_at_exit, exitpriority=10)
+
+
 def _is_local(endpoint: str) -> bool:
     """True for ipc endpoints and loopback tcp (a receiver there can answer on loopback)."""
     if endpoint.startswith("ipc://"):
@@ -372,8 +396,15 @@ def _key(value: bytes | str) -> bytes:
 
 @atexit.register
 def _flush_senders_at_exit() -> None:
-    """Give queued messages their linger time before the interpreter exits."""
+    """Send what the send slots hold and give queued messages their linger time before exit.
+
+    A forked child's copies of its parent's senders are skipped: their locks
+    may have been held by another thread at the fork.
+    """
+    pid = os.getpid()
     for sender in list(_live_senders):
+        if sender._owner_pid != pid:
+            continue
         try:
             sender.close()
         except Exception:  # noqa: BLE001 - best effort at exit
