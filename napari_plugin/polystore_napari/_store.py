@@ -6,6 +6,7 @@ Everything goes through :class:`polystore.FileManager`: folders with
 kind, shape, axes, scale and OMERO channels of a node). The zarr backend also
 lists the members of a batch array (``save_batch`` into ``plate.zarr/A01/img0``
 ... is ONE array at ``A01``), so they appear in the tree and open one by one.
+An OME-NGFF HCS plate shows as plate -> well -> field (``info``'s ``hcs``).
 Zarr data opens lazily (``fm.load(..., lazy=True)``: dask); an OME-Zarr image
 with several pyramid levels opens as one multiscale layer.
 """
@@ -22,6 +23,8 @@ __all__ = ["StoreNode", "StoreBrowserModel", "is_zarr_store", "open_zarr_layers"
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".png", ".jpg", ".jpeg")
 #: info() kinds of the zarr backend -> node kinds of the tree
 _KINDS = {"array": "zarr-array", "image": "ome-image", "member": "zarr-item"}
+#: info() ``hcs`` roles (OME-NGFF plates) -> node kinds of the tree
+_HCS_KINDS = {"plate": "zarr-plate", "well": "zarr-well", "field": "ome-field"}
 
 
 def _default_file_manager() -> Any:
@@ -64,22 +67,23 @@ class StoreNode:
     path: str  # absolute path (for zarr nodes: the path the zarr backend is given)
     name: str
     kind: str  # "folder" | "file" | "zarr-group" | "zarr-batch" | "zarr-array" | "ome-image" | "zarr-item"
+    #            | "zarr-plate" | "zarr-well" | "ome-field" (an HCS plate, its wells, their fields)
     children_known: bool = field(default=False, compare=False)
 
     @property
     def expandable(self) -> bool:
-        """True for nodes with children (folders, zarr groups, batch arrays)."""
-        return self.kind in ("folder", "zarr-group", "zarr-batch")
+        """True for nodes with children (folders, zarr groups, batch arrays, plates, wells)."""
+        return self.kind in ("folder", "zarr-group", "zarr-batch", "zarr-plate", "zarr-well")
 
     @property
     def openable(self) -> bool:
         """True for nodes that open as a layer (a batch array opens as one stack)."""
-        return self.kind in ("file", "zarr-batch", "zarr-array", "ome-image", "zarr-item")
+        return self.kind in ("file", "zarr-batch", "zarr-array", "ome-image", "ome-field", "zarr-item")
 
     @property
     def is_zarr(self) -> bool:
         """True for nodes read through the zarr backend."""
-        return self.kind.startswith("zarr-") or self.kind == "ome-image"
+        return self.kind.startswith(("zarr-", "ome-"))
 
 
 class StoreBrowserModel:
@@ -118,7 +122,7 @@ class StoreBrowserModel:
         node = node or self.root_node()
         if node.kind == "folder":
             return self._folder_children(node.path)
-        if node.kind in ("zarr-group", "zarr-batch"):
+        if node.kind in ("zarr-group", "zarr-batch", "zarr-plate", "zarr-well"):
             return self._zarr_children(node)
         return []
 
@@ -137,6 +141,8 @@ class StoreBrowserModel:
     def _zarr_node(self, path: str, name: str) -> StoreNode:
         """Classify the zarr node at ``path`` with ``is_file`` and ``info`` (no info: by ``is_file`` only)."""
         info = _zarr_info(self.fm, path) or {}
+        if info.get("hcs") in _HCS_KINDS:
+            return StoreNode(path, name, _HCS_KINDS[str(info["hcs"])])
         if self.fm.is_file(path, backend="zarr"):
             return StoreNode(path, name, _KINDS.get(str(info.get("kind")), "zarr-item"))
         # a group; a batch array (it has a shape) lists its members and also opens whole

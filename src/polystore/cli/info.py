@@ -117,7 +117,7 @@ def _group_summary(backend: Any, path: str, out: dict[str, Any]) -> dict[str, An
     out["contains"] = dict(sorted(kinds.items()))
     raw = 0
     for e in entries:
-        if e.kind in ("array", "image") and e.shape is not None and e.dtype:
+        if e.kind in ("array", "image", "field") and e.shape is not None and e.dtype:
             raw += _nbytes(e.shape, e.dtype)
     stored = tree_size(path)
     out["raw_bytes"] = raw

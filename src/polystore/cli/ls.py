@@ -25,7 +25,7 @@ class Entry:
     """One listed thing."""
 
     path: str
-    kind: str  # dir | file | store | group | array | image | member
+    kind: str  # dir | file | store | group | array | image | member | plate | well | field
     shape: tuple[int, ...] | None = None
     dtype: str | None = None
     chunks: tuple[int, ...] | None = None
@@ -88,7 +88,7 @@ def disk_entries(
 
 def _zarr_entry(backend: Any, path: str, shown: str) -> Entry:
     info = backend.info(path)
-    kind = info["kind"]
+    kind = info.get("hcs") or info["kind"]  # an HCS plate, well or field is shown as such
     local = not is_url(path)
     size = None if kind == "member" or not local else tree_size(path)
     return Entry(shown, kind, info.get("shape"), info.get("dtype"), info.get("chunks"), size)
@@ -115,7 +115,7 @@ def zarr_entries(
             shown = f"{rel}/{name}" if rel else name
             entry = _zarr_entry(backend, path, shown)
             is_dir = backend.is_dir(path)
-            if is_dir and entry.kind == "group":
+            if is_dir and entry.kind in ("group", "plate", "well"):
                 if not filtered:
                     entry.path += "/"
                     yield entry

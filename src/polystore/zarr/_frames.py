@@ -45,6 +45,7 @@ from polystore.zarr._model import ArrayMeta
 from polystore.zarr._nodes import _Loc
 from polystore.zarr._ome import _axis_entry, _check_channels, _omero, _validate_axes
 from polystore.zarr._read import _ArrayReader
+from polystore.zarr._save import _acquisition
 from polystore.zarr._tree import _TreeEditor
 from polystore.zarr._workers import run_each
 
@@ -119,8 +120,10 @@ class _FrameSaver(_TreeEditor):
         compressor: Any,
         compression_level: int | None,
         overwrite: bool,
+        acquisition: int | None = None,
     ) -> None:
         loc = self._locate(file_path)
+        acquisition = _acquisition(acquisition)
         axes = "".join(axes)
         dt = np.dtype(dtype)
         _check_dtype(dt, loc.display)
@@ -155,6 +158,7 @@ class _FrameSaver(_TreeEditor):
             raise ImageSaveError(refusal)
         if self._format_for(loc, None) != 3:
             raise ImageSaveError(f"zarr: {self._where(loc)}: frames are written into zarr v3 stores only")
+        field = self._plate_of(loc)
         name = (loc.key or loc.store).rstrip("/").rpartition("/")[2].removesuffix(".zarr") or "image"
         ome: dict[str, Any] = {
             "version": "0.5",
@@ -178,12 +182,14 @@ class _FrameSaver(_TreeEditor):
 
         self._frames_state().pop(loc.full, None)  # frames buffered for what is replaced are dropped
         try:
-            self._ensure_groups(fs, loc.store, loc.key, parents_only=True, zarr_format=3)
+            with self._plate_lock(loc, field):
+                self._ensure_groups(fs, loc.store, loc.key, parents_only=True, zarr_format=3)
             fs.publish(loc.full, build)
         except (StorageError, TypeError, ValueError):
             raise
         except Exception as exc:
             raise ImageSaveError(f"zarr: could not declare {self._where(loc)}: {exc}") from exc
+        self._register_field(loc, field, acquisition)
 
     # ------------------------------------------------------------------ saving frames
 

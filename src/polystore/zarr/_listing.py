@@ -15,6 +15,7 @@ from polystore.zarr._meta import _META, _V2_META
 from polystore.zarr._model import ArrayMeta, GroupMeta, parse_node
 from polystore.zarr._nodes import _Loc, _Node, _is_hidden
 from polystore.zarr._ome import _drop_lead_axis, _ome_display
+from polystore.zarr._plate import plate_summary
 
 
 class _Lister(_Resolver):
@@ -116,6 +117,13 @@ class _Lister(_Resolver):
                 out["axes"] = "".join(display["axis_names"])
             out.update(display)
             arr_node = self._image_array(arr_node, 0, loc)
+        elif node.kind == "group":
+            out.update(plate_summary(node.attrs) or {})
+        if node.is_image and loc.key:
+            parent = loc.key.rpartition("/")[0]
+            got = self._read_meta(loc.fs, loc.fs.join(loc.store, parent) if parent else loc.store)
+            if isinstance(got, GroupMeta) and (plate_summary(got.attributes) or {}).get("hcs") == "well":
+                out["hcs"] = "field"
         meta = arr_node.array
         if meta is not None:
             out["shape"] = meta.shape[1:] if node.kind == "member" else meta.shape

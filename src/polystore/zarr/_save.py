@@ -20,6 +20,7 @@ from polystore.zarr._listing import _Lister
 from polystore.zarr._meta import _write_group
 from polystore.zarr._model import ArrayMeta
 from polystore.zarr._nodes import _Image, _Loc, _Node
+from polystore.zarr._plate import _PlateWriter
 from polystore.zarr._ome import _check_channels, _is_dask, _jsonable, _max_pyramid_levels, _validate_axes
 
 #: The keywords ``ZarrBackend.save`` accepts.
@@ -37,11 +38,12 @@ _SAVE_KWARGS = frozenset(
         "overwrite",
         "metadata",
         "zarr_format",
+        "acquisition",
     }
 )
 
 
-class _Saver(_BatchWriter, _Lister):
+class _Saver(_BatchWriter, _Lister, _PlateWriter):
     """The saving half of :class:`~polystore.zarr.backend.ZarrBackend` (a mixin)."""
 
     def _save(self, data: Any, file_path: PathLike, kwargs: dict[str, Any]) -> None:
@@ -144,10 +146,13 @@ class _Saver(_BatchWriter, _Lister):
         refusal = self._replace_refusal(loc, existing)
         if refusal:
             raise ImageSaveError(refusal)
+        acquisition = _acquisition(kwargs.get("acquisition"))
+        field = self._plate_of(loc) if image.axes is not None else None
         image.zarr_format = self._format_for(loc, kwargs.get("zarr_format"))
         fmt = image.zarr_format
         try:
-            self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True, zarr_format=fmt)
+            with self._plate_lock(loc, field):
+                self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True, zarr_format=fmt)
 
             def build(dest: str) -> None:
                 if image.axes is None:
@@ -164,6 +169,7 @@ class _Saver(_BatchWriter, _Lister):
             raise
         except Exception as exc:
             raise ImageSaveError(f"zarr: could not write {self._where(loc)}: {exc}") from exc
+        self._register_field(loc, field, acquisition)
 
     def _format_for(self, loc: _Loc, requested: Any) -> int:
         """The zarr format of a new node: the store's own, else ``requested``, else the config's."""
@@ -241,3 +247,12 @@ class _Saver(_BatchWriter, _Lister):
                     f"zarr: cannot create {key!r} in store {fs.url(store)!r}: "
                     f"{fs.url(p)!r} is an array, not a group"
                 )
+
+
+def _acquisition(value: Any) -> int | None:
+    """The ``acquisition=`` save keyword (a plate acquisition id >= 0), checked before anything is written."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"acquisition= must be an integer id >= 0 (an OME-NGFF plate acquisition), not {value!r}")
+    return int(value)

@@ -87,7 +87,9 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         (default True; False raises if the path exists), ``metadata`` (a
         JSON-able dict, read back by :meth:`load_metadata`). ``kind="labels"``
         at ``<image>/labels/<name>`` writes an OME-NGFF label image
-        (:mod:`polystore.zarr._labels`). ``index={"t": 3, "c": 1, "z": 7}``
+        (:mod:`polystore.zarr._labels`). An OME image saved at
+        ``<plate>/<row>/<col>/<field>`` joins that HCS plate (``acquisition=``
+        its acquisition id; see :meth:`declare_plate`). ``index={"t": 3, "c": 1, "z": 7}``
         saves one frame into an image made by :meth:`declare_image` (see
         there; ``axes=`` may accompany it and must equal the image's axes).
         """
@@ -115,6 +117,7 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         compressor: Any = None,
         compression_level: int | None = None,
         overwrite: bool = True,
+        acquisition: int | None = None,
     ) -> None:
         """Create an empty OME-Zarr image at ``file_path`` that frames are then saved into by ``index=``.
 
@@ -136,12 +139,37 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         that does not fit raises :class:`~polystore.exceptions.ImageSaveError`
         and writes nothing. Declaring again replaces the image (frames
         already buffered for it are dropped); to resume an image, save frames
-        into it without declaring it again.
+        into it without declaring it again. At ``<plate>/<row>/<col>/<field>``
+        the image joins the plate (see :meth:`declare_plate`; ``acquisition``
+        is its plate acquisition id).
         """
         self._declare_image(
             file_path, shape, dtype, axes, chunks, channel_names, channel_colors, scale, compressor,
-            compression_level, overwrite,
+            compression_level, overwrite, acquisition,
         )
+
+    def declare_plate(
+        self,
+        path: PathLike,
+        rows: Sequence[str],
+        columns: Sequence[str],
+        *,
+        name: str | None = None,
+        acquisitions: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Make the group at ``path`` an OME-NGFF HCS plate with these ``rows`` and ``columns``.
+
+        OME images saved (or declared) afterwards at ``<path>/<row>/<col>/<field>``
+        join it: the well's and plate's metadata list them (``docs/plates.md``).
+        Without declaring, a store root whose images are at ``<letters>/<digits>/<field>``
+        (``plate.zarr/B/3/0``) becomes a plate by itself. ``acquisitions`` are
+        OME-NGFF acquisition objects (``{"id": 0, "name": ...}``; default one
+        with id 0). Declaring again adds rows, columns and acquisitions.
+        """
+        loc = self._locate(path)
+        with self._plate_lock(loc, (loc.key,)):
+            self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=False, zarr_format=self._format_for(loc, None))
+        self._declare_plate(loc, rows, columns, name, acquisitions)
 
     def load(self, file_path: PathLike, **kwargs: Any) -> Any:
         """Read the array (or member of a batch, or level 0 of an OME image) at ``file_path``.
