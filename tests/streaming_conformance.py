@@ -175,3 +175,21 @@ def cases() -> list[Case]:
 
 #: Sent last by the tests: once a receiver has it, it has handled every case before it.
 SENTINEL = _case("sentinel", True)
+
+
+def annotation_frames(obj: Any, **changes: Any) -> list[bytes]:
+    """The frames of a protocol-2 message for a ``Labels``/``Points``/``Shapes`` object, header fields changed."""
+    from polystore.streaming.annotation_wire import encode_annotation
+    from polystore.streaming.protocol import build_header
+
+    kind, array, table = encode_annotation(obj)
+    header = build_header(array, "p", stream="s", seq=0)
+    raw = {**header.to_dict(), "v": 2, "kind": kind, "axes": "".join(obj.axes), **changes}
+    frames = [json.dumps(raw).encode(), array.tobytes()]
+    return frames if table is None else [*frames, table]
+
+
+def annotation_table(obj: Any, **changes: Any) -> list[bytes]:
+    """The frames of a points/shapes message whose table has ``changes``."""
+    frames = annotation_frames(obj)
+    return [frames[0], frames[1], json.dumps({**json.loads(frames[2]), **changes}).encode()]

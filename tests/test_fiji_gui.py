@@ -112,3 +112,25 @@ def test_gui_hyperstack_window_and_tiff(gui_bridge: tuple[FijiBridge, FijiStream
     shot_path = tmp_path / "gui-hyper-screenshot.png"
     reply = bridge.control.screenshot("gui/hyper", shot_path, timeout=GUI_WAIT)
     assert reply["window_title"] == "gui/hyper" and shot_path.stat().st_size > 0
+
+
+def test_gui_roi_manager_lists_points_and_shapes_layers(gui_bridge: tuple[FijiBridge, FijiStreamingBackend]) -> None:
+    from polystore.annotations import Points, Shapes
+
+    bridge, backend = gui_bridge
+    fm = FileManager({"fiji": backend})
+    cells = Shapes([[[0, 0], [0, 20], [20, 20]], [[5, 5], [5, 9], [9, 9], [9, 5]]],
+                   shape_type=["polygon", "rectangle"], properties={"name": ["c1", "box"]})
+    spots = Points([[0, 10.5, 12.0], [1, 40.0, 8.0]], properties={"id": [1, 2]}, axes="zyx")
+    fm.save(cells, "gui/cells.roi.zip", backend="fiji")
+    fm.save(spots, "gui/spots.csv", backend="fiji")
+    backend.flush()
+    reply = wait_until(lambda: (r := bridge.control.rois(timeout=GUI_WAIT))["manager_count"] == 4 and r,
+                       timeout=GUI_WAIT, what="the ROI Manager to list 4 ROIs")
+    assert [(r["layer"], r["type"], r["z"]) for r in reply["rois"]] == [
+        ("gui/cells", "Polygon", 0), ("gui/cells", "Rectangle", 0), ("gui/spots", "Point", 1), ("gui/spots", "Point", 2),
+    ]
+    fm.save(Shapes([[[0, 0], [3, 3]]], shape_type="line"), "gui/cells.roi.zip", backend="fiji")  # replaces the layer
+    backend.flush()
+    wait_until(lambda: bridge.control.rois(timeout=GUI_WAIT)["manager_count"] == 3,
+               timeout=GUI_WAIT, what="the ROI Manager to list the replaced layer")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -11,9 +10,11 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
+from streaming_conformance import annotation_frames, annotation_table  # noqa: E402
+
 from polystore.annotations import Labels, Points, Shapes  # noqa: E402
 from polystore.streaming import StreamingBackend, StreamReceiver  # noqa: E402
-from polystore.streaming.annotation_wire import decode_any, encode_annotation  # noqa: E402
+from polystore.streaming.annotation_wire import decode_any  # noqa: E402
 from polystore.streaming.protocol import ProtocolError, build_header, encode_header  # noqa: E402
 
 SPOTS = Points([[1.0, 2.0, 3.5], [0.0, 7.0, 8.5]], properties={"id": [4, 5], "cls": ["a", "b"]}, axes="zyx")
@@ -38,17 +39,8 @@ def test_annotations_round_trip_over_sockets() -> None:
                 push.save(SPOTS, "x", index={"t": 1})
 
 
-def _frames(obj: Any, **changes: Any) -> list[bytes]:
-    kind, array, table = encode_annotation(obj)
-    header = build_header(array, "p", stream="s", seq=0)
-    raw = {**header.to_dict(), "v": 2, "kind": kind, "axes": "".join(obj.axes), **changes}
-    frames = [json.dumps(raw).encode(), array.tobytes()]
-    return frames if table is None else [*frames, table]
-
-
-def _table(obj: Any, **changes: Any) -> list[bytes]:
-    frames = _frames(obj)
-    return [frames[0], frames[1], json.dumps({**json.loads(frames[2]), **changes}).encode()]
+_frames = annotation_frames
+_table = annotation_table
 
 
 @pytest.mark.parametrize(

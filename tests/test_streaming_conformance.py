@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming_conformance import SENTINEL, Case, cases
+from streaming_conformance import SENTINEL, Case, base, cases
 
 zmq = pytest.importorskip("zmq")
 from polystore.streaming.protocol import ProtocolError, parse_header  # noqa: E402
@@ -90,9 +90,11 @@ def test_fiji_bridge_takes_exactly_the_valid_messages(bridge: object) -> None:
 
 
 @pytest.mark.java
-def test_fiji_bridge_a_version_1_receiver_refuses_annotations(bridge: object) -> None:
-    # The bridge speaks version 1: labels (2 frames) are refused by version, points (3 frames) by
-    # frame count; both are counted malformed and the bridge goes on (docs/streaming-protocol.md).
+def test_fiji_bridge_takes_version_2_and_refuses_unknown_kinds_by_name(bridge: object) -> None:
+    # The bridge speaks versions 1 and 2: labels and points are placed; a kind or version it
+    # does not know is counted malformed with its name, and the bridge goes on
+    # (docs/streaming-protocol.md; tests/test_fiji_annotations.py has the full set).
+    import json
     import time
 
     import numpy as np
@@ -103,22 +105,24 @@ def test_fiji_bridge_a_version_1_receiver_refuses_annotations(bridge: object) ->
     from polystore.streaming.sender import StreamSender
 
     assert isinstance(bridge, FijiBridge)
-
-    def malformed_reaches(count: int) -> dict[str, object]:
-        deadline = time.monotonic() + 30
-        while True:
-            status = bridge.control.status()
-            if status["malformed"] >= count or time.monotonic() > deadline:
-                return status
-            time.sleep(0.02)
-
-    before = int(bridge.control.status()["malformed"])
+    before = bridge.control.status()
     with StreamSender(bridge.endpoint) as sender:
         send_annotation(sender, Labels(np.ones((4, 4), np.uint8)), "m/labels.tif")
-        status = malformed_reaches(before + 1)
-        assert status["malformed"] == before + 1
-        assert "unsupported protocol version 2" in str(status["last_error"])
-        send_annotation(sender, Points([[1.0, 2.0]]), "m/spots.csv")
-        status = malformed_reaches(before + 2)
-    assert status["malformed"] == before + 2
-    assert "expected 2 frames" in str(status["last_error"])
+        last = send_annotation(sender, Points([[1.0, 2.0]]), "m/spots.csv")
+        status = bridge.control.wait_for_stream(sender.stream_id, last.seq, timeout=30)
+    assert status["malformed"] == before["malformed"]
+    assert status["annotations"]["layers"]["m/spots"] == {"kind": "points", "rois": 1}
+    assert "m/labels" in [image["title"] for image in status["images"]]
+    zmq = pytest.importorskip("zmq")
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(bridge.endpoint)
+    header = {**base("mesh"), "v": 2, "kind": "mesh"}
+    push.send_multipart([json.dumps(header).encode(), bytes(int(header["nbytes"]))])
+    push.close()
+    deadline = time.monotonic() + 30
+    while (status := bridge.control.status())["malformed"] == before["malformed"]:
+        assert time.monotonic() < deadline, "the bridge did not count the unknown kind"
+        time.sleep(0.02)
+    assert "unknown message kind \"mesh\" for protocol version 2" in str(status["last_error"])
+    assert bridge.control.ping()["reply"] == "pong"

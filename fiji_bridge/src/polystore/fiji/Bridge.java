@@ -27,8 +27,8 @@ import org.zeromq.ZMQ;
  * {@code rejected} request) with its stream, seq, path and reason.
  */
 public final class Bridge {
-    /** Wire-protocol version spoken. */
-    public static final int PROTOCOL = 1;
+    /** Newest wire-protocol version spoken (1: images; 2: labels, points, shapes). */
+    public static final int PROTOCOL = 2;
     /** Version of this plugin. */
     public static final String VERSION = "0.1.0";
     /** Default PULL port; the control port defaults to this + 1. */
@@ -45,6 +45,7 @@ public final class Bridge {
     volatile boolean running;
     final ZMQ.Context ctx = ZMQ.context(1);
     final Images images = new Images(this);
+    final Annotations annotations = new Annotations(this);
     private final Streams streams = new Streams();
     final AtomicLong received = new AtomicLong();
     final AtomicLong placed = new AtomicLong();
@@ -200,7 +201,7 @@ public final class Bridge {
 
     /** Forget the image titled so and close it; false if there is none. */
     boolean closeLayer(String title) {
-        return images.close(title);
+        return annotations.close(title) | images.close(title);
     }
 
     /** Record that message (stream, seq) is done with (refused when reason is set); wakes "wait" requests. */
@@ -250,6 +251,7 @@ public final class Bridge {
         m.put("last_error", lastError);
         m.put("streams", streams.describe());
         m.put("images", images.describe());
+        m.put("annotations", annotations.status());
         return m;
     }
 

@@ -205,12 +205,17 @@ final class Control {
             }
             return saveTiff(title, path, flag(req, "overwrite"));
         }
+        if (cmd.equals("rois")) {
+            BigInteger limit = Wire.integer(req.get("limit"));
+            return bridge.annotations.describe(str(req, "layer"),
+                    limit == null || limit.signum() < 0 ? 1000 : limit.min(BigInteger.valueOf(100000)).intValue());
+        }
         if (cmd.equals("close")) {
             String title = str(req, "title");
             if (title == null) {
                 return fail("close needs a 'title' string");
             }
-            return bridge.closeLayer(title) ? ok() : fail("no image titled '" + title + "'");
+            return bridge.closeLayer(title) ? ok() : fail("no image or ROI layer titled '" + title + "'");
         }
         if (cmd.equals("screenshot")) {
             String title = str(req, "title");
@@ -242,7 +247,7 @@ final class Control {
                     found = WindowManager.getImage(title);
                 }
                 if (found == null) {
-                    return fail("no image titled '" + title + "'");
+                    return fail("no image or ROI layer titled '" + title + "'");
                 }
                 final ImagePlus imp = found;
                 final String shownTitle = imp.getTitle();

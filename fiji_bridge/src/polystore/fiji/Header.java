@@ -15,7 +15,7 @@ import java.util.Set;
 import java.util.regex.Pattern;
 
 /**
- * One validated polystore message header (docs/streaming-protocol.md, version 1).
+ * One validated polystore message header (docs/streaming-protocol.md, versions 1 and 2).
  *
  * <p>{@link #parse} applies every field rule of the protocol, exactly as the Python
  * receiver does (tests/streaming_conformance.py holds the shared table), and throws
@@ -99,14 +99,7 @@ final class Header {
             }
         }
         Header h = new Header();
-        BigInteger v = Wire.integer(m.get("v"));
-        if (v == null || !v.equals(BigInteger.ONE)) {
-            throw new Invalid("unsupported protocol version " + m.get("v") + " (this bridge speaks v=1)");
-        }
-        if (!"image".equals(Wire.string(m.get("kind")))) {
-            throw new Invalid("unknown message kind " + m.get("kind"));
-        }
-        h.kind = "image";
+        h.kind = AnnotationHeader.kind(m);
         h.stream = text(m, "stream", false);
         h.path = text(m, "path", false);
         h.layer = text(m, "layer", true);
@@ -150,7 +143,12 @@ final class Header {
         h.nbytes = nbytes.longValue();
         JsonElement axes = m.get("axes");
         JsonElement index = m.get("index");
-        checkPlacement(h, axes == null || axes.isJsonNull() ? null : axes, index == null || index.isJsonNull() ? null : index);
+        axes = axes == null || axes.isJsonNull() ? null : axes;
+        index = index == null || index.isJsonNull() ? null : index;
+        if (!h.kind.equals("image")) {
+            AnnotationHeader.check(h, axes, index);
+        }
+        checkPlacement(h, axes, index);
         JsonElement display = m.get("display");
         if (display != null && !display.isJsonNull()) {
             if (!display.isJsonObject()) {

@@ -24,8 +24,11 @@ final class Images {
         this.bridge = bridge;
     }
 
-    /** Place a resolved frame in its image, starting or replacing the image when needed. */
-    void place(Header h, byte[] payload) throws Header.Unsupported {
+    /**
+     * Place a resolved frame in its image, starting or replacing the image when needed;
+     * {@code labels}: a label image, shown with the glasbey-style LUT ({@link LabelImages}).
+     */
+    void place(Header h, byte[] payload, boolean labels) throws Header.Unsupported {
         ImagePlus toClose = null;
         synchronized (bridge) {
             Layer layer = layers.get(h.title);
@@ -60,7 +63,11 @@ final class Images {
             layer.indexed = !plain;
             bridge.replaced.addAndGet(layer.place(h, payload));
             double[] limits = h.contrastLimits();
-            if (limits != null) {
+            if (labels) {
+                layer.lut = LabelImages.lut();
+                layer.display = new double[] {0, 255};
+            } else if (limits != null || layer.lut != null) {
+                layer.lut = null;
                 layer.display = limits;
             }
         }

@@ -41,6 +41,8 @@ final class Layer {
     volatile boolean shown;
     /** Built from indexed frames (grows) rather than replaced by plain saves. */
     boolean indexed;
+    /** The lookup table of a label image (null: ImageJ's default grey). */
+    ij.process.LUT lut;
 
     Layer(String title, int width, int height, Header.PixelType type) {
         this.title = title;
@@ -319,6 +321,10 @@ final class Layer {
             imp.resetDisplayRange();
             needsDisplayReset = false;
         }
+        if (lut != null) {
+            imp.setLut(lut);
+            imp.setDisplayRange(display[0], display[1]);
+        }
         return imp;
     }
 
@@ -350,6 +356,7 @@ final class Layer {
         one.put("slices", Long.valueOf(nZ));
         one.put("frames", Long.valueOf(nT));
         one.put("bit_depth", Long.valueOf(type.bitDepth));
+        one.put("labels", Boolean.valueOf(lut != null));
         one.put("updates", Long.valueOf(updates));
         ij.gui.ImageWindow w = imp == null ? null : imp.getWindow();
         one.put("shown", Boolean.valueOf(w != null && w.isShowing()));

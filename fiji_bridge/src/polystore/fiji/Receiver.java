@@ -7,7 +7,9 @@ import org.zeromq.ZMQ;
 
 /**
  * The bridge's <b>receiver</b> thread: owns the PULL socket, validates each
- * two-frame message ({@link Header}) and places it in its image ({@link Images}).
+ * message ({@link Header}; for points and shapes also the table, {@link Table}) and
+ * places it: images and labels in their image ({@link Images}), points and shapes
+ * as ROIs ({@link Annotations}).
  * No input stops it: every problem is counted (malformed / dropped) and remembered
  * in the bridge's {@code last_error}; a valid frame that cannot be placed is also
  * reported to its sender (the {@code rejected} request).
@@ -41,7 +43,7 @@ final class Receiver implements Runnable {
             return;
         }
         b.bound.countDown();
-        List<byte[]> parts = new ArrayList<byte[]>(2);
+        List<byte[]> parts = new ArrayList<byte[]>(3);
         while (b.isRunning()) {
             try {
                 byte[] first = pull.recv(0);
@@ -50,14 +52,18 @@ final class Receiver implements Runnable {
                 }
                 parts.clear();
                 parts.add(first);
+                int frames = 1;
                 while (pull.hasReceiveMore()) {
                     byte[] more = pull.recv(0);
                     if (more == null) {
                         break;
                     }
-                    if (parts.size() < 3) {
+                    if (++frames <= 3) {
                         parts.add(more);
                     }
+                }
+                if (frames > 3) {
+                    parts.add(null); // a fourth frame: refused by count
                 }
                 accept(parts);
                 parts.clear(); // hold no payload while waiting for the next message (GC: 8 MB arrays are humongous)
@@ -77,22 +83,40 @@ final class Receiver implements Runnable {
     }
 
     private void accept(List<byte[]> parts) throws InterruptedException {
-        if (parts.size() != 2) {
-            bridge.malformed.incrementAndGet();
-            bridge.error("malformed message: expected 2 frames (header, payload), got " + (parts.size() > 2 ? "more than 2" : "1"));
+        if (parts.size() < 2 || parts.size() > 3) {
+            malformed("expected 2 frames (header, payload) or 3 (header, coordinates, table), got "
+                    + (parts.size() > 3 ? "more than 3" : "1"));
             return;
         }
         byte[] payload = parts.get(1);
         Header h;
+        Table table = null;
+        RoiFactory rois = null;
         try {
             h = Header.parse(parts.get(0), payload.length);
+            int expected = AnnotationHeader.frames(h.kind);
+            if (parts.size() != expected) {
+                throw new Header.Invalid(h.kind + " messages have " + expected + " frames"
+                        + (expected == 3 ? " (header, coordinates, table)" : "") + ", got " + parts.size());
+            }
+            if (expected == 3) {
+                table = Table.parse(parts.get(2), h.kind, h.shape[0], h.axes);
+                rois = new RoiFactory(h.axes, payload, table);
+                if (h.kind.equals("shapes")) {
+                    rois.checkVertices();
+                }
+            }
         } catch (Header.Invalid e) {
-            bridge.malformed.incrementAndGet();
-            bridge.error("malformed message: " + e.getMessage());
+            malformed(e.getMessage());
             return;
         }
         bridge.received.incrementAndGet();
-        place(h, payload);
+        place(h, payload, rois);
+    }
+
+    private void malformed(String why) {
+        bridge.malformed.incrementAndGet();
+        bridge.error("malformed message: " + why);
     }
 
     /**
@@ -100,13 +124,20 @@ final class Receiver implements Runnable {
      * {@link Layer#place}), so it runs on the receiving thread and a fast stream
      * needs no hand-off between threads.
      */
-    private void place(Header h, byte[] payload) {
+    private void place(Header h, byte[] payload, RoiFactory rois) {
         Bridge b = bridge;
         String reason = null;
         long t0 = System.nanoTime();
         try {
-            h.resolve();
-            b.images.place(h, payload);
+            String kind = h.kind;
+            if (rois != null) {
+                b.annotations.place(h.layer != null && !h.layer.isEmpty() ? h.layer : Header.titleFromPath(h.path), kind, rois);
+            } else {
+                byte[] pixels = kind.equals("labels") ? LabelImages.asImage(h, payload) : payload;
+                h.resolve();
+                b.images.place(h, pixels, kind.equals("labels"));
+                b.annotations.counted(kind);
+            }
         } catch (Header.Unsupported e) {
             reason = e.getMessage();
         } catch (OutOfMemoryError e) {

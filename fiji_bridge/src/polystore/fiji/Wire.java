@@ -40,8 +40,13 @@ final class Wire {
 
     /** Decode UTF-8 bytes holding one JSON object; {@code what} names it in errors. */
     static JsonObject parseObject(byte[] raw, String what) throws Header.Invalid {
-        if (raw.length > MAX_BYTES) {
-            throw new Header.Invalid(what + " larger than " + MAX_BYTES + " bytes");
+        return parseObject(raw, what, MAX_BYTES);
+    }
+
+    /** As {@link #parseObject(byte[], String)} with another size limit (the annotation table frame). */
+    static JsonObject parseObject(byte[] raw, String what, int maxBytes) throws Header.Invalid {
+        if (raw.length > maxBytes) {
+            throw new Header.Invalid(what + " larger than " + maxBytes + " bytes");
         }
         String text;
         try {

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from polystore.annotations import Labels, Points, Shapes
 from polystore.base import PathLike
 from polystore.streaming.backend import StreamingBackend
 from polystore.streaming.fiji.control import START_HINT, FijiControl, control_endpoint
@@ -22,6 +23,10 @@ __all__ = ["FijiStreamingBackend", "DEFAULT_FIJI_PORT", "REJECTION_POLL_INTERVAL
 DEFAULT_FIJI_PORT = 5580
 #: Seconds between two asks for rejected frames while saving (flush always asks).
 REJECTION_POLL_INTERVAL = 0.25
+
+
+def _is_annotation(data: Any, kwargs: Mapping[str, Any]) -> bool:
+    return kwargs.get("kind", "image") != "image" or isinstance(data, (Labels, Points, Shapes))
 
 
 class FijiStreamingBackend(StreamingBackend):
@@ -92,8 +97,16 @@ class FijiStreamingBackend(StreamingBackend):
         self._next_poll = 0.0
 
     def save(self, data: Any, file_path: PathLike, **kwargs: Any) -> None:
-        """Send ``data`` to the bridge as the image for ``file_path`` (see the class docstring)."""
+        """Send ``data`` to the bridge as the image for ``file_path`` (see the class docstring).
+
+        Labels, points and shapes (:mod:`polystore.annotations`, or plain data
+        with ``kind=``) go as protocol-2 messages: labels become an image with a
+        glasbey-style LUT, points and shapes ImageJ ROIs (docs/fiji-bridge.md).
+        """
         self._poll_rejections()
+        if _is_annotation(data, kwargs):
+            self.send(data, file_path, **kwargs)
+            return
         self.sender.send(as_imagej_array(data), str(file_path), **self._options(kwargs))
 
     def save_batch(
@@ -113,6 +126,9 @@ class FijiStreamingBackend(StreamingBackend):
         self._poll_rejections()
         sender = self.sender
         for data, path, idx in zip(data_list, identifiers, indices):
+            if _is_annotation(data, kwargs):
+                self.send(data, path, **{**kwargs, "index": idx})
+                continue
             sender.send(as_imagej_array(data, stacklevel=3), str(path), **{**options, "index": idx})
 
     def load(self, file_path: PathLike, **kwargs: Any) -> np.ndarray[Any, Any]:

@@ -104,8 +104,22 @@ class FijiControl:
         """
         return self.request("screenshot", timeout, title=title, path=str(path), overwrite=bool(overwrite))
 
+    def rois(self, layer: str | None = None, limit: int = 1000, timeout: float | None = None) -> dict[str, Any]:
+        """The ROIs of the points and shapes layers the bridge shows (of ``layer`` only, if given).
+
+        ``{"count": n, "manager_count": m, "rois": [...]}``: ``m`` is the count in
+        ImageJ's ROI Manager (-1 when the bridge is headless, where ImageJ has no
+        ROI Manager); each of the first ``limit`` ROIs is ``{"layer", "name",
+        "type", "c", "z", "t", "points", "bounds", "polystore"}`` (positions
+        1-based, 0 for none; ``polystore`` the JSON of its axes and properties).
+        """
+        fields: dict[str, Any] = {"limit": int(limit)}
+        if layer is not None:
+            fields["layer"] = layer
+        return self.request("rois", timeout, **fields)
+
     def close_image(self, title: str, timeout: float | None = None) -> None:
-        """Close the image ``title`` in ImageJ (the next frame for it starts afresh)."""
+        """Close the image or ROI layer ``title`` in ImageJ (the next message for it starts afresh)."""
         self.request("close", timeout, title=title)
 
     def quit(self, timeout: float | None = None) -> None:
