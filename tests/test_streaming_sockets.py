@@ -53,6 +53,23 @@ def test_push_pull_round_trip(endpoint: str) -> None:
                 pull.load("never", timeout=0.1)
 
 
+def test_each_load_keeps_its_own_timeout(endpoint: str) -> None:
+    """A short timeout after long ones still ends in time (the socket's timeout is reused, not stale)."""
+    with StreamingBackend(mode="pull", endpoint=endpoint) as pull:
+        with StreamingBackend(mode="push", endpoint=pull.endpoint) as push:
+            for i in range(3):
+                push.save(np.full(4, i, np.uint8), "x")
+                assert pull.load("*", timeout=60)[0] == i
+            start = time.monotonic()
+            with pytest.raises(ReceiveTimeoutError):
+                pull.load("*", timeout=0.2)
+            assert time.monotonic() - start < 30  # not the 60 s of the earlier loads
+            push.save(np.full(4, 9, np.uint8), "x")
+            assert pull.load("*", timeout=None)[0] == 9
+            with pytest.raises(ReceiveTimeoutError):
+                pull.load("*", timeout=0.05)
+
+
 def test_seed_example_with_port_and_file_manager() -> None:
     pull = StreamingBackend(mode="pull", port=_free_port())
     try:

@@ -191,7 +191,7 @@ def array_from_payload(header: Header, payload: Any) -> np.ndarray[Any, Any]:
 
     No copy: the array keeps the buffer alive and is read-only when the buffer is.
     """
-    view = memoryview(payload).cast("B")
+    view = payload if type(payload) is memoryview and payload.format == "B" and payload.ndim == 1 else memoryview(payload).cast("B")
     if view.nbytes != header.nbytes:
         raise ProtocolError(f"payload has {view.nbytes} bytes but the header declares {header.nbytes}")
     return np.frombuffer(view, dtype=header.dtype).reshape(header.shape)
@@ -211,12 +211,14 @@ def decode_message(
     """
     if len(frames) != 2:
         raise ProtocolError(f"expected 2 frames (header, payload), got {len(frames)}")
-    head, body = (getattr(f, "buffer", f) for f in frames)
-    payload = memoryview(body)
+    head, body = frames
+    payload = memoryview(getattr(body, "buffer", body))
     if payload.nbytes > max_frame_bytes:
         raise ProtocolError(f"payload of {payload.nbytes} bytes exceeds the limit of {max_frame_bytes}")
     if headers is not None:
-        header = headers.parse(bytes(head), payload.nbytes)
+        # a zmq.Frame's .bytes is its own cached copy: no second copy of the header
+        data = getattr(head, "bytes", None)
+        header = headers.parse(data if type(data) is bytes else bytes(getattr(head, "buffer", head)), payload.nbytes)
     else:
-        header = parse_header(memoryview(head), payload.nbytes)
+        header = parse_header(memoryview(getattr(head, "buffer", head)), payload.nbytes)
     return header, array_from_payload(header, payload)

@@ -17,11 +17,9 @@ are gaps in each stream's sequence numbers.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,11 +31,8 @@ from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
 from polystore.streaming.errors import ReceiveTimeoutError, StreamingError
 from polystore.streaming.frames import DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, Frame, FrameQueue
 from polystore.streaming.header_cache import HeaderCache
-from polystore.streaming.protocol import (
-    DEFAULT_MAX_FRAME_BYTES,
-    MAX_HEADER_BYTES,
-    Header,
-)
+from polystore.streaming.protocol import DEFAULT_MAX_FRAME_BYTES, MAX_HEADER_BYTES
+from polystore.streaming.receiver_stats import ReceiverCounters, ReceiverStats
 
 __all__ = [
     "Frame",
@@ -47,30 +42,6 @@ __all__ = [
     "DEFAULT_MAX_QUEUED_BYTES",
     "DEFAULT_MAX_QUEUED_FRAMES",
 ]
-
-_MAX_TRACKED_STREAMS = 1024
-
-
-@dataclass
-class ReceiverStats:
-    """A snapshot of a receiver's counters."""
-
-    listening: bool = False
-    endpoint: str = ""
-    peers: int = 0  # senders currently connected
-    received: int = 0  # valid messages taken off the socket
-    bytes_received: int = 0
-    malformed: int = 0  # messages dropped by validation
-    gaps: int = 0  # sequence numbers never seen (lost messages)
-    out_of_order: int = 0  # a stream's seq went backwards (sender restarted)
-    replaced: int = 0  # live frames superseded by a newer one before being taken
-    taken: int = 0  # frames handed to the consumer
-    queued_frames: int = 0
-    queued_bytes: int = 0
-    backpressure_waits: int = 0  # times reading paused because the queue was full
-    frames_per_second: float = 0.0
-    last_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StreamReceiver:
@@ -137,10 +108,8 @@ class StreamReceiver:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._bind_error: BaseException | None = None
-        self._stats_lock = threading.Lock()
-        self._stats = ReceiverStats(endpoint=endpoint)
-        self._last_seq: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._arrivals: collections.deque[float] = collections.deque(maxlen=4096)
+        self._counters = ReceiverCounters(endpoint)
+        self._rcvtimeo = 0  # RCVTIMEO last set on the socket (unthreaded reads)
         self._headers = HeaderCache()  # used by the one thread that reads the socket
 
     # -- lifecycle -------------------------------------------------------
@@ -152,9 +121,7 @@ class StreamReceiver:
                     self._sock = self._open(monitor=False)[0]
                 except Exception as exc:  # noqa: BLE001 - reported as a StreamingError
                     raise StreamingError(f"cannot listen on {self.requested_endpoint}: {exc}") from exc
-                with self._stats_lock:
-                    self._stats.listening = True
-                    self._stats.endpoint = self.endpoint
+                self._counters.set_listening(True, self.endpoint)
             return self
         if self._thread is not None and self._thread.is_alive():
             return self
@@ -179,8 +146,7 @@ class StreamReceiver:
                 if sock is not None:
                     sock.close(0)
                     self._ctx.term()
-                with self._stats_lock:
-                    self._stats.listening = False
+                self._counters.set_listening(False, self.endpoint)
             return
         self._stop.set()
         thread = self._thread
@@ -191,8 +157,7 @@ class StreamReceiver:
     @property
     def listening(self) -> bool:
         """True while the socket is bound and the thread runs."""
-        with self._stats_lock:
-            return self._stats.listening
+        return self._counters.listening
 
     def __enter__(self) -> StreamReceiver:
         return self.start()
@@ -260,11 +225,7 @@ class StreamReceiver:
 
     def stats(self) -> ReceiverStats:
         """A snapshot of the counters (safe to call from any thread)."""
-        now = time.time()
-        with self._stats_lock:
-            snap = ReceiverStats(**{**self._stats.__dict__, "extra": dict(self._stats.extra)})
-            recent = [t for t in self._arrivals if now - t <= 1.0]
-        snap.frames_per_second = float(len(recent))
+        snap = self._counters.snapshot()
         snap.replaced = self.queue.replaced
         snap.taken = self.queue.taken
         snap.queued_frames = len(self.queue)
@@ -313,9 +274,7 @@ class StreamReceiver:
             self._bind_error = exc
             self._ready.set()
             return
-        with self._stats_lock:
-            self._stats.listening = True
-            self._stats.endpoint = self.endpoint
+        self._counters.set_listening(True, self.endpoint)
         self._ready.set()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -323,8 +282,7 @@ class StreamReceiver:
         try:
             while not self._stop.is_set():
                 if not self.queue.has_room():
-                    with self._stats_lock:
-                        self._stats.backpressure_waits += 1
+                    self._counters.backpressure_wait()
                     while not self._stop.is_set() and not self.queue.wait_for_room(0.05):
                         self._drain_monitor(monitor)
                     continue
@@ -336,9 +294,7 @@ class StreamReceiver:
                     # GIL round trips, so ZeroMQ's small pipe rarely fills.
                     self._drain(sock)
         finally:
-            with self._stats_lock:
-                self._stats.listening = False
-                self._stats.peers = 0
+            self._counters.set_listening(False, self.endpoint)
             sock.disable_monitor()
             monitor.close(0)
             sock.close(0)
@@ -350,11 +306,10 @@ class StreamReceiver:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            with self._stats_lock:
-                if event["event"] == zmq.EVENT_ACCEPTED:
-                    self._stats.peers += 1
-                elif event["event"] == zmq.EVENT_DISCONNECTED:
-                    self._stats.peers = max(0, self._stats.peers - 1)
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._counters.peer(1)
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._counters.peer(-1)
 
     def _receive_direct(self, deadline: float | None) -> Frame | None:
         """The next valid message, read in this thread and handed over without queueing it
@@ -364,7 +319,12 @@ class StreamReceiver:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            sock.setsockopt(zmq.RCVTIMEO, -1 if remaining is None else max(1, int(remaining * 1000)))
+            want = -1 if remaining is None else max(1, int(remaining * 1000))
+            # Set only when the timeout in force would end too early or more than 2 ms
+            # past the deadline: a repeated load(timeout=T) then costs no option call.
+            if want != self._rcvtimeo and not (0 < want <= self._rcvtimeo <= want + 2):
+                sock.setsockopt(zmq.RCVTIMEO, want)
+                self._rcvtimeo = want
             try:
                 frames = sock.recv_multipart(copy=False)
             except zmq.Again:
@@ -380,11 +340,9 @@ class StreamReceiver:
         try:
             header, array, annotation = decode_any(frames, self.max_frame_bytes, self._headers)
         except Exception as exc:  # noqa: BLE001 - ProtocolError, or anything odd: never kill the thread
-            with self._stats_lock:
-                self._stats.malformed += 1
-                self._stats.last_error = str(exc)[:500]
+            self._counters.error(str(exc), malformed=True)
             return None
-        self._count(header, now)
+        self._counters.count(header, now)
         return Frame(header, array, now, len(frames[0]), annotation)
 
     def _receive_one(self, sock: Any) -> bool:
@@ -400,25 +358,8 @@ class StreamReceiver:
             try:
                 self.on_frame()
             except Exception as exc:  # noqa: BLE001 - a consumer bug must not kill the thread
-                with self._stats_lock:
-                    self._stats.last_error = f"on_frame callback failed: {exc!r}"[:500]
+                self._counters.error(f"on_frame callback failed: {exc!r}")
         return True
-
-    def _count(self, header: Header, now: float) -> None:
-        with self._stats_lock:
-            stats = self._stats
-            stats.received += 1
-            stats.bytes_received += header.nbytes
-            self._arrivals.append(now)
-            last = self._last_seq.pop(header.stream, None)
-            if last is not None:
-                if header.seq > last + 1:
-                    stats.gaps += header.seq - last - 1
-                elif header.seq <= last:
-                    stats.out_of_order += 1
-            self._last_seq[header.stream] = header.seq
-            while len(self._last_seq) > _MAX_TRACKED_STREAMS:
-                self._last_seq.popitem(last=False)
 
 
 def _readable(sock: Any) -> bool:
