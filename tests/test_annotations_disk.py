@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,3 +140,38 @@ def test_shapes_round_trip_geojson_and_roi_zip(obj: Shapes) -> None:
         for name in ("s.geojson", "s.roi.zip"):
             fm.save(obj, os.path.join(folder, name), backend="disk")
             assert fm.load(os.path.join(folder, name), backend="disk", kind="shapes") == obj
+
+
+def test_batch_members_each_use_their_own_codec(tmp_path: Path) -> None:
+    # Codecs were cached by the LAST extension: after x.roi.zip, y.zip was written as a ROI zip
+    # (only .roi.zip is a format), and after a.tif a registered .mask.tif went through TIFF.
+    from polystore.disk import DiskBackend
+    from polystore.exceptions import UnsupportedFormatError
+
+    disk = DiskBackend()
+    with pytest.raises(UnsupportedFormatError, match="y.zip"):
+        disk.save_batch([CELLS, CELLS], [tmp_path / "x.roi.zip", tmp_path / "y.zip"])
+    assert (tmp_path / "x.roi.zip").exists() and not (tmp_path / "y.zip").exists()
+    (tmp_path / "y.zip").write_bytes((tmp_path / "x.roi.zip").read_bytes())
+    with pytest.raises(UnsupportedFormatError, match="y.zip"):
+        disk.load_batch([tmp_path / "x.roi.zip", tmp_path / "y.zip"])
+
+    written: list[str] = []
+
+    def write(path: Path, data: Any, **kw: Any) -> None:
+        written.append(path.name)
+        with open(path, "wb") as handle:
+            np.save(handle, data)
+
+    def read(path: Path, **kw: Any) -> Any:
+        with open(path, "rb") as handle:
+            return ("mask", np.load(handle))
+
+    disk.format_registry.register(".mask.tif", write, read)
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    disk.save_batch([image, image], [tmp_path / "a.tif", tmp_path / "b.mask.tif"])
+    assert written == ["data.mask.tif"]
+    plain, (tag, mask) = disk.load_batch([tmp_path / "a.tif", tmp_path / "b.mask.tif"])
+    np.testing.assert_array_equal(plain, image)
+    assert tag == "mask"
+    np.testing.assert_array_equal(mask, image)

@@ -154,10 +154,7 @@ class DiskBackend(DiskPathOps, StorageBackend):
         try:
             for data, file_path in zip(data_list, identifiers):
                 path = _fspath(file_path)
-                ext = path[path.rfind(".") :]
-                codec = codecs.get(ext)
-                if codec is None:
-                    codec = codecs[ext] = self.format_registry.codec_for(path)
+                codec = self.format_registry.batch_codec(path, codecs)
                 write(codec, to_numpy(data), path, metadata, kwargs)
                 done += 1
         except StorageError as exc:
@@ -212,18 +209,14 @@ class DiskBackend(DiskPathOps, StorageBackend):
     def load_batch(
         self, file_paths: Sequence[PathLike], framework: str | None = None, **kwargs: Any
     ) -> list[Any]:
-        """Read every path in order (one codec lookup per extension, no thread pool)."""
+        """Read every path in order, each with its own format (codec lookups cached per ending; no thread pool)."""
         read = self._read
         codecs: dict[str, Codec] = {}
         out: list[Any] = []
         append = out.append
         for file_path in file_paths:
             path = _fspath(file_path)
-            ext = path[path.rfind(".") :]
-            codec = codecs.get(ext)
-            if codec is None:
-                codec = codecs[ext] = self.format_registry.codec_for(path)
-            append(read(codec, path, kwargs))
+            append(read(self.format_registry.batch_codec(path, codecs), path, kwargs))
         if framework:
             return [from_numpy(item, framework) for item in out]
         return out

@@ -119,6 +119,22 @@ class FileFormatRegistry:
         key = _normalize(ext)
         return key in self._codecs or key in CODECS
 
+    def batch_codec(self, path: str, cache: dict[str, Codec]) -> Codec:
+        """:meth:`codec_for` through ``cache``, a dict kept by the caller for one batch.
+
+        The key is the file name from its first dot, lower-cased (``x.roi.zip`` ->
+        ``.roi.zip``): every extension a codec can match lies in it, so two names
+        with the same key get the same codec, and a name that only shares the last
+        extension (``y.zip``) does not.
+        """
+        name = os.path.basename(path).lower()
+        dot = name.find(".")
+        key = name[dot:] if dot > 0 else "/" + name  # a hidden or dotless name: only itself
+        codec = cache.get(key)
+        if codec is None:
+            codec = cache[key] = self.codec_for(path)
+        return codec
+
     def codec_for(self, path: str) -> Codec:
         """The codec for ``path``: a registered double (``.roi.zip``) or single extension first."""
         if self._codecs:
