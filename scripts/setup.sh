@@ -27,7 +27,7 @@ apt_install() {
 
 case "$target" in
   demo) apt_install "${QT_PACKAGES[@]}"; extras="napari" ;;
-  test) apt_install "${QT_PACKAGES[@]}" "${JAVA_PACKAGES[@]}"; extras="all,test,docs" ;;
+  test) apt_install "${QT_PACKAGES[@]}" "${JAVA_PACKAGES[@]}"; extras="all,test,docs,bench" ;;
   *) echo "unknown target: $target" >&2; exit 2 ;;
 esac
 

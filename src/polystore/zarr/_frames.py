@@ -25,7 +25,6 @@ down in ``docs/zarr-layout.md``, section "Frames in acquisition order"):
 from __future__ import annotations
 
 import atexit
-import itertools
 import math
 import weakref
 from collections.abc import Mapping, Sequence
@@ -41,13 +40,14 @@ from polystore.zarr._chunks import resolve_chunks
 from polystore.zarr._codec import _codec_for
 from polystore.zarr._dtypes import _check_dtype, _fill_value
 from polystore.zarr._meta import _META, _dumps, _write_group
-from polystore.zarr._model import ArrayMeta
+from polystore.zarr._model import ArrayMeta, GroupMeta
 from polystore.zarr._nodes import _Loc
-from polystore.zarr._ome import _axis_entry, _check_channels, _omero, _validate_axes
+from polystore.zarr._ome import _axis_entry, _check_channels, _max_pyramid_levels, _omero, _validate_axes
+from polystore.zarr._pyramid import _PyramidBuilder
 from polystore.zarr._read import _ArrayReader
 from polystore.zarr._save import _acquisition
 from polystore.zarr._tree import _TreeEditor
-from polystore.zarr._workers import run_each
+from polystore.zarr._write import write_chunk_row
 
 #: Group attribute recording the declaration (which axis, if any, is unlimited).
 FRAMES_ATTR = "polystore_frames"
@@ -100,7 +100,7 @@ def _dtype(meta: ArrayMeta) -> np.dtype[Any]:
     return meta.dtype
 
 
-class _FrameSaver(_TreeEditor):
+class _FrameSaver(_TreeEditor, _PyramidBuilder):
     """Declaring an image and saving frames into it by ``index`` (a mixin of the backend)."""
 
     _open_images: dict[str, _OpenImage]
@@ -121,6 +121,7 @@ class _FrameSaver(_TreeEditor):
         compression_level: int | None,
         overwrite: bool,
         acquisition: int | None = None,
+        pyramid_levels: int = 0,
     ) -> None:
         loc = self._locate(file_path)
         acquisition = _acquisition(acquisition)
@@ -172,7 +173,13 @@ class _FrameSaver(_TreeEditor):
         }
         if "c" in axes:
             ome["omero"] = _omero(full, dt, axes, channel_names, channel_colors)
-        attrs = {"ome": ome, FRAMES_ATTR: {"unlimited": unlimited[0] if unlimited else None}}
+        if pyramid_levels and not 1 <= int(pyramid_levels) <= _max_pyramid_levels(full):
+            raise ValueError(
+                f"declare_image: pyramid_levels={pyramid_levels} for y, x of {full[-2:]} (at most "
+                f"{_max_pyramid_levels(full)})"
+            )
+        frames_attr = {"unlimited": unlimited[0] if unlimited else None, "pyramid_levels": int(pyramid_levels or 0)}
+        attrs = {"ome": ome, FRAMES_ATTR: frames_attr}
         fs = loc.fs
 
         def build(dest: str) -> None:
@@ -248,7 +255,10 @@ class _FrameSaver(_TreeEditor):
                 "ZarrBackend.declare_image(path, shape, dtype, axes=...)"
             )
         if len(ms.datasets) != 1 or node.zarr_format != 3:
-            raise ImageSaveError(f"zarr: frames can only be saved into a one-level zarr v3 image; {where} is not")
+            raise ImageSaveError(
+                f"zarr: frames can only be saved into a one-level zarr v3 image; {where} is not (a pyramid is "
+                "built once the frames are in: declare the image again to write it anew)"
+            )
         arr = self._image_array(node, 0, loc).array
         if arr is None or arr.codec is None:
             raise ImageSaveError(f"zarr: the image {where} uses codecs polystore does not write frames with")
@@ -324,34 +334,14 @@ class _FrameSaver(_TreeEditor):
 
     def _write_rows(self, image: _OpenImage, keys: Sequence[tuple[int, ...]]) -> None:
         """Write the chunks of the rows ``keys`` (each file atomically), then grow ``t`` if needed."""
-        fs = image.loc.fs
         meta = image.meta
-        numcodec = meta.codec.numcodec() if meta.codec is not None else None
-        lead = image.lead
-        frame_shape = tuple(meta.shape[lead:])
-        grid = list(itertools.product(*(range(math.ceil(n / c)) for n, c in zip(frame_shape, meta.chunks[lead:]))))
-        dt = _dtype(meta)
-        fill = _fill_value(dt)
         needed_t = 0
         for key in keys:
             row = image.rows[key]
             if row.filled:
                 needed_t = max(needed_t, key[0] * meta.chunks[0] + max(p[0] for p in row.filled) + 1)
-
-            def work(idx: tuple[int, ...], row: _Row = row) -> None:
-                sel: tuple[Any, ...] = (Ellipsis, *(slice(i * c, (i + 1) * c) for i, c in zip(idx, meta.chunks[lead:])))
-                block = row.data[sel]
-                if block.shape != meta.chunks:
-                    padded = np.full(meta.chunks, fill if not isinstance(fill, list) else 0, dt)
-                    padded[tuple(slice(0, s) for s in block.shape)] = block
-                    block = padded
-                block = np.ascontiguousarray(block)
-                blob = bytes(numcodec.encode(block)) if numcodec is not None else block.tobytes()
-                path = image.array_path + "/" + meta.chunk_key(row.key + idx)
-                fs.write_atomic(path, blob)
-
             try:
-                run_each("write", grid, work)
+                write_chunk_row(image.loc.fs, image.array_path, meta, row.key, row.data)
             except Exception as exc:
                 raise ImageSaveError(
                     f"zarr: could not write frames of {self._where(image.loc)} (chunk row {key}): {exc}; "
@@ -387,5 +377,17 @@ class _FrameSaver(_TreeEditor):
                 self._write_rows(image, list(image.rows))
 
     def close(self) -> None:
-        """Flush every buffered frame (see :meth:`flush`); the backend stays usable."""
+        """Flush every buffered frame (see :meth:`flush`), then build the pyramids declared for them.
+
+        An image declared with ``pyramid_levels=N`` that this backend saved
+        frames into gets its levels 1..N here (:meth:`_build_pyramid`); the
+        backend stays usable.
+        """
         self.flush()
+        state = self._frames_state()
+        for full, image in list(state.items()):
+            node = self._read_meta(image.loc.fs, full)
+            wanted = dict(node.attributes.get(FRAMES_ATTR) or {}).get("pyramid_levels") if isinstance(node, GroupMeta) else 0
+            if isinstance(wanted, int) and wanted > 0:
+                self._build_pyramid(image.loc, wanted)
+                del state[full]  # the image has levels now: further frames are refused

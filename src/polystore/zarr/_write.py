@@ -17,6 +17,7 @@ from polystore.zarr._codec import _Codec
 from polystore.zarr._dtypes import _fill_value
 from polystore.zarr._fs import _FS, _pool
 from polystore.zarr._workers import run_each
+from polystore.zarr._model import ArrayMeta
 from polystore.zarr._meta import _META, _array_metadata, _array_metadata_v2, _dumps, _write_group
 from polystore.zarr._nodes import _Image
 from polystore.zarr._ome import (
@@ -27,6 +28,35 @@ from polystore.zarr._ome import (
     _is_dask,
     _omero,
 )
+
+
+def write_chunk_row(fs: _FS, array_path: str, meta: ArrayMeta, key: tuple[int, ...], data: np.ndarray) -> None:
+    """Encode and write (each file atomically) the chunks of one chunk row of the array ``meta``.
+
+    ``data`` covers chunk row ``key`` (chunk coordinates along the leading
+    ``len(key)`` axes): one chunk's extent along those axes (or less at the
+    array's end) and the whole array along the others, which are cut into
+    chunks here; edge chunks are padded with the fill value.
+    """
+    lead = len(key)
+    chunks = meta.chunks
+    dt = data.dtype
+    fill = _fill_value(dt)
+    numcodec = meta.codec.numcodec() if meta.codec is not None else None
+    grid = list(itertools.product(*(range(math.ceil(n / c)) for n, c in zip(meta.shape[lead:], chunks[lead:]))))
+
+    def work(idx: tuple[int, ...]) -> None:
+        sel: tuple[Any, ...] = (Ellipsis, *(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks[lead:])))
+        block = data[sel]
+        if block.shape != chunks:
+            padded = np.full(chunks, fill if not isinstance(fill, list) else 0, dt)
+            padded[tuple(slice(0, s) for s in block.shape)] = block
+            block = padded
+        block = np.ascontiguousarray(block)
+        blob = bytes(numcodec.encode(block)) if numcodec is not None else block.tobytes()
+        fs.write_atomic(array_path + "/" + meta.chunk_key(key + idx), blob)
+
+    run_each("write", grid, work)
 
 
 def _remove(path: str) -> None:

@@ -118,6 +118,7 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         compression_level: int | None = None,
         overwrite: bool = True,
         acquisition: int | None = None,
+        pyramid_levels: int = 0,
     ) -> None:
         """Create an empty OME-Zarr image at ``file_path`` that frames are then saved into by ``index=``.
 
@@ -141,12 +142,27 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         already buffered for it are dropped); to resume an image, save frames
         into it without declaring it again. At ``<plate>/<row>/<col>/<field>``
         the image joins the plate (see :meth:`declare_plate`; ``acquisition``
-        is its plate acquisition id).
+        is its plate acquisition id). ``pyramid_levels=N``: :meth:`close`
+        builds N halved levels once the frames are in (see :meth:`build_pyramid`).
         """
         self._declare_image(
             file_path, shape, dtype, axes, chunks, channel_names, channel_colors, scale, compressor,
-            compression_level, overwrite, acquisition,
+            compression_level, overwrite, acquisition, pyramid_levels,
         )
+
+    def build_pyramid(self, file_path: PathLike, levels: int) -> None:
+        """Add ``levels`` 2x2-halved levels to the (frame-written) OME image at ``file_path``.
+
+        Buffered frames of the image are flushed first; level 0 is then read
+        one chunk row at a time (one frame with the default chunks), so memory
+        stays at one chunk row whatever the image's size. Existing levels are
+        replaced. Afterwards the image takes no more frames (build it when the
+        image is complete). The rules are in ``docs/zarr-layout.md``.
+        """
+        self.flush(file_path)
+        loc = self._locate(file_path)
+        self._build_pyramid(loc, int(levels))
+        self._frames_state().pop(loc.full, None)  # later frames read the image again: and are refused
 
     def declare_plate(
         self,
