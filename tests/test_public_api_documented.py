@@ -15,6 +15,7 @@ CORE_MODULES = [
     "polystore.registry", "polystore.utils", "polystore.format_registry", "polystore.disk_paths",
     "polystore.shared_store",
     "polystore.shared_registry", "polystore.lazy_imports", "polystore.tree_copy", "polystore.path_kinds",
+    "polystore.hcs_names", "polystore.copy_journal",
     "polystore.annotations", "polystore.annotations.roi", "polystore.annotations.napari_data",
 ]
 

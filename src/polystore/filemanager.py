@@ -407,6 +407,7 @@ class FileManager:
         compressor: str | None = None,
         axes: str | None = None,
         progress: bool | None = False,
+        plate: bool | None = None,
     ) -> CopyResult:
         """Copy a file, folder or zarr store to ``destination`` as ``polystore cp`` does; return its counts.
 
@@ -417,12 +418,14 @@ class FileManager:
         (``copied``, ``skipped``, ``destination``). Options and rules:
         docs/cli.md (``cp``) and :mod:`polystore.tree_copy`. Bad arguments
         raise :class:`StorageError`; an interrupted or failed copy keeps its
-        finished part, which the same call continues.
+        finished part, which the same call continues. A folder of ImageXpress
+        or Opera/Operetta files copied to zarr becomes one HCS plate
+        (docs/plates.md) unless ``plate=False``; ``plate=True`` requires one.
         """
         from polystore.tree_copy import copy_tree
 
         return copy_tree(self, os.fspath(source), os.fspath(destination), to=to, fmt=fmt,
-                         compressor=compressor, axes=axes, progress=progress)
+                         compressor=compressor, axes=axes, progress=progress, plate=plate)
 
     def get_available_backends(self) -> list[str]:
         """Names of the backends usable through this FileManager."""

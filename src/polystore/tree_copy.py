@@ -17,24 +17,23 @@ its extension) and a store becomes a folder of files again. Rules:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from polystore._listing import COPY_JOURNAL_NAME
-from polystore.atomic import atomic_write
+from polystore.copy_journal import Journal, digest
 from polystore.exceptions import StorageError
+from polystore.hcs_names import PlateLayout, plate_layout
 from polystore.path_kinds import ARRAY_EXTENSIONS, guess_backend, is_url, is_zarr_dir
 
 if TYPE_CHECKING:
     from polystore.filemanager import FileManager
 
-__all__ = ["copy_tree", "digest", "ome_axes", "JOURNAL_NAME", "CopyResult", "CopyOptionError", "Journal"]
+__all__ = ["plate_items", "copy_tree", "digest", "ome_axes", "JOURNAL_NAME", "CopyResult", "CopyOptionError", "Journal"]
 
 
 class CopyOptionError(StorageError, ValueError):
@@ -59,6 +58,12 @@ class Item:
     rel: str  # source path relative to SRC (journal key for the source)
     target: str  # destination path relative to the destination root ("" for a single item)
     stamp: list[int] | None  # [size, mtime_ns] of a local source file; None: compare digests
+    #: an HCS field: the files of its planes (``(t, c, z)`` order) stacked into one image
+    planes: list[str] | None = None
+    #: save keywords of the item (an HCS field's axes and channel names)
+    extra: dict[str, Any] | None = None
+    #: an HCS field's shape along its axes before y and x
+    lead_shape: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -68,17 +73,6 @@ class CopyResult:
     copied: int
     skipped: int
     destination: str
-
-
-def digest(array: Any) -> str:
-    """BLAKE2b digest of an array's dtype, shape and pixels (hex)."""
-    import numpy as np
-
-    a = np.ascontiguousarray(array)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{a.dtype.str}|{a.shape}|".encode())
-    h.update(a.reshape(-1).view(np.uint8).data)
-    return h.hexdigest()
 
 
 def _valid_ome(axes: str, ndim: int) -> bool:
@@ -120,52 +114,6 @@ def _tiff_axes(axes: str | None) -> str | None:
 def _strip_ext(rel: str) -> str:
     root, ext = os.path.splitext(rel)
     return root if ext.lower() in ARRAY_EXTENSIONS else rel
-
-
-class Journal:
-    """Append-only record of finished items (JSON lines; a torn last line is ignored)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "target" in record:
-                    self.records[str(record["target"])] = record
-        self._handle: IO[str] | None = None
-
-    def keep_only(self, sources: set[str]) -> int:
-        """Drop the records whose source is not in ``sources`` (deleted since); return how many.
-
-        The journal file is rewritten atomically without them.
-        """
-        stale = [t for t, r in self.records.items() if r.get("source") not in sources]
-        if not stale:
-            return 0
-        for target in stale:
-            del self.records[target]
-        self.close()
-        with atomic_write(self.path, lock=False) as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in self.records.values())
-        return len(stale)
-
-    def add(self, record: dict[str, Any]) -> None:
-        """Record a finished item (flushed to the OS at once)."""
-        if self._handle is None:
-            self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
-        self.records[str(record["target"])] = record
-
-    def close(self) -> None:
-        """Close the journal file."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
 
 
 def _stamp(path: str) -> list[int]:
@@ -223,6 +171,39 @@ def _items(
         stamp = _stamp(path) if src_backend == "disk" else None
         items.append(Item(path, rel, target, stamp))
     return items, single
+
+
+def plate_items(src: str, layout: PlateLayout) -> list[Item]:
+    """One item per field of the HCS export ``layout`` found in the folder ``src`` (see :mod:`polystore.hcs_names`)."""
+    items = []
+    for key, planes in sorted(layout.fields.items()):
+        files = [os.path.join(src, planes[i]) for i in sorted(planes)]
+        stamp = [n for path in files for n in _stamp(path)]
+        extra = {"axes": layout.axes, "channel_names": layout.channel_names}
+        lead = tuple(n for a, n in zip("tcz", layout.index_shape) if a in layout.axes)
+        items.append(Item(files[0], f"{planes[min(planes)]} (+{len(files) - 1} planes)", layout.target(key), stamp,
+                          files, extra, lead))
+    return items
+
+
+def _stack_planes(fm: Any, item: Item) -> Any:
+    """An HCS field: its plane files read one by one into one image of ``item.lead_shape`` + (y, x)."""
+    import numpy as np
+
+    assert item.planes is not None and item.lead_shape is not None
+    out = None
+    for n, path in enumerate(item.planes):
+        plane = _load_array(fm, path, "disk")
+        if out is None:
+            out = np.empty((len(item.planes), *plane.shape), plane.dtype)
+        if plane.shape != out.shape[1:] or plane.dtype != out.dtype or plane.ndim != 2:
+            raise StorageError(
+                f"HCS export: {path!r} is {plane.dtype} {plane.shape}, but a plane of this field is 2-D "
+                f"{out.dtype} {out.shape[1:]} (from {item.planes[0]!r}); nothing of {item.target!r} was written"
+            )
+        out[n] = plane
+    assert out is not None
+    return out.reshape(item.lead_shape + out.shape[1:])
 
 
 def _save_kwargs(
@@ -291,6 +272,10 @@ def _load_array(fm: Any, path: str, backend: str) -> Any:
     return arr
 
 
+def _load_item(fm: Any, item: Item, backend: str) -> Any:
+    return _stack_planes(fm, item) if item.planes else _load_array(fm, item.source, backend)
+
+
 def copy_tree(
     fm: FileManager,
     src: str,
@@ -300,10 +285,14 @@ def copy_tree(
     compressor: str | None = None,
     axes: str | None = None,
     progress: bool | None = None,
+    plate: bool | None = None,
 ) -> CopyResult:
     """Copy ``src`` (file, folder, store, array) to ``dst`` through ``fm``; return the counts.
 
     Called as ``FileManager().copy_tree(src, dst, ...)`` and by ``polystore cp``.
+    A folder of ImageXpress or Opera/Operetta files copied to zarr becomes
+    one HCS plate (:mod:`polystore.hcs_names`) unless ``plate=False``;
+    ``plate=True`` refuses any other folder.
     Raises :class:`CopyOptionError` for options that do not go together,
     :class:`StorageError` for bad input and for a failed item (naming the
     partial copy that the next call continues), and lets KeyboardInterrupt
@@ -326,6 +315,16 @@ def copy_tree(
     items, single = _items(fm, src, src_backend, to, fmt, dst)
     if not items:
         raise StorageError(f"nothing to copy in {src!r} (looked for {', '.join(ARRAY_EXTENSIONS)} files)")
+    layout = None
+    if plate is not False and to == "zarr" and src_backend == "disk" and not single:
+        layout = plate_layout([item.rel for item in items])
+        if layout is not None:
+            items = plate_items(src, layout)
+    if plate and layout is None:
+        raise CopyOptionError(
+            f"{src!r} is not a folder of ImageXpress or Opera/Operetta files copied to zarr "
+            "(the naming patterns are in docs/plates.md)", "plate"
+        )
 
     if single:
         target = dst
@@ -359,6 +358,10 @@ def copy_tree(
     else:
         root.mkdir(parents=True, exist_ok=True)
     _cleanup_leftovers(fm, str(root), to)
+    if layout is not None:
+        name = final.name[:-5] if final.name.lower().endswith(".zarr") else final.name
+        zarr_backend: Any = fm.get_backend("zarr")
+        zarr_backend.declare_plate(str(root), layout.rows, layout.columns, name=name)
     journal = Journal(root / JOURNAL_NAME)
     journal.keep_only({item.rel for item in items})
     copied = skipped = 0
@@ -371,7 +374,7 @@ def copy_tree(
             data = None
             if record is not None and record.get("source") == item.rel:
                 if item.stamp is None:
-                    data = _load_array(fm, item.source, src_backend)
+                    data = _load_item(fm, item, src_backend)
                     fresh = record.get("digest") == digest(data)
                 else:
                     fresh = record.get("stamp") == item.stamp
@@ -379,9 +382,9 @@ def copy_tree(
                     skipped += 1
                     continue
             if data is None:
-                data = _load_array(fm, item.source, src_backend)
+                data = _load_item(fm, item, src_backend)
             src_info = _zarr_info(fm, item.source) if src_backend == "zarr" else None
-            kwargs = _save_kwargs(fm, item, data, src_backend, to, axes, compressor, src_info)
+            kwargs = {**_save_kwargs(fm, item, data, src_backend, to, axes, compressor, src_info), **(item.extra or {})}
             fm.save(data, target, to, **kwargs)
             journal.add({"target": item.target, "source": item.rel, "stamp": item.stamp, "digest": digest(data),
                          "shape": list(data.shape), "dtype": data.dtype.str})

@@ -26,8 +26,11 @@ __all__ = ["cp", "JOURNAL_NAME"]
 @click.option("--axes", default=None,
               help="Axes of every image, e.g. zyx (default: from the file, else yx/zyx/czyx/tczyx by ndim).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--plate/--no-plate", default=None,
+              help="A folder of ImageXpress or Opera/Operetta TIFFs -> one HCS plate (default: when every file "
+                   "is named like one; --plate: refuse other folders).")
 def cp(src: str, dst: str, to: str | None, fmt: str | None, compressor: str | None, axes: str | None,
-       progress: bool | None) -> None:
+       progress: bool | None, plate: bool | None) -> None:
     """Copy SRC to DST, converting between backends and formats.
 
     \b
@@ -36,6 +39,7 @@ def cp(src: str, dst: str, to: str | None, fmt: str | None, compressor: str | No
     polystore cp plate.zarr npys/ --format npy
     polystore cp a.tif a.zarr              one file -> one array/image
     polystore cp plate.zarr small.zarr --compressor zstd
+    polystore cp ixm_export/ plate.zarr    ImageXpress/Opera TIFFs -> one HCS plate
 
     Run it again to resume: finished, verified items are skipped. A new DST
     appears only when complete (until then: a hidden .DST.cp-partial sibling).
@@ -44,7 +48,7 @@ def cp(src: str, dst: str, to: str | None, fmt: str | None, compressor: str | No
 
     try:
         result = FileManager().copy_tree(src, dst, to=to, fmt=fmt, compressor=compressor, axes=axes,
-                                         progress=progress)
+                                         progress=progress, plate=plate)
     except CopyOptionError as exc:
         raise click.BadParameter(str(exc), param_hint=f"'--{exc.option}'") from exc
     except KeyboardInterrupt as exc:
