@@ -121,8 +121,16 @@ def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
 
     controller.tick = timed_tick  # type: ignore[method-assign]  # the widget looks it up per call
     viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(on_draw)
+    cpu: list[tuple[float, float]] = []  # (time, the viewer process's CPU seconds): CPU per frame drawn
+
+    def sample() -> None:
+        now = time.time()
+        rss.append((now, proc.memory_info().rss))
+        times = proc.cpu_times()
+        cpu.append((now, times.user + times.system))
+
     sampler = QTimer()
-    sampler.timeout.connect(lambda: rss.append((time.time(), proc.memory_info().rss)))
+    sampler.timeout.connect(sample)
     sampler.start(250)
     widget.start()
     Path(out + ".ready").write_text("ok")
@@ -133,6 +141,8 @@ def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
         shown = [t for t in draws if t >= warm]
         span = (shown[-1] - shown[0]) if len(shown) > 1 else float("nan")
         base = [r for t, r in rss if t >= warm]
+        used = [(t, c) for t, c in cpu if t >= warm]
+        drawn = [t for t in shown if len(used) > 1 and used[0][0] <= t <= used[-1][0]]
         stats = controller.status()
         result = {
             "frames_shown_per_s": (len(shown) - 1) / span if span == span and span > 0 else 0.0,
@@ -146,6 +156,7 @@ def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
             "malformed": stats.malformed,
             "gaps": stats.gaps,
             "apply_ms_p50": float(np.percentile(tick_ms, 50)) if tick_ms else float("nan"),
+            "cpu_ms_per_frame": 1000 * (used[-1][1] - used[0][1]) / len(drawn) if drawn else float("nan"),
             "draws": len(draws),
             "canvas": canvas_size,
             "canvas_end": (native.width(), native.height(), bool(native.isVisible())),
@@ -353,7 +364,8 @@ def part2(seconds: float) -> list[str]:
     lines.append(f"into the viewer ({seconds:.0f} s unpaced, 2048x2048 uint16, live layer): {sent} saves "
                  f"({sent / (seconds + 4):.0f}/s), {conflated} replaced in the send slot before sending; viewer "
                  f"received {result['received']}, coalesced {result['coalesced']}, malformed {result['malformed']}; "
-                 f"GUI apply p50 {result['apply_ms_p50']:.1f} ms per update; canvas {width}x{height} "
+                 f"GUI apply p50 {result['apply_ms_p50']:.1f} ms per update; viewer process CPU "
+                 f"{result['cpu_ms_per_frame']:.1f} ms per frame drawn; canvas {width}x{height} "
                  f"{'visible' if visible else 'NOT visible'}, {result['draws']} draws counted")
     if not visible or width < 800 or height < 600:
         for line in lines:

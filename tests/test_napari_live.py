@@ -242,3 +242,36 @@ def test_live_frames_of_one_shape_are_copied_into_the_layer_and_never_into_a_use
     layer.data = users  # the user puts their own array in the layer
     apply_update(viewer, live(4, (4, 8)))
     assert not users.any() and int(layer.data[0, 0]) == 4  # never written to
+
+
+def test_a_live_frame_copied_in_place_is_drawn_and_its_thumbnail_catches_up(
+    make_napari_viewer: Any, qtbot: Any
+) -> None:
+    """Live 2D frames skip napari's full refresh (the texture is uploaded again): the canvas still shows
+    each new frame, and the thumbnail follows once stale thumbnails are refreshed."""
+    from polystore.streaming.placement import LayerUpdate
+    from polystore_napari._layers import apply_update
+    from polystore_napari._redraw import redraw_in_place, refresh_stale_thumbnails
+
+    viewer = make_napari_viewer(show=True)
+
+    def live(value: int) -> LayerUpdate:
+        return LayerUpdate("live", np.full((64, 64), value, np.uint16), False, ("y", "x"), True,
+                           display={"contrast_limits": [0.0, 60000.0]})
+
+    def centre() -> int:
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        return int(shot[shot.shape[0] // 2, shot.shape[1] // 2, :3].mean())
+
+    layer = apply_update(viewer, live(0))
+    assert centre() < 10
+    for value, bright in ((60000, True), (0, False), (60000, True)):
+        apply_update(viewer, live(value))
+        assert (centre() > 245) is bright and (centre() < 10) is not bright  # what the user sees
+    assert redraw_in_place(viewer, layer)  # the path taken: no napari refresh
+    apply_update(viewer, live(0))
+    refresh_stale_thumbnails(0.0)
+    assert int(layer.thumbnail[16, 16, :3].max()) < 10  # the thumbnail shows the last frame
+    layer.contrast_limits = [0.0, 1.0]  # changes through napari still apply
+    apply_update(viewer, LayerUpdate("live", np.ones((64, 64), np.uint16), False, ("y", "x"), True))
+    assert centre() > 245

@@ -23,6 +23,7 @@ from polystore.streaming.placement import LayerUpdate, Placer
 from polystore.streaming.receiver import DEFAULT_MAX_QUEUED_BYTES, Frame, StreamReceiver
 from polystore_napari._annotation_layers import apply_annotation
 from polystore_napari._layers import AxisOrder, apply_update, slider_axes
+from polystore_napari._redraw import THUMBNAIL_PERIOD, refresh_stale_thumbnails
 
 __all__ = ["StreamController", "StreamStatus", "apply_update"]
 
@@ -197,6 +198,14 @@ class StreamController:
         if self.on_applied is not None:
             self.on_applied(updates)
         return len(updates) + shown_annotations
+
+    def refresh_thumbnails(self) -> int:
+        """Update layer thumbnails that live frames redrawn in place left stale (GUI thread).
+
+        The receiver widget calls this twice a second, so a thumbnail is right
+        within about a second of the last frame; returns how many were updated.
+        """
+        return refresh_stale_thumbnails(THUMBNAIL_PERIOD / 2)
 
     def _apply_annotation(self, frame: Frame) -> bool:
         """Show a labels/points/shapes message (replacing its layer); False if it failed."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from polystore.streaming.placement import LayerUpdate
+from polystore_napari._redraw import redraw_in_place
 
 __all__ = ["AxisOrder", "embed", "apply_update"]
 
@@ -125,9 +126,11 @@ def apply_update(viewer: Any, update: LayerUpdate, order: Sequence[str] | None =
         return layer
     if "auto_contrast" in display and getattr(layer, "auto_contrast", None) != bool(display["auto_contrast"]):
         layer.auto_contrast = bool(display["auto_contrast"])
-    if update.reassign and not _copy_into_layer(layer, data, update):
+    if not update.reassign:
+        layer.refresh()  # a stack written in place
+    elif not _copy_into_layer(layer, data, update):
         layer.data = data
-    else:
+    elif not redraw_in_place(viewer, layer):
         layer.refresh()
     if "colormap" in display and not update.rgb and getattr(layer.colormap, "name", None) != display["colormap"]:
         layer.colormap = display["colormap"]

@@ -163,7 +163,8 @@ class StreamReceiverWidget(QWidget):
             self.refresh_status()
 
     def refresh_status(self) -> None:
-        """Update the status and counter labels."""
+        """Update the status and counter labels (and thumbnails of live layers, see ``refresh_thumbnails``)."""
+        self.controller.refresh_thumbnails()
         s = self.controller.status()
         self.status_label.setText(f"{s.state}: {s.endpoint}")
         self.counters_label.setText(
