@@ -18,12 +18,10 @@ import zarr
 from polystore.config import ZarrConfig
 from polystore.atomic import exchange
 
-
 #: The metadata documents that make a folder a zarr node (``_meta`` writes them).
 _NODE_DOCS = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs"})
 _TMP_MARK = ".polystore-tmp-"
 _OLD_MARK = ".polystore-old-"
-
 
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _SCRATCH = threading.local()
@@ -185,34 +183,31 @@ class _FS:
 
     def read(self, path: str) -> bytes | None:
         raise NotImplementedError
-
     def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
         raise NotImplementedError
-
     def write(self, path: str, data: bytes) -> None:
         raise NotImplementedError
 
     def write_atomic(self, path: str, data: bytes) -> None:
         """Write ``path`` so that readers see the old content or the new, never a part."""
         raise NotImplementedError
-
     def write_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         raise NotImplementedError
 
     def listdir(self, path: str) -> list[str] | None:
         """Child names of ``path`` or None when it is not a directory."""
         raise NotImplementedError
-
     def isdir(self, path: str) -> bool:
         raise NotImplementedError
-
     def rmtree(self, path: str) -> None:
         raise NotImplementedError
-
     def copytree(self, src: str, dst: str) -> None:
         raise NotImplementedError
-
     def zarr_store(self, path: str) -> Any:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """Plain settings a dask worker rebuilds this store from (``_distributed.fs_from_spec``)."""
         raise NotImplementedError
 
     def join(self, *parts: str) -> str:
@@ -324,6 +319,9 @@ class _LocalFS(_FS):
     def zarr_store(self, path: str) -> Any:
         return zarr.storage.LocalStore(path, read_only=False)
 
+    def spec(self) -> dict[str, Any]:
+        return {"protocol": "file"}
+
 
 class _FsspecFS(_FS):
     """An fsspec filesystem (s3fs for ``s3://``); paths are without the protocol."""
@@ -342,6 +340,12 @@ class _FsspecFS(_FS):
         self.protocol = protocol
         self.storage_options = dict(storage_options)
         self.fs = fsspec.filesystem(protocol, **self.storage_options)
+
+    def spec(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "storage_options": self.storage_options, "request_batch_bytes": self.request_batch_bytes}
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (e.g. to dask workers) as settings: no connection
+        return (type(self), (self.protocol, self.storage_options, self.request_batch_bytes))
 
     def url(self, path: str) -> str:
         return f"{self.protocol}://{path}"

@@ -39,6 +39,7 @@ _SAVE_KWARGS = frozenset(
         "metadata",
         "zarr_format",
         "acquisition",
+        "client",
     }
 )
 
@@ -154,8 +155,18 @@ class _Saver(_BatchWriter, _Lister, _PlateWriter):
             with self._plate_lock(loc, field):
                 self._ensure_groups(loc.fs, loc.store, loc.key, parents_only=True, zarr_format=fmt)
 
+            client = None
+            if _is_dask(image.data):
+                from polystore.zarr._distributed import active_client
+
+                client = active_client(kwargs.get("client"))
+
             def build(dest: str) -> None:
-                if image.axes is None:
+                if client is not None:
+                    from polystore.zarr._distributed import write_on_cluster
+
+                    write_on_cluster(self, client, fs, dest, image, codec, name)
+                elif image.axes is None:
                     self._write_array(
                         fs, dest, image.data, image.chunks, codec, image.attrs, None, image.names, fmt
                     )

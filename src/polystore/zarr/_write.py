@@ -67,6 +67,17 @@ def _remove(path: str) -> None:
             os.remove(path)
 
 
+def level_layout(
+    shape: Sequence[int], chunks: Sequence[int], levels: int
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Shape and chunk shape of each of ``levels`` pyramid levels (level 0 first)."""
+    shapes = [tuple(int(s) for s in shape)]
+    for _ in range(1, levels):
+        shapes.append(_downsampled_shape(shapes[-1]))
+    level_chunks = [tuple(min(c, max(1, s)) for c, s in zip(chunks, shp)) for shp in shapes]
+    return shapes, level_chunks
+
+
 class _ChunkWriter:
     """The writing half of :class:`~polystore.zarr.backend.ZarrBackend` (a mixin)."""
 
@@ -130,8 +141,13 @@ class _ChunkWriter:
         separator: str = "/",
         skip_empty: bool = False,
         member_root: str | None = None,
+        grid_offset: Sequence[int] | None = None,
     ) -> None:
         """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
+
+        ``grid_offset`` (one entry per axis) shifts the chunk index on every
+        axis: ``data`` is then one chunk-aligned block of a larger array (a
+        task of :mod:`polystore.zarr._distributed` writes one such block).
 
         With ``skip_empty`` (``ZarrConfig(write_empty_chunks=False)``) chunks
         holding only the fill value are not written, as zarr does by default.
@@ -177,6 +193,8 @@ class _ChunkWriter:
                 return member_root + "".join("/" + str(i) for i in idx[1:])
             if lead_offset and idx:
                 idx = (idx[0] + lead_offset,) + idx[1:]
+            if grid_offset is not None:
+                idx = tuple(i + o for i, o in zip(idx, grid_offset))
             if zarr_format == 2:
                 return dest + "/" + (separator.join(str(i) for i in idx) if idx else "0")
             return dest + "/c" + "".join(separator + str(i) for i in idx)
@@ -214,15 +232,10 @@ class _ChunkWriter:
         assert image.axes is not None
         axes = image.axes
         data: Any = image.data  # NumPy or dask
-        base_scale = [float(s) for s in image.scale] if image.scale is not None else [1.0] * data.ndim
-        if len(base_scale) != data.ndim:
-            raise ValueError(f"scale has {len(base_scale)} entries for {data.ndim} axes")
-        datasets = []
+        if image.scale is not None and len(image.scale) != data.ndim:
+            raise ValueError(f"scale has {len(image.scale)} entries for {data.ndim} axes")
         levels = image.pyramid_levels + 1
-        shapes = [tuple(int(s) for s in data.shape)]
-        for _ in range(1, levels):
-            shapes.append(_downsampled_shape(shapes[-1]))
-        level_chunks = [tuple(min(c, max(1, s)) for c, s in zip(image.chunks, shp)) for shp in shapes]
+        _, level_chunks = level_layout(data.shape, image.chunks, levels)
         paths = [fs.join(dest, str(level)) for level in range(levels)]
         skip_empty = not self.config.write_empty_chunks
         fmt = image.zarr_format
@@ -254,6 +267,28 @@ class _ChunkWriter:
                     fs, paths[level], level_data, level_chunks[level], codec, zarr_format=fmt,
                     skip_empty=skip_empty,
                 )
+        self._write_ome_meta(fs, dest, image, codec, name, level_chunks, seen)
+
+    def _write_ome_meta(
+        self,
+        fs: _FS,
+        dest: str,
+        image: _Image,
+        codec: _Codec,
+        name: str,
+        level_chunks: Sequence[tuple[int, ...]],
+        seen: _ChannelRange | None,
+    ) -> None:
+        """Write the metadata of every level, then the image group's (last: now the image exists)."""
+        assert image.axes is not None
+        axes = image.axes
+        data: Any = image.data
+        base_scale = [float(s) for s in image.scale] if image.scale is not None else [1.0] * data.ndim
+        datasets = []
+        levels = len(level_chunks)
+        shapes, _ = level_layout(data.shape, image.chunks, levels)
+        paths = [fs.join(dest, str(level)) for level in range(levels)]
+        fmt = image.zarr_format
         for level in range(levels):
             self._write_array_meta(
                 fs, paths[level], shapes[level], np.dtype(data.dtype), level_chunks[level], codec, {},

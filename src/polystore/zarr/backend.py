@@ -85,7 +85,11 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         (physical size per axis), ``compressor`` / ``compression_level``
         (override the config), ``attrs`` (user attributes), ``overwrite``
         (default True; False raises if the path exists), ``metadata`` (a
-        JSON-able dict, read back by :meth:`load_metadata`). ``kind="labels"``
+        JSON-able dict, read back by :meth:`load_metadata`). ``client`` (a
+        ``distributed.Client``; default: the current one, if any; ``False``:
+        none): a dask array is then written by the cluster's workers, chunk
+        by chunk, and the metadata last by this process
+        (``docs/distributed.md``). ``kind="labels"``
         at ``<image>/labels/<name>`` writes an OME-NGFF label image
         (:mod:`polystore.zarr._labels`). An OME image saved at
         ``<plate>/<row>/<col>/<field>`` joins that HCS plate (``acquisition=``

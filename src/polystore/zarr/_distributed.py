@@ -1,0 +1,235 @@
+"""Saving on a dask.distributed cluster: chunk-aligned blocks written by the workers, metadata by the client.
+
+The layout on disk is the one :mod:`polystore.zarr._write` writes (the
+workers run its chunk writer); only who runs it changes. The client:
+
+1. rechunks the dask array to *blocks*, each a whole number of zarr chunks
+   on every axis (and of every pyramid level's chunks on y and x), so no two
+   tasks ever write the same chunk;
+2. sends one task per block: the block's pixels (computed on the workers by
+   dask) and a small plain spec (:func:`store_spec`: protocol, storage
+   options, level paths, chunk shapes, codec config). A worker rebuilds the
+   store handle from the spec (:func:`fs_from_spec`, cached per process),
+   writes the block's chunks of every level and returns the block's
+   per-channel min/max;
+3. waits for every task; only when all succeeded it writes the metadata
+   itself (arrays first, the image group last). The store's publish step
+   (:meth:`~polystore.zarr._fs._FS.publish`) wraps all of this: on a local
+   store the workers write into the hidden build folder that is swapped in
+   after the metadata, so a failed or abandoned save leaves the old content.
+
+``docs/distributed.md`` describes deployment, credentials and failures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from polystore.config import ZarrConfig
+from polystore.exceptions import ImageSaveError, MissingDependencyError
+from polystore.zarr._codec import _Codec
+from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS
+from polystore.zarr._nodes import _Image
+from polystore.zarr._ome import _ChannelRange, _downsample_yx
+from polystore.zarr._write import _ChunkWriter, level_layout
+
+__all__ = ["active_client", "store_spec", "fs_from_spec", "write_on_cluster", "BLOCK_BYTES"]
+
+#: A block (one task) grows along its non-y/x axes, chunk by chunk, up to about this many bytes.
+BLOCK_BYTES = 16 * 1024 * 1024
+
+_FS_CACHE: dict[str, _FS] = {}
+_FS_LOCK = threading.Lock()
+
+
+def require_distributed(purpose: str) -> Any:
+    """The ``distributed`` module, or :class:`MissingDependencyError` naming the extra."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise MissingDependencyError("distributed", "distributed", purpose) from exc
+    return distributed
+
+
+def active_client(requested: Any = None) -> Any:
+    """The dask.distributed client a save should use, or None (write in this process).
+
+    ``requested`` is a ``distributed.Client``, ``False`` (never use a
+    cluster) or None: the
+    client that is current (``distributed.get_client()`` / default client),
+    if ``distributed`` was imported at all; polystore never imports it itself
+    for a save without a client.
+    """
+    if requested is False:
+        return None
+    if requested is not None:
+        return requested
+    if "distributed" not in sys.modules:
+        return None
+    import distributed
+
+    try:
+        return distributed.default_client()  # type: ignore[no-untyped-call]
+    except ValueError:
+        return None
+
+
+def store_spec(fs: _FS) -> dict[str, Any]:
+    """A plain, JSON-able description of ``fs`` a worker rebuilds it from (no live connection)."""
+    return fs.spec()
+
+
+def fs_from_spec(spec: Mapping[str, Any]) -> _FS:
+    """The store handle for ``spec`` (:func:`store_spec`), made once per process."""
+    key = json.dumps(spec, sort_keys=True, default=str)
+    with _FS_LOCK:
+        fs = _FS_CACHE.get(key)
+        if fs is None:
+            if spec["protocol"] == "file":
+                fs = _LocalFS()
+            else:
+                fs = _FsspecFS(spec["protocol"], spec["storage_options"], int(spec["request_batch_bytes"]))
+            _FS_CACHE[key] = fs
+    return fs
+
+
+def block_shape(
+    shape: Sequence[int], chunks: Sequence[int], axes: str | None, levels: int, itemsize: int
+) -> tuple[int, ...]:
+    """The shape of one task's block: whole chunks of every level, grown to about :data:`BLOCK_BYTES`."""
+    block = []
+    for i, c in enumerate(chunks):
+        yx = axes is not None and axes[i] in "yx"
+        block.append(min(int(shape[i]), c * (2 ** (levels - 1) if yx else 1)))
+    for i in reversed(range(len(block))):  # grow the innermost non-y/x axis first (z, then c, then t)
+        if axes is not None and axes[i] in "yx" or len(block) > 1 and axes is None and i >= len(block) - 2:
+            continue
+        while block[i] < shape[i] and math.prod(block) * itemsize * 2 <= BLOCK_BYTES:
+            block[i] = min(int(shape[i]), block[i] + chunks[i])
+    return tuple(max(1, b) for b in block)
+
+
+def write_block(spec: Mapping[str, Any], index: Sequence[int], block: Any) -> dict[str, Any]:
+    """Worker side: write the chunks of every level that block ``index`` covers; return its channel range.
+
+    ``spec`` is the plain dict :func:`write_on_cluster` builds; ``block`` the
+    block's pixels (a NumPy array computed by dask on this worker).
+    """
+    data = np.ascontiguousarray(np.asarray(block))
+    fs = fs_from_spec(spec["store"])
+    writer = _ChunkWriter()
+    writer.config = ZarrConfig()
+    codec = _Codec(**spec["codec"])
+    axes: str | None = spec["axes"]
+    full = spec["block"]
+    out: dict[str, Any] = {"c0": 0, "lo": None, "hi": None}
+    c = axes.index("c") if axes is not None and "c" in axes else None
+    if c is not None and data.dtype.kind in "iuf" and data.size:
+        y0, x0 = index[-2] * full[-2], index[-1] * full[-1]
+        # the same 4x4 subsample a local save takes (phase of the whole image)
+        sub = np.moveaxis(data[..., (-y0) % 4 :: 4, (-x0) % 4 :: 4], c, 0)
+        if sub.size:
+            flat = sub.reshape(sub.shape[0], -1)
+            lo, hi = (np.nanmin, np.nanmax) if flat.dtype.kind == "f" else (np.min, np.max)
+            out = {"c0": index[c] * full[c], "lo": lo(flat, axis=1).tolist(), "hi": hi(flat, axis=1).tolist()}
+    for level, (path, chunks) in enumerate(zip(spec["paths"], spec["chunks"])):
+        chunks = tuple(chunks)
+        if level:
+            if data.shape[-2] < 2 or data.shape[-1] < 2:
+                break  # nothing of this block is left on this level (the odd edge is dropped)
+            assert axes is not None
+            data = _downsample_yx(data, axes)
+        offset = []
+        for i, (b, ch) in enumerate(zip(full, chunks)):
+            yx = axes is not None and axes[i] in "yx"
+            offset.append(index[i] * (b >> level if yx else b) // ch)
+        writer._write_chunks(
+            fs, path, data, chunks, codec, zarr_format=spec["fmt"], skip_empty=spec["skip_empty"],
+            grid_offset=offset,
+        )
+    return out
+
+
+def write_on_cluster(
+    writer: _ChunkWriter, client: Any, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str
+) -> None:
+    """Write ``image`` (a dask array) at ``dest`` with tasks on ``client``'s workers; metadata last, here.
+
+    Raises :class:`~polystore.exceptions.ImageSaveError` when a task failed
+    (after every other task has stopped, so nothing writes on afterwards);
+    then no metadata was written.
+    """
+    from dask.delayed import delayed
+
+    data: Any = image.data
+    levels = image.pyramid_levels + 1 if image.axes is not None else 1
+    if image.axes is not None and image.scale is not None and len(image.scale) != data.ndim:
+        raise ValueError(f"scale has {len(image.scale)} entries for {data.ndim} axes")
+    shapes, level_chunks = level_layout(data.shape, image.chunks, levels)
+    if image.axes is None:
+        level_chunks = [tuple(image.chunks)]
+        paths = [dest]
+    else:
+        paths = [fs.join(dest, str(level)) for level in range(levels)]
+    full = block_shape(data.shape, image.chunks, image.axes, levels, np.dtype(data.dtype).itemsize)
+    spec = {
+        "store": store_spec(fs),
+        "paths": paths,
+        "chunks": [list(c) for c in level_chunks],
+        "codec": {"cname": codec.cname, "clevel": codec.clevel, "shuffle": codec.shuffle},
+        "fmt": image.zarr_format,
+        "skip_empty": not writer.config.write_empty_chunks,
+        "axes": image.axes,
+        "block": list(full),
+    }
+    blocks = data.rechunk(full).to_delayed(optimize_graph=True)
+    task = delayed(write_block, pure=False)
+    tasks = [task(spec, idx, blocks[idx]) for idx in np.ndindex(*blocks.shape)]
+    results = run_tasks(client, tasks, f"zarr: could not write {fs.url(dest)!r} on the cluster")
+    if image.axes is None:
+        writer._write_array_meta(
+            fs, dest, shapes[0], np.dtype(data.dtype), level_chunks[0], codec, image.attrs, None,
+            image.names, image.zarr_format,
+        )
+        return
+    seen = None
+    if "c" in image.axes:
+        seen = _ChannelRange(image.axes, int(data.shape[image.axes.index("c")]))
+        for got in results:
+            if got["lo"] is not None:
+                span = slice(got["c0"], got["c0"] + len(got["lo"]))
+                seen.lo[span] = np.minimum(seen.lo[span], got["lo"])
+                seen.hi[span] = np.maximum(seen.hi[span], got["hi"])
+    writer._write_ome_meta(fs, dest, image, codec, name, level_chunks, seen)
+
+
+def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
+    """Compute dask ``tasks`` on ``client``; all results, or :class:`ImageSaveError` once all stopped.
+
+    A worker that dies is replaced and its tasks rerun by the scheduler (up
+    to ``distributed.scheduler.allowed-failures`` times); a task that raises
+    fails the whole run. Before raising, every other task is waited for, so
+    none still writes after the caller cleans up.
+    """
+    distributed = require_distributed("saving on a cluster")
+    futures = client.compute(list(tasks))
+    try:
+        for _ in distributed.as_completed(futures, loop=client.loop):  # every task ends (finished, failed or cancelled)
+            pass
+        failed = [f for f in futures if f.status != "finished"]
+        if failed:
+            exc = failed[0].exception() if failed[0].status == "error" else None
+            raise ImageSaveError(
+                f"{what}: {len(failed)} of {len(futures)} tasks failed"
+                + (f" (first: {type(exc).__name__}: {exc})" if exc is not None else f" ({failed[0].status})")
+            ) from exc
+        return list(client.gather(futures))
+    finally:
+        client.cancel(futures)

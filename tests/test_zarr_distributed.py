@@ -1,0 +1,242 @@
+"""Saving and lazy loading on a real dask.distributed LocalCluster of worker processes (issue 14).
+
+Local stores and the session's moto S3 server; one cluster per module (``dist_testing``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+da = pytest.importorskip("dask.array")
+
+from dist_testing import client, cluster, gate_blocks, started_pid  # noqa: E402,F401
+from s3_testing import s3_options  # noqa: E402
+
+import distributed  # noqa: E402
+
+from polystore.exceptions import ImageSaveError  # noqa: E402
+from polystore.filemanager import FileManager  # noqa: E402
+from polystore.zarr import ZarrBackend  # noqa: E402
+from polystore.zarr._ome import _downsample_yx  # noqa: E402
+
+SHAPE = (2, 3, 5, 150, 130)  # tczyx, odd sizes: edge chunks and dropped odd rows on the levels
+CHUNKS = (1, 1, 2, 32, 32)
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 60000, size=SHAPE, dtype=np.uint16)
+
+
+def _tree(root: pathlib.Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def _write_tasks(stream: Any) -> int:
+    return sum(1 for t in stream.data if "write_block" in str(t.get("key", "")))
+
+
+def test_save_on_cluster_writes_what_a_local_save_writes(client: Any, tmp_path: pathlib.Path) -> None:
+    a = _image()
+    data = da.from_array(a, chunks=(1, 2, 3, 70, 70))  # not the zarr grid: rechunked to it
+    backend = ZarrBackend()
+    with distributed.get_task_stream(client) as stream:
+        backend.save(data, tmp_path / "c.zarr/A/1/0", axes="tczyx", pyramid_levels=2, chunks=CHUNKS)
+    workers = {t["worker"] for t in stream.data if "write_block" in str(t.get("key", ""))}
+    assert _write_tasks(stream) > 1 and workers  # written by tasks on the workers
+    backend.save(data, tmp_path / "l.zarr/A/1/0", axes="tczyx", pyramid_levels=2, chunks=CHUNKS, client=False)
+    assert _tree(tmp_path / "c.zarr") == _tree(tmp_path / "l.zarr")  # byte for byte, metadata too
+    np.testing.assert_array_equal(backend.load(tmp_path / "c.zarr/A/1/0"), a)
+    level2 = _downsample_yx(_downsample_yx(a, "tczyx"), "tczyx")
+    np.testing.assert_array_equal(backend.load(tmp_path / "c.zarr/A/1/0", level=2), level2)
+
+
+def test_plain_array_and_filemanager_client_keyword(cluster: Any, tmp_path: pathlib.Path) -> None:
+    a = np.arange(7 * 90 * 50, dtype=np.float32).reshape(7, 90, 50)
+    fm = FileManager()
+    with distributed.Client(cluster, set_as_default=False) as c:
+        with distributed.get_task_stream(c) as stream:
+            fm.save(da.from_array(a, chunks=(3, 40, 50)), tmp_path / "s.zarr/x", "zarr", chunks=(2, 16, 16), client=c)
+        assert _write_tasks(stream) > 1
+    np.testing.assert_array_equal(fm.load(tmp_path / "s.zarr/x", "zarr"), a)
+
+
+def test_without_a_client_the_save_is_local_and_the_core_imports_no_distributed(tmp_path: pathlib.Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        import polystore, polystore.zarr
+        from polystore.zarr import ZarrBackend
+        print("distributed" in sys.modules, "dask" in sys.modules)
+        import dask.array as da
+        ZarrBackend().save(da.ones((4, 64, 64), chunks=(1, 64, 64)), {str(tmp_path / "n.zarr")!r}, axes="zyx")
+        import distributed  # dask's own compute imports it; no client was made
+        try:
+            distributed.default_client()
+        except ValueError:
+            print("no client")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "no", "client"]
+
+
+def test_a_failing_task_publishes_nothing_and_keeps_the_old_image(client: Any, tmp_path: pathlib.Path) -> None:
+    backend = ZarrBackend()
+    path = tmp_path / "f.zarr/A/1/0"
+    old = _image(1)
+    backend.save(old, path, axes="tczyx", chunks=CHUNKS)
+
+    def boom(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        if block_info[0]["chunk-location"][0] == 1:
+            raise RuntimeError("bad block")
+        return block
+
+    bad = da.from_array(_image(2), chunks=(1, 3, 5, 150, 130)).map_blocks(boom, dtype=np.uint16)
+    with pytest.raises(ImageSaveError, match="bad block"):
+        backend.save(bad, path, axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
+    np.testing.assert_array_equal(backend.load(path), old)
+    assert json.loads((path / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]["datasets"][-1]["path"] == "0"
+    backend.cleanup(tmp_path / "f.zarr")
+    assert not [p for p in (tmp_path / "f.zarr/A/1").iterdir() if p.name != "0" and p.name != "zarr.json"]
+
+
+def test_lazy_load_runs_on_the_workers(client: Any, tmp_path: pathlib.Path) -> None:
+    a = _image(3)
+    backend = ZarrBackend()
+    backend.save(a, tmp_path / "z.zarr/img", axes="tczyx", chunks=CHUNKS)
+    lazy = backend.load(tmp_path / "z.zarr/img", lazy=True)
+    with distributed.get_task_stream(client) as stream:
+        got = lazy[:, 1].compute()
+    np.testing.assert_array_equal(got, a[:, 1])
+    assert {t["worker"] for t in stream.data}  # computed by the workers, not here
+
+
+@pytest.mark.s3
+def test_save_and_lazy_load_on_s3(client: Any, s3_server: str, bucket: str) -> None:
+    pytest.importorskip("s3fs")
+    a = _image(4)
+    backend = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
+    with distributed.get_task_stream(client) as stream:
+        backend.save(da.from_array(a, chunks=(1, 3, 5, 64, 64)), "p.zarr/A/1/0", axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
+    assert _write_tasks(stream) > 1
+    fresh = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
+    np.testing.assert_array_equal(fresh.load("p.zarr/A/1/0"), a)
+    np.testing.assert_array_equal(fresh.load("p.zarr/A/1/0", level=1), _downsample_yx(a, "tczyx"))
+    lazy = fresh.load("p.zarr/A/1/0", lazy=True)
+    with distributed.get_task_stream(client) as stream:
+        np.testing.assert_array_equal(lazy.compute(), a)
+    assert stream.data
+
+
+def _kill_target(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucket: str | None) -> tuple[ZarrBackend, str]:
+    if kind == "local":
+        return ZarrBackend(root=tmp_path / "store"), "k.zarr/A/1/0"
+    assert s3_server is not None and bucket is not None
+    return ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server)), "k.zarr/A/1/0"
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_worker_killed_mid_save(client: Any, tmp_path: pathlib.Path, request: pytest.FixtureRequest, kind: str) -> None:
+    import threading
+
+    s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
+    bucket = request.getfixturevalue("bucket") if kind == "s3" else None
+    backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
+    old = _image(5)
+    backend.save(old, path, axes="tczyx", chunks=CHUNKS)
+    new = _image(6)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    data = gate_blocks(da.from_array(new, chunks=(1, 1, 2, 150, 130)), gates)
+    outcome: list[BaseException | None] = []
+
+    def save() -> None:
+        try:
+            backend.save(data, path, axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=save)
+    thread.start()
+    pid = started_pid(gates)
+    os.kill(pid, 9)  # SIGKILL the worker process while the save runs
+    (gates / "go").write_text("")
+    thread.join(timeout=240)
+    assert not thread.is_alive()
+    fresh, _ = _kill_target(kind, tmp_path, s3_server, bucket)
+    if outcome[0] is None:  # dask reran the lost tasks: complete and pixel-exact
+        np.testing.assert_array_equal(fresh.load(path), new)
+        np.testing.assert_array_equal(fresh.load(path, level=1), _downsample_yx(new, "tczyx"))
+    else:
+        assert isinstance(outcome[0], ImageSaveError)
+        if kind == "local":
+            np.testing.assert_array_equal(fresh.load(path), old)
+        else:
+            assert not fresh.exists(path) or np.array_equal(fresh.load(path), old)
+    client.wait_for_workers(2, timeout=120)
+
+
+_CLIENT_SCRIPT = """
+import sys, numpy as np, dask.array as da, distributed
+sys.path.insert(0, {tests!r})
+from dist_testing import gate_blocks
+from s3_testing import s3_options
+from polystore.zarr import ZarrBackend
+import pathlib
+root, path, gates, endpoint = sys.argv[1:5]
+backend = ZarrBackend(root=root, storage_options=s3_options(endpoint) if endpoint else None)
+new = np.random.default_rng(7).integers(0, 60000, size={shape!r}, dtype=np.uint16)
+with distributed.Client({address!r}):
+    backend.save(gate_blocks(da.from_array(new, chunks=(1, 1, 2, 150, 130)), pathlib.Path(gates)), path,
+                 axes="tczyx", chunks={chunks!r})
+print("saved")
+"""
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_client_killed_mid_save_publishes_nothing(
+    cluster: Any, tmp_path: pathlib.Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
+    bucket = request.getfixturevalue("bucket") if kind == "s3" else None
+    backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
+    old = _image(5)
+    backend.save(old, path, axes="tczyx", chunks=CHUNKS)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    script = _CLIENT_SCRIPT.format(
+        tests=str(pathlib.Path(__file__).parent), shape=SHAPE, chunks=CHUNKS, address=cluster.scheduler_address
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(backend.root), path, str(gates), s3_server or ""],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        started_pid(gates)  # a task of the save is running on a worker
+        proc.kill()  # the client disappears mid-save
+        proc.wait(timeout=60)
+    finally:
+        (gates / "go").write_text("")  # let the orphaned task end
+        if proc.poll() is None:
+            proc.kill()
+    assert "saved" not in (proc.stdout.read() if proc.stdout else "")
+    fresh, _ = _kill_target(kind, tmp_path, s3_server, bucket)
+    if kind == "local":
+        np.testing.assert_array_equal(fresh.load(path), old)  # the old image, whole
+        assert fresh.list_dir("k.zarr/A/1") == ["0"]
+    else:  # object stores delete the old tree first: nothing is published
+        assert not fresh.exists(path) or np.array_equal(fresh.load(path), old)
