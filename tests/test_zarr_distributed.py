@@ -30,11 +30,12 @@ from polystore.zarr import ZarrBackend  # noqa: E402
 from polystore.zarr._ome import _downsample_yx  # noqa: E402
 
 SHAPE = (2, 3, 5, 150, 130)  # tczyx, odd sizes: edge chunks and dropped odd rows on the levels
+SMALL = (2, 2, 3, 70, 66)  # on S3: few objects (the bucket fixture deletes them one by one)
 CHUNKS = (1, 1, 2, 32, 32)
 
 
-def _image(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 60000, size=SHAPE, dtype=np.uint16)
+def _image(seed: int = 0, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 60000, size=shape, dtype=np.uint16)
 
 
 def _tree(root: pathlib.Path) -> dict[str, bytes]:
@@ -127,10 +128,10 @@ def test_lazy_load_runs_on_the_workers(client: Any, tmp_path: pathlib.Path) -> N
 @pytest.mark.s3
 def test_save_and_lazy_load_on_s3(client: Any, s3_server: str, bucket: str) -> None:
     pytest.importorskip("s3fs")
-    a = _image(4)
+    a = _image(4, SMALL)
     backend = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
     with distributed.get_task_stream(client) as stream:
-        backend.save(da.from_array(a, chunks=(1, 3, 5, 64, 64)), "p.zarr/A/1/0", axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
+        backend.save(da.from_array(a, chunks=(1, 2, 3, 40, 40)), "p.zarr/A/1/0", axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
     assert _write_tasks(stream) > 1
     fresh = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
     np.testing.assert_array_equal(fresh.load("p.zarr/A/1/0"), a)
@@ -148,6 +149,28 @@ def _kill_target(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucke
     return ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server)), "k.zarr/A/1/0"
 
 
+def _wait_for_written_chunks(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucket: str | None) -> None:
+    import time
+
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        if kind == "local":  # the hidden build folder of the save
+            found = [p for p in (tmp_path / "store/k.zarr/A/1").glob(".0.polystore-tmp-*/0/c/*/*/*/*/*")]
+        else:  # listed with boto3: a listing through s3fs would fill the shared instance's cache
+            import boto3
+
+            s3 = boto3.client(
+                "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
+                region_name="us-east-1",
+            )
+            got = s3.list_objects_v2(Bucket=bucket, Prefix="k.zarr/A/1/0/0/c/").get("Contents", [])
+            found = [o["Key"] for o in got]
+        if found:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no block was written while one was held")
+
+
 @pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
 def test_worker_killed_mid_save(client: Any, tmp_path: pathlib.Path, request: pytest.FixtureRequest, kind: str) -> None:
     import threading
@@ -155,12 +178,13 @@ def test_worker_killed_mid_save(client: Any, tmp_path: pathlib.Path, request: py
     s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
     bucket = request.getfixturevalue("bucket") if kind == "s3" else None
     backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
-    old = _image(5)
+    shape = SHAPE if kind == "local" else SMALL
+    old = _image(5, shape)
     backend.save(old, path, axes="tczyx", chunks=CHUNKS)
-    new = _image(6)
+    new = _image(6, shape)
     gates = tmp_path / "gates"
     gates.mkdir()
-    data = gate_blocks(da.from_array(new, chunks=(1, 1, 2, 150, 130)), gates)
+    data = gate_blocks(da.from_array(new, chunks=shape[:3] + (64, 64)), gates)  # = the write blocks
     outcome: list[BaseException | None] = []
 
     def save() -> None:
@@ -173,6 +197,7 @@ def test_worker_killed_mid_save(client: Any, tmp_path: pathlib.Path, request: py
     thread = threading.Thread(target=save)
     thread.start()
     pid = started_pid(gates)
+    _wait_for_written_chunks(kind, tmp_path, s3_server, bucket)  # other blocks are on the store already: mid-write
     os.kill(pid, 9)  # SIGKILL the worker process while the save runs
     (gates / "go").write_text("")
     thread.join(timeout=240)
@@ -201,7 +226,7 @@ root, path, gates, endpoint = sys.argv[1:5]
 backend = ZarrBackend(root=root, storage_options=s3_options(endpoint) if endpoint else None)
 new = np.random.default_rng(7).integers(0, 60000, size={shape!r}, dtype=np.uint16)
 with distributed.Client({address!r}):
-    backend.save(gate_blocks(da.from_array(new, chunks=(1, 1, 2, 150, 130)), pathlib.Path(gates)), path,
+    backend.save(gate_blocks(da.from_array(new, chunks=new.shape[:3] + (32, 32)), pathlib.Path(gates)), path,
                  axes="tczyx", chunks={chunks!r})
 print("saved")
 """
@@ -214,12 +239,13 @@ def test_client_killed_mid_save_publishes_nothing(
     s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
     bucket = request.getfixturevalue("bucket") if kind == "s3" else None
     backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
-    old = _image(5)
+    shape = SHAPE if kind == "local" else SMALL
+    old = _image(5, shape)
     backend.save(old, path, axes="tczyx", chunks=CHUNKS)
     gates = tmp_path / "gates"
     gates.mkdir()
     script = _CLIENT_SCRIPT.format(
-        tests=str(pathlib.Path(__file__).parent), shape=SHAPE, chunks=CHUNKS, address=cluster.scheduler_address
+        tests=str(pathlib.Path(__file__).parent), shape=shape, chunks=CHUNKS, address=cluster.scheduler_address
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(backend.root), path, str(gates), s3_server or ""],
