@@ -87,9 +87,21 @@ class FileManager:
 
     # -- data -------------------------------------------------------------
     def save(self, data: Any, output_path: PathLike, backend: Any, **kwargs: Any) -> None:
-        """Save ``data`` at ``output_path`` through ``backend``; kwargs go to the backend."""
-        instance = self._resolved.get(backend)
+        """Save ``data`` at ``output_path`` through ``backend``; kwargs go to the backend.
+
+        ``backend`` may also be several: ``("zarr", "napari")``, or a dict of
+        backend -> its own keywords (``{"zarr": {}, "napari": {"layer": "live"}}``);
+        each saves in order (docs/frame-index.md, "One call, several backends").
+        """
+        try:
+            instance = self._resolved.get(backend)
+        except TypeError:  # a list or dict of backends is not hashable
+            instance = None
         if instance is None:
+            if isinstance(backend, (tuple, list, dict)):
+                from polystore._fanout import save_to_each
+
+                return save_to_each(self, data, output_path, backend, kwargs)
             instance = self.get_backend(backend)
         if kwargs:
             instance.save(data, output_path, **kwargs)
