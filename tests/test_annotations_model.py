@@ -185,3 +185,23 @@ def test_missing_roifile_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "roifile", None)  # how Python marks a module unimportable
     with pytest.raises(ImportError, match=r'pip install "polystore\[roi\]"'):
         to_rois(Points([[1.0, 2.0]]))
+
+
+def test_plane_stack_keeps_planes_adds_axes_and_starts_afresh_on_other_columns() -> None:
+    from polystore.annotations.planes import PlaneStack
+
+    stack = PlaneStack()
+    stack.put(Points([[1.0, 2.0]], properties={"id": [1]}), {"t": 0})
+    stack.put(Points([[3.0, 4.0], [5.0, 6.0]], properties={"id": [2, 3]}), {"t": 2})
+    both = stack.put(Points([[7.0, 8.0]], properties={"id": [4]}), {"c": 1, "t": 2})  # a new axis: c
+    assert both.axes == ("t", "c", "y", "x")
+    np.testing.assert_array_equal(both.data, [[0, 0, 1, 2], [2, 0, 3, 4], [2, 0, 5, 6], [2, 1, 7, 8]])
+    assert both.properties["id"].tolist() == [1, 2, 3, 4]
+    again = stack.put(Points([[9.0, 9.0]], properties={"id": [5]}), {"t": 0})  # replaces plane t=0 only
+    assert again.properties["id"].tolist() == [5, 2, 3, 4]
+    fresh = stack.put(Points([[1.0, 1.0]], properties={"score": [0.5]}), {"t": 9})  # other columns
+    assert fresh == Points([[9.0, 1.0, 1.0]], properties={"score": [0.5]}, axes="tyx")
+    shapes = PlaneStack().put(Shapes([[[0, 0], [1, 1]]], shape_type="line"), {"z": 3})
+    assert shapes.shape_types == ["line"] and shapes.data[0].tolist() == [[3, 0, 0], [3, 1, 1]]
+    with pytest.raises(InvalidAnnotationError, match="also a coordinate axis"):
+        PlaneStack().put(Points([[1.0, 2.0]]), {"y": 1})

@@ -66,7 +66,7 @@ def test_points_become_point_rois_per_plane_with_their_properties(backend: FijiS
     fm = FileManager({"fiji": backend})
     fm.save(SPOTS, "A01/spots.csv", backend="fiji")
     status = backend.flush()
-    assert status["annotations"]["layers"]["A01/spots"] == {"kind": "points", "rois": 2}
+    assert status["annotations"]["layers"]["A01/spots"] == {"kind": "points", "rois": 2, "planes": 1}
     reply = backend.control.rois("A01/spots")
     assert reply["count"] == 2 and reply["manager_count"] == -1  # headless: no ROI Manager window
     first, second = reply["rois"]
@@ -93,6 +93,23 @@ def test_shapes_become_rois_with_type_name_and_position(backend: FijiStreamingBa
     assert stored == {"axes": ["t", "y", "x"], "shape_type": "ellipse", "properties": {"name": "oval", "area": 157.1}}
 
 
+def test_points_and_shapes_sent_by_index_replace_their_plane_only(backend: FijiStreamingBackend) -> None:
+    fm = FileManager({"fiji": backend})
+    for t in range(3):
+        fm.save(Points([[1.0, 2.0], [3.0, t]]), "planes/spots.csv", backend="fiji", index={"t": t})
+    fm.save(Points([[7.0, 7.0]]), "planes/spots.csv", backend="fiji", index={"t": 1})  # replaces plane t=1
+    fm.save(CELLS, "planes/cells.roi.zip", backend="fiji", index={"z": 4})  # shapes of the plane z=4
+    status = backend.flush()
+    assert status["annotations"]["layers"]["planes/spots"] == {"kind": "points", "rois": 3, "planes": 3}
+    spots = backend.control.rois("planes/spots")["rois"]
+    assert [(r["t"], r["points"]) for r in spots] == [(1, [[2.0, 1.0], [0.0, 3.0]]), (2, [[7.0, 7.0]]), (3, [[2.0, 1.0], [2.0, 3.0]])]
+    cells = backend.control.rois("planes/cells")["rois"]
+    assert [(r["z"], r["t"]) for r in cells] == [(5, 2), (5, 1), (5, 4), (5, 1), (5, 3)]
+    fm.save(Points([[1.0, 1.0]]), "planes/spots.csv", backend="fiji")  # no index: the whole layer
+    status = backend.flush()
+    assert status["annotations"]["layers"]["planes/spots"] == {"kind": "points", "rois": 1, "planes": 1}
+
+
 def test_shapes_sent_again_replace_their_layer_only(backend: FijiStreamingBackend) -> None:
     backend.save(CELLS, "again/cells.roi.zip")
     backend.save(SPOTS, "again/spots.csv")
@@ -100,8 +117,8 @@ def test_shapes_sent_again_replace_their_layer_only(backend: FijiStreamingBacken
     backend.save(fewer, "again/cells.roi.zip")
     status = backend.flush()
     layers = status["annotations"]["layers"]
-    assert layers["again/cells"] == {"kind": "shapes", "rois": 1}
-    assert layers["again/spots"] == {"kind": "points", "rois": 2}
+    assert layers["again/cells"] == {"kind": "shapes", "rois": 1, "planes": 1}
+    assert layers["again/spots"] == {"kind": "points", "rois": 2, "planes": 1}
     assert [r["layer"] for r in backend.control.rois()["rois"]][-3:] == ["again/spots", "again/spots", "again/cells"]
     assert status["annotations"]["shown"]["shapes"] >= 2
 
@@ -158,7 +175,8 @@ MALFORMED = [
     ([*_frames(MASK), b"{}"], "labels messages have 2 frames"),
     ([_frames(MASK, dtype="<f4", nbytes=64)[0], bytes(64)], "labels must have an integer dtype"),
     (_frames(POINTS_3D, axes="yx"), r"\[N, 2\]"),
-    (_frames(POINTS_3D, index={"t": 1}), "'index' must be null"),
+    (_frames(MASK, index={"t": 1}), "'index' must be null"),
+    (_frames(POINTS_3D, index={"z": 1}), "also a coordinate axis"),
     (_frames(POINTS_3D, axes=None), "need 'axes'"),
     (_table(POINTS_3D, properties={"id": [1]}), "'id' has 1 value"),
     (_table(POINTS_3D, properties={"z": [1, 2]}), "name of an axis"),

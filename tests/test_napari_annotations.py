@@ -81,3 +81,41 @@ def test_labels_points_shapes_shown_and_replaced(make_napari_viewer: Any, qtbot:
     finally:
         sender.close()
         widget.stop()
+
+
+def test_points_and_shapes_sent_by_index_fill_their_planes(make_napari_viewer: Any, qtbot: Any) -> None:
+    viewer = make_napari_viewer(show=True)
+    widget = StreamReceiverWidget(viewer, endpoint="tcp://127.0.0.1:0")
+    viewer.window.add_dock_widget(widget, name="Stream receiver")
+    widget.start()
+    sender = NapariStreamingBackend(endpoint=widget.controller.endpoint)
+    try:
+        for t in range(3):  # detections of three time points, one message each
+            spots = Points([[t + 1.0, 2.0], [5.0, t + 6.0]], properties={"id": [10 * t, 10 * t + 1]})
+            sender.save(spots, "A01/spots.csv", index={"t": t})
+        sender.save(Shapes([[[0, 0], [0, 9], [9, 9]]], properties={"n": [1]}), "A01/cells.roi.zip", index={"z": 2})
+        sender.save(Shapes([[[1, 1], [4, 4]]], shape_type="line", properties={"n": [2]}), "A01/cells.roi.zip",
+                    index={"z": 0})
+        sender.save(Points([[7.0, 7.0]], properties={"id": [99]}), "A01/spots.csv", index={"t": 1})  # replaces t=1
+
+        def filled() -> None:
+            assert {"A01/spots", "A01/cells"} <= {layer.name for layer in viewer.layers}
+            points = viewer.layers["A01/spots"]
+            assert points.features["id"].tolist() == [0, 1, 99, 20, 21]
+            assert viewer.layers["A01/cells"].nshapes == 2
+
+        qtbot.waitUntil(filled, timeout=15000)
+        points = viewer.layers["A01/spots"]
+        assert tuple(points.axis_labels) == ("t", "y", "x")
+        np.testing.assert_array_equal(points.data, [[0, 1, 2], [0, 5, 6], [1, 7, 7], [2, 3, 2], [2, 5, 8]])
+        cells = viewer.layers["A01/cells"]
+        assert cells.shape_type == ["polygon", "line"] and tuple(cells.axis_labels) == ("z", "y", "x")
+        np.testing.assert_array_equal(cells.data[1], [[0, 1, 1], [0, 4, 4]])
+        assert cells.features["n"].tolist() == [1, 2]
+
+        sender.save(Points([[3.0, 3.0]]), "A01/spots.csv")  # no index: replaces the whole layer
+        qtbot.waitUntil(lambda: len(viewer.layers["A01/spots"].data) == 1, timeout=15000)
+        assert viewer.layers["A01/spots"].ndim == 2
+    finally:
+        sender.close()
+        widget.stop()

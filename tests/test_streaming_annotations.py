@@ -35,8 +35,13 @@ def test_annotations_round_trip_over_sockets() -> None:
             assert pull.load("A01/cells.roi.zip") == CELLS
             assert pull.load("A01/nuclei_labels.tif") == MASK
             np.testing.assert_array_equal(pull.load("A01/image.tif"), image)
-            with pytest.raises(ValueError, match="replace their layer"):
-                push.save(SPOTS, "x", index={"t": 1})
+            with pytest.raises(ValueError, match="labels replace their layer"):
+                push.save(MASK, "x", index={"t": 1})
+            with pytest.raises(ValueError, match="also a coordinate axis"):
+                push.save(SPOTS, "x", index={"z": 1})
+            push.save(SPOTS, "A01/spots.csv", index={"t": 4})  # points of one plane
+            frame = pull.receive("A01/spots.csv")
+            assert frame.header.index == {"t": 4} and frame.annotation == SPOTS
 
 
 _frames = annotation_frames
@@ -52,7 +57,9 @@ _table = annotation_table
         (_frames(SPOTS)[:2], "points messages have 3 frames"),
         ([_frames(MASK, dtype="<f4", nbytes=64)[0], bytes(64)], "labels must have an integer dtype"),
         (_frames(SPOTS, axes="yx"), r"\[N, 2\]"),
-        (_frames(SPOTS, index={"t": 1}), "'index' must be null"),
+        (_frames(MASK, index={"t": 1}), "'index' must be null"),
+        (_frames(SPOTS, index={"z": 1}), "also a coordinate axis"),
+        (_frames(SPOTS, index={"t": 1.5}), "positions must be JSON integers"),
         (_table(SPOTS, properties={"id": [1]}), "'id' has 1 value"),
         (_table(SPOTS, properties={"id": {"dtype": "<i8", "base64": "AAAA"}}), "3 bytes, not a multiple of 8"),
         (_table(SPOTS, properties={"id": {"dtype": "|O", "base64": ""}}), "unsupported dtype '|O'"),

@@ -111,7 +111,7 @@ def test_fiji_bridge_takes_version_2_and_refuses_unknown_kinds_by_name(bridge: o
         last = send_annotation(sender, Points([[1.0, 2.0]]), "m/spots.csv")
         status = bridge.control.wait_for_stream(sender.stream_id, last.seq, timeout=30)
     assert status["malformed"] == before["malformed"]
-    assert status["annotations"]["layers"]["m/spots"] == {"kind": "points", "rois": 1}
+    assert status["annotations"]["layers"]["m/spots"] == {"kind": "points", "rois": 1, "planes": 1}
     assert "m/labels" in [image["title"] for image in status["images"]]
     zmq = pytest.importorskip("zmq")
     push = zmq.Context.instance().socket(zmq.PUSH)

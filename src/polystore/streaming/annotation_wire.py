@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from polystore.annotations import MAX_COORDINATES, Annotation, Labels, Points, Shapes, as_annotation
+from polystore.annotations.planes import check_plane_index
 from polystore.exceptions import InvalidAnnotationError
 from polystore.streaming.header_checks import WIRE_KINDS
 from polystore.streaming.protocol import (
@@ -59,10 +60,19 @@ _COLUMN_DTYPE = re.compile(r"[<|][biuf](1|2|4|8)")
 
 def check_annotation_header(kind: str, dtype: np.dtype[Any], shape: tuple[int, ...], axes: Any, index: Any) -> None:
     """The version-2 rules on top of an image header's (called by ``validate_header``)."""
-    if index is not None:
-        raise ProtocolError(f"{kind} messages replace their layer: 'index' must be null")
     if type(axes) is not str:
         raise ProtocolError(f"{kind} messages need 'axes' naming their dimensions")
+    if index is not None:
+        if kind == "labels":
+            raise ProtocolError("labels messages replace their layer: 'index' must be null")
+        if type(index) is not dict or len(index) > 16:
+            raise ProtocolError("header field 'index' must be an object of axis -> integer")
+        if any(type(v) is not int for v in index.values()):
+            raise ProtocolError(f"bad index {index!r}: positions must be JSON integers")
+        try:
+            check_plane_index(index, tuple(axes), kind)
+        except InvalidAnnotationError as exc:
+            raise ProtocolError(str(exc)) from None
     if kind == "labels":
         if dtype.kind not in "biu":
             raise ProtocolError(f"labels must have an integer dtype, not {dtype.str}")
@@ -193,17 +203,24 @@ def send_annotation(sender: Any, data: Any, path: str, kind: str | None = None, 
     """Send ``data`` (an annotation, or an array/vertex list with ``kind=``) through a ``StreamSender``.
 
     ``options`` are ``layer``, ``display`` and ``meta`` (``axes`` names the
-    axes of plain data); ``index`` is refused: annotations replace their layer.
+    axes of plain data) and, for points and shapes, ``index``: the plane
+    (``{"t": 3}``) these items belong to; the layer keeps the other planes
+    (:mod:`polystore.annotations.planes`). Labels replace their layer.
     """
-    if options.get("index") is not None:
-        raise ValueError("annotations replace their layer: index= is not supported for labels, points or shapes")
     annotation = as_annotation(data, str(kind or getattr(data, "kind", "")), options.get("axes"))
+    index = options.get("index")
+    if index is not None:
+        if isinstance(annotation, Labels):
+            raise ValueError("labels replace their layer: index= is supported for points and shapes only")
+        index = check_plane_index(index, annotation.axes, type(annotation).__name__)
     wire_kind, array, table = encode_annotation(annotation)
     sender.check_feedback()
     with sender._lock:
         header: Header = sender.build(
             array, path, layer=options.get("layer"), display=options.get("display"), meta=options.get("meta")
         )[0]
-        header = dataclasses.replace(header, v=ANNOTATION_VERSION, kind=wire_kind, axes=_wire_axes(annotation))
+        header = dataclasses.replace(
+            header, v=ANNOTATION_VERSION, kind=wire_kind, axes=_wire_axes(annotation), index=index
+        )
         sender._send_locked(header, array, None, table)
     return header

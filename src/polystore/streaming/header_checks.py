@@ -159,7 +159,8 @@ def validate_header(raw: Any, payload_nbytes: int) -> Header:
 
         check_annotation_header(kind, dtype, tuple(shape), axes, index)
     if axes is not None or index is not None:
-        _check_placement(axes, index, len(shape))
+        # annotation index keys name the plane, not axes of the payload (check_annotation_header)
+        _check_placement(axes, index if version == PROTOCOL_VERSION else None, len(shape))
     display = raw.get("display")
     display = {} if display is None else _check_display(display)
     meta = raw.get("meta")

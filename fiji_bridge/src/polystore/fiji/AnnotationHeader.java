@@ -9,6 +9,8 @@ import java.math.BigInteger;
  * Message kinds by protocol version and the version-2 (annotation) rules on top of
  * an image header's (docs/streaming-protocol.md, "Annotations"): version 1 is
  * {@code image}; version 2 is {@code labels}, {@code points} and {@code shapes}.
+ * Points and shapes may carry an {@code index}: the plane they belong to, named by
+ * axes their coordinates do not have.
  */
 final class AnnotationHeader {
     /** Most coordinate rows (points, or vertices of all shapes) in one message. */
@@ -40,12 +42,21 @@ final class AnnotationHeader {
     /** The version-2 rules (called by {@link Header#parse} for labels, points and shapes). */
     static void check(Header h, JsonElement axesElement, JsonElement index) throws Header.Invalid {
         String kind = h.kind;
-        if (index != null) {
-            throw new Header.Invalid(kind + " messages replace their layer: 'index' must be null");
-        }
         String axes = Wire.string(axesElement);
         if (axes == null) {
             throw new Header.Invalid(kind + " messages need 'axes' naming their dimensions");
+        }
+        if (index != null) {
+            if (kind.equals("labels")) {
+                throw new Header.Invalid("labels messages replace their layer: 'index' must be null");
+            }
+            if (index.isJsonObject()) { // the plane of these items: axes the coordinates do not have
+                for (String key : index.getAsJsonObject().keySet()) {
+                    if (key.length() == 1 && axes.indexOf(key.charAt(0)) >= 0) {
+                        throw new Header.Invalid(kind + ": index axis '" + key + "' is also a coordinate axis of '" + axes + "'");
+                    }
+                }
+            }
         }
         char t = h.dtype.charAt(1);
         if (kind.equals("labels")) {

@@ -12,7 +12,8 @@ import java.util.Map;
 /**
  * The points and shapes layers the bridge holds: per layer (named like an image, see
  * {@link Header#titleFromPath}) the ImageJ ROIs of its newest message. A message sent
- * again to the same layer replaces that layer's ROIs. With a display the ROI Manager
+ * again to the same layer replaces that layer's ROIs; one with an {@code index}
+ * ({@code {"t": 3}}) replaces only the ROIs of that plane, placed at that position. With a display the ROI Manager
  * shows every layer's ROIs, layer after layer; headless (ImageJ's ROI Manager is a
  * window) the bridge keeps the same list and reports it through the {@code rois}
  * control request. Labels are images ({@link LabelImages}).
@@ -21,7 +22,8 @@ import java.util.Map;
  */
 final class Annotations {
     private final Bridge bridge;
-    private final Map<String, List<Roi>> layers = new LinkedHashMap<String, List<Roi>>();
+    /** Per layer, its planes (by index, "" without one) and each plane's ROIs. */
+    private final Map<String, Map<String, List<Roi>>> layers = new LinkedHashMap<String, Map<String, List<Roi>>>();
     private final Map<String, String> kinds = new LinkedHashMap<String, String>();
     /** Messages placed per kind (image, labels, points, shapes). */
     private final Map<String, Long> shown = new LinkedHashMap<String, Long>();
@@ -41,15 +43,35 @@ final class Annotations {
         }
     }
 
-    /** Replace the ROIs of the layer titled so by those of a points or shapes message. */
-    void place(String title, String kind, RoiFactory rois) throws Header.Unsupported {
+    /**
+     * Replace the ROIs of the layer titled so by those of a points or shapes message; with an
+     * {@code index} (c, z, t) only that plane's ROIs, placed at that position.
+     */
+    void place(String title, String kind, RoiFactory rois, Map<String, Integer> index) throws Header.Unsupported {
         List<Roi> made = kind.equals("points") ? rois.points() : rois.shapes();
+        int[] czt = {0, 0, 0};
+        for (Map.Entry<String, Integer> e : index.entrySet()) {
+            int at = "czt".indexOf(e.getKey());
+            if (at < 0) {
+                throw new Header.Unsupported("index axis '" + e.getKey() + "' has no place in an ImageJ ROI position (c, z, t only)");
+            }
+            czt[at] = e.getValue().intValue() + 1;
+        }
         for (Roi roi : made) {
             roi.setProperty("layer", title);
+            if (!index.isEmpty()) {
+                roi.setPosition(czt[0] > 0 ? czt[0] : roi.getCPosition(), czt[1] > 0 ? czt[1] : roi.getZPosition(),
+                        czt[2] > 0 ? czt[2] : roi.getTPosition());
+            }
         }
+        String plane = new java.util.TreeMap<String, Integer>(index).toString();
         synchronized (bridge) {
-            layers.remove(title); // re-inserted last: the ROI Manager lists the newest layer last
-            layers.put(title, made);
+            Map<String, List<Roi>> planes = layers.remove(title); // re-inserted last: listed last
+            if (planes == null || index.isEmpty() || !kind.equals(kinds.get(title))) {
+                planes = new LinkedHashMap<String, List<Roi>>();
+            }
+            planes.put(plane, made);
+            layers.put(title, planes);
             kinds.put(title, kind);
             managerStale = true;
         }
@@ -89,8 +111,10 @@ final class Annotations {
                 return;
             }
             managerStale = false;
-            for (List<Roi> rois : layers.values()) {
-                all.addAll(rois);
+            for (Map<String, List<Roi>> planes : layers.values()) {
+                for (List<Roi> rois : planes.values()) {
+                    all.addAll(rois);
+                }
             }
         }
         try {
@@ -121,13 +145,15 @@ final class Annotations {
         List<Object> out = new ArrayList<Object>();
         int count = 0;
         synchronized (bridge) {
-            for (Map.Entry<String, List<Roi>> e : layers.entrySet()) {
+            for (Map.Entry<String, Map<String, List<Roi>>> e : layers.entrySet()) {
                 if (layer != null && !layer.equals(e.getKey())) {
                     continue;
                 }
-                for (Roi roi : e.getValue()) {
-                    if (count++ < limit) {
-                        out.add(one(e.getKey(), roi));
+                for (List<Roi> rois : e.getValue().values()) {
+                    for (Roi roi : rois) {
+                        if (count++ < limit) {
+                            out.add(one(e.getKey(), roi));
+                        }
                     }
                 }
             }
@@ -182,10 +208,15 @@ final class Annotations {
     Map<String, Object> status() {
         Map<String, Object> m = new LinkedHashMap<String, Object>();
         Map<String, Object> per = new LinkedHashMap<String, Object>();
-        for (Map.Entry<String, List<Roi>> e : layers.entrySet()) {
+        for (Map.Entry<String, Map<String, List<Roi>>> e : layers.entrySet()) {
             Map<String, Object> one = new LinkedHashMap<String, Object>();
+            long n = 0;
+            for (List<Roi> rois : e.getValue().values()) {
+                n += rois.size();
+            }
             one.put("kind", kinds.get(e.getKey()));
-            one.put("rois", Long.valueOf(e.getValue().size()));
+            one.put("rois", Long.valueOf(n));
+            one.put("planes", Long.valueOf(e.getValue().size()));
             per.put(e.getKey(), one);
         }
         m.put("layers", per);

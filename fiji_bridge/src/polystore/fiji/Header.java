@@ -214,7 +214,7 @@ final class Header {
                 }
                 h.index.put(e.getKey(), Integer.valueOf(val.intValue()));
             }
-            if (h.axes != null) {
+            if (h.axes != null && h.kind.equals("image")) { // annotations: index names the plane
                 for (String key : h.index.keySet()) {
                     if (h.axes.indexOf(key.charAt(0)) < 0) {
                         throw new Invalid("index axis '" + key + "' is not in axes '" + h.axes + "'");

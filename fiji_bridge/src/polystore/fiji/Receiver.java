@@ -131,7 +131,8 @@ final class Receiver implements Runnable {
         try {
             String kind = h.kind;
             if (rois != null) {
-                b.annotations.place(h.layer != null && !h.layer.isEmpty() ? h.layer : Header.titleFromPath(h.path), kind, rois);
+                String title = h.layer != null && !h.layer.isEmpty() ? h.layer : Header.titleFromPath(h.path);
+                b.annotations.place(title, kind, rois, h.index);
             } else {
                 byte[] pixels = kind.equals("labels") ? LabelImages.asImage(h, payload) : payload;
                 h.resolve();
