@@ -16,7 +16,8 @@ one (1024, 1024) quarter-frame:
 
 Each implementation runs in its own process, so the peak RSS printed is its
 own (the frames are made once per process, 8 MiB). Default t=4, c=2, z=8
-(64 frames, 512 MiB); ``--t 20`` is the issue-13 shape (640 frames, 5 GiB).
+(64 frames, 512 MiB); ``--t 20`` is the issue-13 shape t=20, c=2, z=8: 320
+frames, 2.5 GiB (the issue's "640 frames, 5 GiB" needs ``--z 16``).
 The ratios are each one's frames/s over the fastest's; the closing lines are
 polystore's over the fastest ome-writers backend (issue 13 target: >= 1.0x)
 and over the fastest of all. ``--repeat N`` runs N rounds, each running every
