@@ -70,6 +70,31 @@ def test_killed_save_never_leaves_a_sidecar_of_other_data(tmp_path: Path) -> Non
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
+def _save_new_files(folder: str) -> None:
+    disk = DiskBackend()
+    for n in range(10**6):
+        disk.save_batch([np.full(256 * 1024, n, np.int32)], [os.path.join(folder, f"{n:06d}.npy")])
+
+
+def test_killed_save_of_new_files_leaves_only_complete_files_and_no_temp(tmp_path: Path) -> None:
+    """Kill a process saving new .npy files 20 times: each file there is whole, no temp file is left."""
+    fork = multiprocessing.get_context("fork")
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        folder = tmp_path / str(trial)
+        folder.mkdir()
+        proc = fork.Process(target=_save_new_files, args=(str(folder),))
+        proc.start()
+        time.sleep(float(rng.uniform(0.05, 0.15)))
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join()
+        names = sorted(os.listdir(folder))
+        assert all(name.endswith(".npy") for name in names), f"trial {trial}: {names}"
+        for name in names:
+            data = np.load(folder / name)
+            assert data.shape == (256 * 1024,) and (data == int(name[:-4])).all(), name
+
+
 def test_failed_save_leaves_no_temp_file_and_keeps_metadata(tmp_path: Path) -> None:
     disk = DiskBackend()
     path = tmp_path / "a.npy"

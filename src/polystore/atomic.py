@@ -35,6 +35,7 @@ __all__ = [
     "replace_atomically",
     "place_new",
     "exchange",
+    "fsync_dir",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -112,7 +113,7 @@ def place_new(tmp: str, path: str, durable: bool = False) -> bool:
         return False
     if _renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_NOREPLACE) == 0:
         if durable:
-            _fsync_dir(os.path.dirname(path) or ".")
+            fsync_dir(os.path.dirname(path) or ".")
         return True
     err = ctypes.get_errno()
     if err in (errno.EEXIST, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
@@ -169,11 +170,12 @@ def replace_atomically(tmp: str, path: str, durable: bool = False) -> bool:
     if replaced:
         os.unlink(tmp)
     if durable:
-        _fsync_dir(os.path.dirname(path) or ".")
+        fsync_dir(os.path.dirname(path) or ".")
     return replaced
 
 
-def _fsync_dir(folder: str) -> None:
+def fsync_dir(folder: str) -> None:
+    """Flush ``folder``'s entries to disk (best effort: a folder that cannot be opened is skipped)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -1,7 +1,7 @@
 """The disk backend: files on the local filesystem, format chosen by extension.
 
-Every save writes a hidden temporary file in the target's folder and renames
-it over the target, so a failed or killed save leaves the previous file intact.
+Every save writes a new file (see :mod:`polystore.disk_write`) and puts it in
+place of the target, so a failed or killed save leaves the previous file intact.
 ``metadata=`` is embedded in TIFF files and kept in a ``<file>.meta.json``
 sidecar for every other format; :meth:`DiskBackend.load_metadata` reads it back.
 """
@@ -15,14 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from polystore._listing import is_working_file, matches, normalize_extensions
-from polystore._oserror import storage_error
-from polystore.atomic import is_stale_temp, place_new, replace_atomically, temp_name_beside
+from polystore.atomic import is_stale_temp
 from polystore.base import PathLike, StorageBackend
 from polystore.disk_paths import SIDECAR_SUFFIX, DiskPathOps
 from polystore.disk_paths import disk_path as _fspath
+from polystore.disk_write import DiskWrites
 from polystore.exceptions import (
     DirectoryNotEmptyError,
-    ImageSaveError,
     PathIsADirectoryError,
     PathNotADirectoryError,
     PathNotFoundError,
@@ -37,7 +36,7 @@ from polystore.frameworks import from_numpy, to_numpy
 
 __all__ = ["DiskBackend", "DiskStorageBackend", "FileFormatRegistry", "SIDECAR_SUFFIX"]
 
-class DiskBackend(DiskPathOps, StorageBackend):
+class DiskBackend(DiskWrites, DiskPathOps, StorageBackend):
     """Local files: ``.npy .npz .tif .tiff .pt .pth .csv .json .txt``.
 
     More formats are added on ``format_registry`` (a :class:`FileFormatRegistry`):
@@ -75,63 +74,6 @@ class DiskBackend(DiskPathOps, StorageBackend):
         path = _fspath(file_path)
         codec = self.format_registry.codec_for(path)
         self._write(codec, to_numpy(data), path, metadata, kwargs)
-
-    def _write(
-        self,
-        codec: Codec,
-        data: Any,
-        path: str,
-        metadata: dict[str, Any] | None,
-        kwargs: dict[str, Any],
-    ) -> None:
-        """Write via a new temp file and swap it in place of ``path``.
-
-        The replaced file is unlinked, never rewritten: a reader that still has
-        it open (or memory-mapped) keeps the old bytes. The metadata sidecar
-        is written only after the data is in place, and the previous one is
-        removed just before the swap, so a sidecar never describes data that
-        is not there; a kill in between leaves the data without metadata.
-        """
-        if kwargs:
-            check_kind(codec, kwargs, path)
-        sidecar_text = _sidecar_text(metadata, codec, path)
-        tmp = temp_name_beside(path)
-        try:
-            try:
-                codec.write(data, tmp, metadata, **kwargs)
-            except FileNotFoundError:
-                folder = os.path.dirname(path)
-                if not folder or os.path.isdir(folder):
-                    raise
-                os.makedirs(folder, exist_ok=True)
-                codec.write(data, tmp, metadata, **kwargs)
-            if self.durable:
-                _fsync_file(tmp)
-            if not place_new(tmp, path, durable=self.durable):  # new file: one rename, done
-                if not codec.embeds_metadata:
-                    _unlink_if_present(path + SIDECAR_SUFFIX)
-                replace_atomically(tmp, path, durable=self.durable)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise self._save_error(exc, path, codec) from exc
-        if sidecar_text is not None:
-            try:
-                _write_text_atomically(path + SIDECAR_SUFFIX, sidecar_text)
-            except Exception as exc:
-                raise self._save_error(exc, path + SIDECAR_SUFFIX, codec) from exc
-
-    @staticmethod
-    def _save_error(exc: BaseException, path: str, codec: Codec) -> BaseException:
-        if isinstance(exc, TypeError):
-            return UnsupportedFormatError(f"disk: cannot save to {path!r}: {exc}")
-        if isinstance(exc, StorageError) or not isinstance(exc, Exception):
-            return exc
-        if isinstance(exc, OSError):
-            return storage_error(exc, path, "disk", f"save ({codec.name})")
-        return ImageSaveError(
-            f"disk: could not save {path!r} as {codec.name}: {type(exc).__name__}: {exc}"
-        )
 
     def save_batch(
         self,
@@ -385,44 +327,6 @@ def _walk_files(root: str, recursive: bool) -> Iterator[tuple[str, str]]:
                 f"disk: symbolic link loop at {where!r} while listing {root!r}; remove or correct "
                 "the link (or list without recursive=True)"
             ) from exc
-
-
-def _sidecar_text(metadata: dict[str, Any] | None, codec: Codec, path: str) -> str | None:
-    """The JSON of a ``<file>.meta.json`` sidecar, checked before anything is written."""
-    if not metadata or codec.embeds_metadata:
-        return None
-    try:
-        import json
-        return json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedFormatError(
-            f"disk: metadata for {path!r} must be JSON-serialisable: {exc}"
-        ) from None
-
-
-def _write_text_atomically(path: str, text: str) -> None:
-    tmp = temp_name_beside(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _unlink_if_present(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 #: The application-facing name of seed 004 (``openhcs.io.disk.DiskStorageBackend``).

@@ -21,9 +21,15 @@ class Codec:
     embeds_metadata: ClassVar[bool] = False
     #: Annotation kinds (``"labels"``, ``"points"``, ``"shapes"``) the format holds.
     kinds: ClassVar[frozenset[str]] = frozenset()
+    #: True when :meth:`write_fd` is implemented (the disk backend then writes an unnamed file).
+    writes_fd: ClassVar[bool] = False
 
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
         """Write ``data`` to ``path`` (a new temporary file)."""
+        raise NotImplementedError
+
+    def write_fd(self, data: Any, fd: int, **kwargs: Any) -> None:
+        """Write ``data`` to the open, empty file ``fd`` (only for ``writes_fd`` codecs)."""
         raise NotImplementedError
 
     def read(self, path: str, **kwargs: Any) -> Any:

@@ -63,6 +63,15 @@ def _parse_header(raw: bytes) -> tuple[np.dtype[Any], tuple[int, ...], bool]:
 
 def write_npy(array: np.ndarray[Any, Any], path: str) -> None:
     """Write ``array`` to ``path`` (created, or truncated if it exists)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        write_npy_fd(array, fd)
+    finally:
+        os.close(fd)
+
+
+def write_npy_fd(array: np.ndarray[Any, Any], fd: int) -> None:
+    """Write ``array`` as ``.npy`` to the open file ``fd``, from its current position."""
     if array.dtype.hasobject:
         raise TypeError("object arrays cannot be saved as .npy without pickle")
     fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)
@@ -72,15 +81,11 @@ def write_npy(array: np.ndarray[Any, Any], path: str) -> None:
     # a flat byte view works for every dtype (datetime, structured) and for 0-size arrays,
     # where memoryview.cast refuses
     payload = (array.T if fortran else array).reshape(-1).view(np.uint8).data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        if len(payload) <= 65536:
-            _write_all(fd, header + payload)
-        else:
-            _write_all(fd, header)
-            _write_all(fd, payload)
-    finally:
-        os.close(fd)
+    if len(payload) <= 65536:
+        _write_all(fd, header + payload)
+    else:
+        _write_all(fd, header)
+        _write_all(fd, payload)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -140,14 +145,22 @@ class NpyCodec(Codec):
     name = "NumPy"
     extensions = (".npy",)
 
+    writes_fd = True
+
     def write(self, data: Any, path: str, metadata: dict[str, Any] | None, **kwargs: Any) -> None:
         """Write one array."""
-        if not isinstance(data, np.ndarray):
-            if np.isscalar(data) or isinstance(data, (list, tuple)):
-                data = np.asarray(data)
-            else:
-                raise data_type_error(self, "NumPy arrays", data)
-        write_npy(data, path)
+        write_npy(self._array(data), path)
+
+    def write_fd(self, data: Any, fd: int, **kwargs: Any) -> None:
+        """Write one array to the open file ``fd``."""
+        write_npy_fd(self._array(data), fd)
+
+    def _array(self, data: Any) -> np.ndarray[Any, Any]:
+        if isinstance(data, np.ndarray):
+            return data
+        if np.isscalar(data) or isinstance(data, (list, tuple)):
+            return np.asarray(data)
+        raise data_type_error(self, "NumPy arrays", data)
 
     def read(self, path: str, **kwargs: Any) -> Any:
         """Read one array (writable, not memory-mapped unless ``mmap_mode`` is given)."""
