@@ -105,3 +105,17 @@ def test_receiver_stays_up_and_counts_malformed_annotations() -> None:
     finally:
         sock.close(linger=0)
         receiver.stop()
+
+
+def test_axes_must_be_single_letters_to_be_sent() -> None:
+    # Refused before anything is sent (no receiver needed), naming the axes and the rule.
+    from polystore.annotations import InvalidAnnotationError
+
+    with StreamingBackend(mode="push", endpoint="tcp://127.0.0.1:9", send_timeout=0) as push:
+        with pytest.raises(InvalidAnnotationError, match=r"single letters to be sent, got \('row', 'col'\)"):
+            push.save(Points([[1.0, 2.0]], axes=["row", "col"]), "p.csv")
+        with pytest.raises(InvalidAnnotationError, match="single letters"):
+            push.save(np.ones((2, 2), np.uint8), "m.tif", kind="labels", axes=["yy", "xx"])
+        assert push.sender.next_seq == 0
+    with pytest.raises(ProtocolError, match="distinct axis letters"):  # and a receiver refuses them
+        decode_any(_frames(Points([[1.0, 2.0]]), axes="y1"))
