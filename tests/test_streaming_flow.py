@@ -156,3 +156,40 @@ def test_flush_returns_only_after_the_slot_frame_was_sent_not_just_taken(monkeyp
         finally:
             backend.close()
             outbox.close()
+
+
+def test_a_receiver_silent_past_the_first_feedback_timeout_gets_live_frames_through_the_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A viewer that does not answer its first frame in time (a protocol-1.0 receiver, or a napari
+    viewer busy creating its first layer under load) must not be flooded: later live frames still
+    go through the newest-only slot (save returns at once, unsent ones are replaced), they are just
+    not held back waiting for credit. The old code sent each one straight to the socket, so saves
+    blocked behind a slow receiver and then failed."""
+    import time
+
+    from polystore.streaming import StreamSender, flow
+
+    monkeypatch.setattr(flow, "FIRST_FEEDBACK_TIMEOUT", 0.3)
+    # Not threaded: nothing reads until get(), so the socket's queues fill up.
+    receiver = StreamReceiver("tcp://127.0.0.1:0", coalesce=False, threaded=False, rcvhwm=1).start()
+    sender = StreamSender(receiver.endpoint, send_timeout=2, sndhwm=1, flow_control=True)
+    try:
+        frame = np.zeros((512, 1024), np.uint16)  # 1 MiB
+        sender.send(frame, "live.tif")  # the first live frame goes out at once
+        sender.send(frame, "live.tif")  # then waits in the slot for an answer that never comes
+        deadline = time.monotonic() + 30
+        while not sender._legacy:
+            assert time.monotonic() < deadline, "the sender never gave up waiting for feedback"
+            time.sleep(0.02)
+        for k in range(2, 80):
+            frame = np.full((512, 1024), k, np.uint16)
+            sender.send(frame, "live.tif")  # old code: blocks, then NoReceiverError
+        assert sender.conflated > 0  # frames the receiver could not take yet were replaced, not queued
+        seen = [int(receiver.get(timeout=10).data[0, 0])]
+        while seen[-1] != 79:
+            seen.append(int(receiver.get(timeout=10).data[0, 0]))
+        assert seen == sorted(seen) and receiver.stats().gaps == 0  # the newest arrives last
+    finally:
+        sender.close(0)
+        receiver.stop()

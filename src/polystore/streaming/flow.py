@@ -40,7 +40,8 @@ MAX_PENDING_LAYERS = 256
 #: Seconds without feedback after which a flow-controlled sender sends anyway.
 CREDIT_TIMEOUT = 3.0
 #: Seconds a new sender waits for a receiver's first feedback before taking it
-#: for one that never answers (protocol 1.0) and sending live frames directly.
+#: for one that never answers (protocol 1.0): live frames then leave the send slot
+#: without waiting for credit (a newer one still replaces an unsent one).
 FIRST_FEEDBACK_TIMEOUT = 5.0
 
 
@@ -59,6 +60,9 @@ class FlowControl:
     def _send_locked(
         self, header: Header, array: np.ndarray[Any, Any], encoded: bytes | None = None, table: bytes | None = None
     ) -> None:
+        raise NotImplementedError
+
+    def _writable(self, nbytes: int) -> bool:
         raise NotImplementedError
 
     def _reset_flow(self) -> None:
@@ -114,6 +118,9 @@ class FlowControl:
             self._inflight.popleft()
         if not self._inflight or self._closing:
             return True
+        if self._legacy:  # a receiver that never answered: ZeroMQ's queue paces the slot's thread
+            self._inflight.clear()
+            return True
         if time.monotonic() - self._progress > (CREDIT_TIMEOUT if self._credit else FIRST_FEEDBACK_TIMEOUT):
             self._legacy = not self._credit  # never answered: a receiver without feedback
             self._inflight.clear()  # feedback lost (receiver restarted?): send anyway
@@ -154,14 +161,31 @@ class FlowControl:
                 self._sending = True
                 self._slot_cond.notify_all()
             try:
-                with self._lock:
-                    self._send_locked(dataclasses.replace(header, seq=self._seq), array)
+                self._send_from_slot(header, array)
             except Exception as exc:  # noqa: BLE001 - raised by the caller's next send
                 self._slot_error = exc
             finally:
                 with self._slot_cond:
                     self._sending = False
                     self._slot_cond.notify_all()
+
+    def _send_from_slot(self, header: Header, array: np.ndarray[Any, Any]) -> None:
+        """Send a frame taken from the slot, holding the sender's lock only once ZeroMQ can take it.
+
+        A receiver that reads slowly fills the socket's queue; waiting for room
+        with the lock held would make every ``send`` of the caller wait too.
+        Raises :class:`NoReceiverError` when no room appears within ``send_timeout``.
+        """
+        deadline = time.monotonic() + self.send_timeout
+        while True:
+            with self._lock:
+                if self._writable(array.nbytes):
+                    self._send_locked(dataclasses.replace(header, seq=self._seq), array)
+                    return
+            if time.monotonic() >= deadline:
+                raise NoReceiverError(self.endpoint, self.send_timeout, self.hint)
+            with self._slot_cond:
+                self._slot_cond.wait(0.005)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every live frame in the send slot has been handed to ZeroMQ (sent, not just taken).

@@ -271,11 +271,11 @@ class StreamSender(FlowControl):
         self.check_feedback()
         with self._lock:
             header, array, encoded = self._build(data, path, layer, axes, index, display, meta)
-            # Slot a live frame when the receiver answers with feedback, or while
-            # the first answer is awaited (a receiver silent for FIRST_FEEDBACK_TIMEOUT
-            # is taken for one that never answers: frames then go straight out).
-            waiting = bool(self._inflight) and not self._legacy
-            if not (index is None and self._inbox is not None and (self._credit or waiting)):
+            # Slot a live frame when the receiver answers with feedback, while the
+            # first answer is awaited, and for a receiver silent for FIRST_FEEDBACK_TIMEOUT
+            # (taken for one that never answers: the slot's thread then sends without
+            # waiting for credit, and save still returns at once).
+            if not (index is None and self._inbox is not None and (self._credit or self._legacy or self._inflight)):
                 self._send_locked(header, array, encoded)
                 return header
         self._put_live(header, array)  # outside the lock: the slot's thread needs it
@@ -323,6 +323,10 @@ class StreamSender(FlowControl):
         if self._inbox is not None and header.index is None:
             self._inflight.append(header.seq)
             self._progress = time.monotonic()
+
+    def _writable(self, nbytes: int) -> bool:
+        """True when ZeroMQ takes a message at once (connects first; call with ``_lock`` held)."""
+        return bool(self._connect(nbytes).getsockopt(zmq.EVENTS) & zmq.POLLOUT)
 
     def close(self, linger: float | None = None) -> None:
         """Close the socket, waiting up to ``linger`` s (default: send_timeout) for queued
