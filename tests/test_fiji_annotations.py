@@ -210,3 +210,53 @@ def test_malformed_annotations_are_refused_by_name_and_the_bridge_goes_on(bridge
         push.close()
     assert bridge.control.ping()["reply"] == "pong"
     assert bridge.control.ping()["protocol"] == 2
+
+
+def test_fuzzed_annotation_messages_leave_the_bridge_alive(bridge: FijiBridge, backend: FijiStreamingBackend) -> None:
+    rng = np.random.default_rng(12)
+    good = {"points": annotation_frames(POINTS_3D), "shapes": annotation_frames(SHAPES_2D), "labels": annotation_frames(MASK)}
+    junk: list[Any] = [None, -1, 2**63, 1.5, "x", [], {}, [1, -2], True, {"dtype": "<i8", "base64": "A"}, [[1]], "\u0000"]
+    messages: list[list[bytes]] = []
+    for _ in range(150):
+        kind = str(rng.choice(list(good)))
+        frames = list(good[kind])
+        roll = rng.random()
+        if roll < 0.4:  # a header field changed or dropped
+            header = json.loads(frames[0])
+            key = list(header)[int(rng.integers(len(header)))]
+            if rng.random() < 0.3:
+                del header[key]
+            else:
+                header[key] = junk[int(rng.integers(len(junk)))]
+            frames[0] = json.dumps(header).encode()
+        elif roll < 0.7 and len(frames) == 3:  # a table entry changed
+            table = json.loads(frames[2])
+            key = str(rng.choice(["properties", "counts", "shape_types", "extra"]))
+            table[key] = junk[int(rng.integers(len(junk)))]
+            frames[2] = json.dumps(table).encode()
+        elif roll < 0.85:  # random bytes for one frame
+            frames[int(rng.integers(len(frames)))] = rng.bytes(int(rng.integers(0, 200)))
+        else:  # a frame too many or too few
+            frames = frames[:-1] if rng.random() < 0.5 else [*frames, b"{}"]
+        messages.append(frames)
+    before = bridge.control.status()
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(bridge.endpoint)
+    for frames in messages:
+        push.send_multipart(frames)
+    push.close()
+    backend.save(SHAPES_2D, "fuzz/after.roi.zip")  # a good message after them still lands
+    status = backend.flush()
+
+    def counted(now: dict[str, Any]) -> int:
+        return int(now["received"] + now["malformed"] - before["received"] - before["malformed"])
+
+    deadline = time.monotonic() + 30
+    while counted(status) < len(messages) + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = bridge.control.status()
+    assert counted(status) == len(messages) + 1  # every message counted once
+    assert status["malformed"] - before["malformed"] >= 60
+    assert status["annotations"]["layers"]["fuzz/after"]["rois"] == 2
+    assert bridge.running() and bridge.control.ping()["reply"] == "pong"
