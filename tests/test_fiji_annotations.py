@@ -260,3 +260,11 @@ def test_fuzzed_annotation_messages_leave_the_bridge_alive(bridge: FijiBridge, b
     assert status["malformed"] - before["malformed"] >= 60
     assert status["annotations"]["layers"]["fuzz/after"]["rois"] == 2
     assert bridge.running() and bridge.control.ping()["reply"] == "pong"
+
+
+def test_save_batch_sends_annotations_to_the_bridge(backend: FijiStreamingBackend) -> None:
+    backend.save_batch([SPOTS, CELLS], ["batch/spots.csv", "batch/cells.roi.zip"])
+    backend.save_batch([POINTS_3D, POINTS_3D], ["batch/p.csv", "batch/p.csv"], index=[{"t": 0}, {"t": 1}])
+    layers = backend.flush()["annotations"]["layers"]
+    assert layers["batch/spots"]["rois"] == 2 and layers["batch/cells"]["rois"] == 5
+    assert layers["batch/p"] == {"kind": "points", "rois": 4, "planes": 2}

@@ -119,3 +119,17 @@ def test_axes_must_be_single_letters_to_be_sent() -> None:
         assert push.sender.next_seq == 0
     with pytest.raises(ProtocolError, match="distinct axis letters"):  # and a receiver refuses them
         decode_any(_frames(Points([[1.0, 2.0]]), axes="y1"))
+
+
+def test_save_batch_sends_annotations_as_annotations() -> None:
+    # Before: save_batch of Points raised "cannot stream arrays of dtype object".
+    with StreamingBackend(mode="pull", endpoint="tcp://127.0.0.1:0") as pull:
+        with StreamingBackend(mode="push", endpoint=pull.endpoint) as push:
+            push.save_batch([SPOTS, CELLS, MASK], ["b/spots.csv", "b/cells.roi.zip", "b/mask.tif"])
+            push.save_batch([SPOTS, SPOTS], ["b/t0.csv", "b/t1.csv"], index=[{"t": 0}, {"t": 1}])
+            push.save_batch([MASK.data], ["b/plain.tif"], kind="labels")
+            assert pull.load("b/spots.csv") == SPOTS
+            assert pull.load("b/cells.roi.zip") == CELLS
+            assert pull.load("b/mask.tif") == MASK
+            assert [pull.receive(f"b/t{t}.csv").header.index for t in (0, 1)] == [{"t": 0}, {"t": 1}]
+            assert pull.load("b/plain.tif") == MASK

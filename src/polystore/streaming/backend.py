@@ -197,10 +197,19 @@ class StreamingBackend(StorageBackend):
 
         Options apply to every item; ``index`` may also be a list with one
         mapping per item (``[{"t": 0}, {"t": 1}, ...]``) to fill a stack.
+        Labels, points and shapes in the batch go as one annotation message each.
         """
         if len(data_list) != len(identifiers):
             raise ValueError(f"save_batch: {len(data_list)} data items but {len(identifiers)} paths")
         index = kwargs.get("index")
+        if kwargs.get("kind", "image") != "image" or any(isinstance(d, (Labels, Points, Shapes)) for d in data_list):
+            # labels, points and shapes: one version-2 message each (images in the batch stay version 1)
+            per_item = list(index) if isinstance(index, (list, tuple)) else [index] * len(data_list)
+            if len(per_item) != len(data_list):
+                raise ValueError(f"save_batch: {len(data_list)} data items but {len(per_item)} indices")
+            for data, path, where in zip(data_list, identifiers, per_item):
+                self.send(data, path, **{**kwargs, "index": where})
+            return
         if isinstance(index, (list, tuple)):
             if len(index) != len(data_list):
                 raise ValueError(f"save_batch: {len(data_list)} data items but {len(index)} indices")
