@@ -275,3 +275,48 @@ def test_a_live_frame_copied_in_place_is_drawn_and_its_thumbnail_catches_up(
     layer.contrast_limits = [0.0, 1.0]  # changes through napari still apply
     apply_update(viewer, LayerUpdate("live", np.ones((64, 64), np.uint16), False, ("y", "x"), True))
     assert centre() > 245
+
+
+def test_a_viewer_slow_to_create_its_first_layer_is_not_flooded(
+    docked: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first frame of a stream is answered before its (slow) first layer is created: a sender
+    waiting longer than FIRST_FEEDBACK_TIMEOUT for that answer took the viewer for one that never
+    answers and sent every later frame, which the viewer then dropped (coalesced). Seen in
+    `bench stream` under load: the first 2048x2048 layer took 3.5-5 s to create."""
+    import threading
+    import time
+
+    from polystore.streaming import flow
+
+    viewer, widget = docked
+    monkeypatch.setattr(flow, "FIRST_FEEDBACK_TIMEOUT", 1.0)
+    controller = widget.controller
+    apply = controller._apply
+    slow = [True]
+
+    def slow_first_apply(update: Any) -> bool:
+        if slow[0]:
+            slow[0] = False
+            time.sleep(3.0)  # the GUI thread busy creating the first layer (a loaded machine)
+        return apply(update)
+
+    monkeypatch.setattr(controller, "_apply", slow_first_apply)
+    backend = NapariStreamingBackend(endpoint=controller.endpoint)
+
+    def unpaced() -> None:
+        for k in range(1, 701):
+            backend.save(np.full((64, 64), k, np.uint16), "live/slow.tif", contrast_limits=[0, 700])
+            time.sleep(0.005)
+
+    sender = threading.Thread(target=unpaced)
+    sender.start()
+    qtbot.waitUntil(lambda: not sender.is_alive(), timeout=60000)
+    backend.sender.flush(10)
+    qtbot.waitUntil(lambda: "live/slow" in viewer.layers and viewer.layers["live/slow"].data[0, 0] == 700,
+                    timeout=20000)
+    status = controller.status()
+    backend.close()
+    assert backend.sender.conflated > 0  # the sender held frames back while the layer was created
+    # and sent none that the viewer had to drop (the old code sent ~all of them: hundreds)
+    assert status.coalesced <= 2, status.summary()

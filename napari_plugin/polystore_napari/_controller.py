@@ -88,6 +88,8 @@ class StreamController:
         self.axis_order = AxisOrder()
         self.feedback = FeedbackOutbox()
         self._last_updates: dict[str, LayerUpdate] = {}
+        # (reply, stream) pairs already answered once (see _greet); the newest 256 are kept
+        self._greeted: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
         self.receiver: StreamReceiver | None = None
         self.shown = 0
         self.kind_counts: dict[str, int] = {"image": 0, "labels": 0, "points": 0, "shapes": 0}
@@ -176,6 +178,7 @@ class StreamController:
         frames = receiver.take()
         if not frames:
             return 0
+        self._greet(frames)
         images = [frame for frame in frames if frame.annotation is None]
         updates = self.placer.place(images)
         for frame, reason in self.placer.refused:
@@ -235,6 +238,25 @@ class StreamController:
                 continue
             update.reassign = True
             self._apply(update)
+
+    def _greet(self, frames: list[Frame]) -> None:
+        """Answer the first frame of each new stream at once, before it is applied.
+
+        Creating a stream's first layer can take seconds on a loaded machine; a
+        sender that hears nothing for ``FIRST_FEEDBACK_TIMEOUT`` (5 s) takes the
+        viewer for one that never answers and stops waiting for credit, and then
+        sends frames the viewer drops. Later frames are answered once applied.
+        """
+        new = []
+        for frame in frames:
+            reply = frame.header.reply
+            if reply is not None and (reply, frame.header.stream) not in self._greeted:
+                self._greeted[(reply, frame.header.stream)] = None
+                new.append(frame)
+        while len(self._greeted) > 256:
+            self._greeted.popitem(last=False)
+        if new:
+            self._send_feedback(new)
 
     def _send_feedback(self, frames: list[Frame]) -> None:
         """Tell each sender which of its frames were applied (its credit) and what was refused."""
