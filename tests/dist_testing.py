@@ -28,7 +28,7 @@ __all__ = ["cluster", "client", "gate_blocks", "wait_for_file"]
 def cluster() -> Iterator[Any]:
     """Two worker processes, one thread each, no dashboard; one per test module (startup is slow)."""
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, scheduler_port=0
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", scheduler_port=0
     ) as local:
         yield local
 

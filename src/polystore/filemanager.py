@@ -420,6 +420,7 @@ class FileManager:
         axes: str | None = None,
         progress: bool | None = False,
         plate: bool | None = None,
+        client: Any = None,
     ) -> CopyResult:
         """Copy a file, folder or zarr store to ``destination`` as ``polystore cp`` does; return its counts.
 
@@ -433,11 +434,13 @@ class FileManager:
         finished part, which the same call continues. A folder of ImageXpress
         or Opera/Operetta files copied to zarr becomes one HCS plate
         (docs/plates.md) unless ``plate=False``; ``plate=True`` requires one.
+        With ``client`` (a ``distributed.Client``) every item is a task on its
+        workers (docs/distributed.md).
         """
         from polystore.tree_copy import copy_tree
 
         return copy_tree(self, os.fspath(source), os.fspath(destination), to=to, fmt=fmt,
-                         compressor=compressor, axes=axes, progress=progress, plate=plate)
+                         compressor=compressor, axes=axes, progress=progress, plate=plate, client=client)
 
     def get_available_backends(self) -> list[str]:
         """Names of the backends usable through this FileManager."""

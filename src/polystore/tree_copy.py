@@ -286,13 +286,16 @@ def copy_tree(
     axes: str | None = None,
     progress: bool | None = None,
     plate: bool | None = None,
+    client: Any = None,
 ) -> CopyResult:
     """Copy ``src`` (file, folder, store, array) to ``dst`` through ``fm``; return the counts.
 
     Called as ``FileManager().copy_tree(src, dst, ...)`` and by ``polystore cp``.
     A folder of ImageXpress or Opera/Operetta files copied to zarr becomes
     one HCS plate (:mod:`polystore.hcs_names`) unless ``plate=False``;
-    ``plate=True`` refuses any other folder.
+    ``plate=True`` refuses any other folder. With ``client`` (a
+    ``distributed.Client``) each item is one task on the cluster's workers
+    (:mod:`polystore.cluster_copy`); the journal and the final rename stay here.
     Raises :class:`CopyOptionError` for options that do not go together,
     :class:`StorageError` for bad input and for a failed item (naming the
     partial copy that the next call continues), and lets KeyboardInterrupt
@@ -366,29 +369,23 @@ def copy_tree(
     journal.keep_only({item.rel for item in items})
     copied = skipped = 0
     try:
-        bar = tqdm(items, desc=f"cp -> {final.name}", unit="file", disable=None if progress is None else not progress,
-                   file=sys.stderr)
-        for item in bar:
-            target = str(root / item.target)
-            record = journal.records.get(item.target)
-            data = None
-            if record is not None and record.get("source") == item.rel:
-                if item.stamp is None:
-                    data = _load_item(fm, item, src_backend)
-                    fresh = record.get("digest") == digest(data)
-                else:
-                    fresh = record.get("stamp") == item.stamp
-                if fresh and _target_digest(fm, target, to) == record.get("digest"):
+        if client is not None:
+            from polystore.cluster_copy import copy_on_cluster
+
+            copied, skipped = copy_on_cluster(
+                client, items, str(root), journal, (src_backend, to, axes, compressor), progress, final.name
+            )
+        else:
+            bar = tqdm(items, desc=f"cp -> {final.name}", unit="file",
+                       disable=None if progress is None else not progress, file=sys.stderr)
+            for item in bar:
+                got = copy_item(fm, item, str(root), journal.records.get(item.target), src_backend, to, axes,
+                                compressor)
+                if got is None:
                     skipped += 1
-                    continue
-            if data is None:
-                data = _load_item(fm, item, src_backend)
-            src_info = _zarr_info(fm, item.source) if src_backend == "zarr" else None
-            kwargs = {**_save_kwargs(fm, item, data, src_backend, to, axes, compressor, src_info), **(item.extra or {})}
-            fm.save(data, target, to, **kwargs)
-            journal.add({"target": item.target, "source": item.rel, "stamp": item.stamp, "digest": digest(data),
-                         "shape": list(data.shape), "dtype": data.dtype.str})
-            copied += 1
+                else:
+                    journal.add(got)
+                    copied += 1
     except Exception as exc:
         if root != partial:
             raise
@@ -407,6 +404,30 @@ def copy_tree(
             raise StorageError(f"{dst!r} appeared while copying; the copy is complete in {str(partial)!r}")
         os.rename(partial, final)
     return CopyResult(copied, skipped, str(final))
+
+
+def copy_item(
+    fm: Any, item: Item, root: str, record: dict[str, Any] | None, src_backend: str, to: str,
+    axes: str | None, compressor: str | None,
+) -> dict[str, Any] | None:
+    """Copy one item under ``root`` unless ``record`` (its journal entry) shows it done; its new record or None."""
+    target = os.path.join(root, item.target)
+    data = None
+    if record is not None and record.get("source") == item.rel:
+        if item.stamp is None:
+            data = _load_item(fm, item, src_backend)
+            fresh = record.get("digest") == digest(data)
+        else:
+            fresh = record.get("stamp") == item.stamp
+        if fresh and _target_digest(fm, target, to) == record.get("digest"):
+            return None
+    if data is None:
+        data = _load_item(fm, item, src_backend)
+    src_info = _zarr_info(fm, item.source) if src_backend == "zarr" else None
+    kwargs = {**_save_kwargs(fm, item, data, src_backend, to, axes, compressor, src_info), **(item.extra or {})}
+    fm.save(data, target, to, **kwargs)
+    return {"target": item.target, "source": item.rel, "stamp": item.stamp, "digest": digest(data),
+            "shape": list(data.shape), "dtype": data.dtype.str}
 
 
 def _one_line(exc: BaseException) -> str:

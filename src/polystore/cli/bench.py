@@ -11,7 +11,7 @@ import click
 
 __all__ = ["bench", "find_bench_root", "SUITES"]
 
-SUITES = ("core", "zarr", "frames", "stream", "fiji", "annotations")
+SUITES = ("core", "zarr", "frames", "stream", "fiji", "annotations", "distributed")
 
 
 def find_bench_root() -> Path | None:
@@ -33,11 +33,11 @@ def find_bench_root() -> Path | None:
     add_help_option=False,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
-@click.argument("suite", default="core", metavar="[core|zarr|frames|stream|fiji|annotations]")
+@click.argument("suite", default="core", metavar="[core|zarr|frames|stream|fiji|annotations|distributed]")
 @click.argument("options", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def bench(ctx: click.Context, suite: str, options: tuple[str, ...]) -> int:
-    """Run benchmark SUITE (core, zarr, frames, stream, fiji or annotations); OPTIONS go to it.
+    """Run benchmark SUITE (core, zarr, frames, stream, fiji, annotations or distributed); OPTIONS go to it.
 
     The benchmarks live in the source tree (bench/, not installed); this runs
     ``python -m bench SUITE OPTIONS`` there (set POLYSTORE_SOURCE to a

@@ -101,13 +101,29 @@ def fs_from_spec(spec: Mapping[str, Any]) -> _FS:
 
 
 def block_shape(
-    shape: Sequence[int], chunks: Sequence[int], axes: str | None, levels: int, itemsize: int
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    axes: str | None,
+    levels: int,
+    itemsize: int,
+    dask_chunks: Sequence[Sequence[int]] | None = None,
 ) -> tuple[int, ...]:
-    """The shape of one task's block: whole chunks of every level, grown to about :data:`BLOCK_BYTES`."""
+    """The shape of one task's block: whole chunks of every level, grown to about :data:`BLOCK_BYTES`.
+
+    When the dask array's own chunks already are such blocks (regular, whole
+    chunks of every level), they are kept: no rechunking.
+    """
     block = []
     for i, c in enumerate(chunks):
         yx = axes is not None and axes[i] in "yx"
         block.append(min(int(shape[i]), c * (2 ** (levels - 1) if yx else 1)))
+    if dask_chunks is not None:
+        own = [int(d[0]) if d else 1 for d in dask_chunks]
+        if all(
+            all(x == o for x in d[:-1]) and (d[-1] <= o) and (o % b == 0 or o >= s)
+            for d, o, b, s in zip(dask_chunks, own, block, shape)
+        ):
+            return tuple(max(1, o) for o in own)
     for i in reversed(range(len(block))):  # grow the innermost non-y/x axis first (z, then c, then t)
         if axes is not None and axes[i] in "yx" or len(block) > 1 and axes is None and i >= len(block) - 2:
             continue
@@ -178,7 +194,8 @@ def write_on_cluster(
         paths = [dest]
     else:
         paths = [fs.join(dest, str(level)) for level in range(levels)]
-    full = block_shape(data.shape, image.chunks, image.axes, levels, np.dtype(data.dtype).itemsize)
+    itemsize = np.dtype(data.dtype).itemsize
+    full = block_shape(data.shape, image.chunks, image.axes, levels, itemsize, data.chunks)
     spec = {
         "store": store_spec(fs),
         "paths": paths,

@@ -1,0 +1,209 @@
+"""``python -m bench distributed``: saving a dask array on a dask.distributed LocalCluster (issue 14).
+
+polystore (``ZarrBackend.save(..., client=)``: workers write chunk-aligned
+blocks, the client publishes the metadata) against ``dask.array.to_zarr``
+into a zarr-python array with the same chunks and codec (Blosc LZ4 level 1,
+byte shuffle), on a LocalCluster of 1 and then 2 worker processes (one
+thread each), to a local store and to a moto S3 server, all in one run.
+
+Data: a uint16 TCZYX dask array made on the workers (a smooth pattern plus
+noise, about 2:1 with LZ4 like camera images); zarr chunks 1x1x1x1024x1024,
+dask chunks 1x1x4x1024x1024. Default 4 GiB (t=16, c=2, z=16, 2048x2048);
+``--quick`` is 256 MiB (t=1). Each figure is the best of ``--repeat``
+trials, the two writers interleaved. The scheduler's own cost is measured
+with no-op tasks and printed per chunk written.
+
+Targets (issue 14): polystore >= 1.5x to_zarr; 2 workers >= 1.6x 1 worker
+(local store). Needs the ``distributed`` and ``s3`` extras and ``moto[server]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from bench._timing import report, report_absolute
+
+ZCHUNKS = (1, 1, 1, 1024, 1024)
+DCHUNKS = (1, 1, 4, 1024, 1024)
+
+
+_NOISE: dict[str, np.ndarray] = {}
+
+
+def _pattern(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """A smooth plane plus noise (about 2:1 with LZ4), cheap to make: the noise is drawn once per process."""
+    loc = block_info[None]["array-location"] if block_info else [(0, s) for s in block.shape]
+    if "n" not in _NOISE:
+        _NOISE["n"] = np.random.default_rng(0).integers(0, 64, size=(1 << 20) + 4096, dtype=np.uint16)
+    y = np.arange(*loc[3], dtype=np.float32)[:, None]
+    x = np.arange(*loc[4], dtype=np.float32)[None, :]
+    plane = (1000 + 400 * np.sin(y / 97.0) * np.cos(x / 61.0)).astype(np.uint16)
+    out = np.empty(block.shape, np.uint16)
+    n = plane.size
+    for i, idx in enumerate(np.ndindex(*block.shape[:-2])):
+        shift = (sum(int(lo) for lo, _ in loc[:3]) * 131 + i * 4099) % 4096
+        np.add(plane, _NOISE["n"][shift : shift + n].reshape(plane.shape), out=out[idx])
+    return out
+
+
+def _data(t: int) -> Any:
+    import dask.array as da
+
+    shape = (t, 2, 16, 2048, 2048)
+    return da.empty(shape, dtype=np.uint16, chunks=DCHUNKS).map_blocks(_pattern, dtype=np.uint16)
+
+
+@contextmanager
+def _moto() -> Iterator[dict[str, Any]]:
+    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield {"key": "bench", "secret": "bench", "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _writers(root: str, options: dict[str, Any] | None, client: Any) -> dict[str, Callable[[Any], None]]:
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from polystore.zarr import ZarrBackend
+
+    backend = ZarrBackend(storage_options=options)
+
+    def ours(data: Any) -> None:
+        backend.save(data, f"{root}/ours.zarr/img", chunks=ZCHUNKS, axes="tczyx", client=client)
+
+    def raw(data: Any) -> None:
+        if options is None:
+            store: Any = zarr.storage.LocalStore(f"{root}/raw.zarr")
+        else:
+            store = zarr.storage.FsspecStore.from_url(f"{root}/raw.zarr", storage_options=options)
+        arr = zarr.create_array(
+            store, name="img", shape=data.shape, chunks=ZCHUNKS, dtype=data.dtype, overwrite=True,
+            compressors=BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
+        )
+        data.to_zarr(arr, compute=True)
+
+    return {"ours": ours, "raw": raw}
+
+
+def _clear(root: str, options: dict[str, Any] | None) -> None:
+    if options is None:
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root, exist_ok=True)
+        return
+    import fsspec
+
+    fs = fsspec.filesystem("s3", **options)
+    for name in ("ours.zarr", "raw.zarr"):
+        try:
+            fs.rm(f"{root}/{name}".removeprefix("s3://"), recursive=True)
+        except FileNotFoundError:
+            pass
+    fs.invalidate_cache()
+
+
+def _overhead_per_task(client: Any, n: int = 400) -> float:
+    """Seconds the scheduler spends per task (no-op tasks, best of 3)."""
+    best = float("inf")
+    for _ in range(3):
+        futures = client.map(lambda i: i, range(n), pure=False)
+        t0 = time.perf_counter()
+        client.gather(futures)
+        best = min(best, time.perf_counter() - t0)
+        del futures
+    return best / n
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench distributed", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="256 MiB instead of 4 GiB")
+    parser.add_argument("--repeat", type=int, default=2, help="trials per writer (best is kept)")
+    parser.add_argument("--no-s3", action="store_true", help="local store only")
+    args = parser.parse_args(argv)
+    import distributed
+
+    from polystore.zarr._distributed import block_shape
+
+    data = _data(1 if args.quick else 16)
+    nbytes = data.nbytes
+    chunks = int(np.prod([-(-s // c) for s, c in zip(data.shape, ZCHUNKS)]))
+    print(f"data {data.shape} uint16 = {nbytes / 2**30:.2f} GiB, {chunks} zarr chunks; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    scratch = tempfile.mkdtemp(prefix="polystore-bench-dist-")
+    best_local: dict[int, float] = {}
+    try:
+        with _moto() if not args.no_s3 else _nothing() as options:
+            if options is not None:
+                import boto3
+
+                endpoint = options["client_kwargs"]["endpoint_url"]
+                boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
+                             region_name="us-east-1").create_bucket(Bucket="bench")
+            for workers in (1, 2):
+                with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                              dashboard_address=":0", scheduler_port=0) as cluster, \
+                        distributed.Client(cluster) as client:
+                    per_task = _overhead_per_task(client)
+                    targets = [("local", os.path.join(scratch, f"w{workers}"), None)]
+                    if options is not None:
+                        targets.append(("moto S3", f"s3://bench/w{workers}-{uuid.uuid4().hex[:6]}", options))
+                    for where, root, opts in targets:
+                        writers = _writers(root, opts, client)
+                        times = {name: float("inf") for name in writers}
+                        for _ in range(args.repeat):
+                            for name, fn in writers.items():
+                                _clear(root, opts)
+                                t0 = time.perf_counter()
+                                fn(data)
+                                times[name] = min(times[name], time.perf_counter() - t0)
+                        mbs = {k: nbytes / 2**20 / v for k, v in times.items()}
+                        report(f"save {where}, {workers} worker(s) [MiB/s]", mbs["ours"], mbs["raw"], "MiB/s", 1.5)
+                        if where == "local":
+                            best_local[workers] = mbs["ours"]
+                        _clear(root, opts)
+                    block = block_shape(data.shape, ZCHUNKS, "tczyx", 1, 2, data.chunks)
+                    blocks = int(np.prod([-(-s // b) for s, b in zip(data.shape, block)]))
+                    report_absolute(
+                        f"scheduler overhead per chunk, {workers} worker(s)", per_task * 1e3 * blocks / chunks, "ms",
+                        None, detail=f"{per_task * 1e3:.2f} ms per no-op task, {blocks} tasks for {chunks} chunks, "
+                        f"load {os.getloadavg()[0]:.2f}",
+                    )
+        if 1 in best_local and 2 in best_local:
+            report("local save, 2 workers vs 1 [MiB/s]", best_local[2], best_local[1], "MiB/s", 1.6)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}", flush=True)
+    return 0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
