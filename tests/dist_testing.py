@@ -49,10 +49,10 @@ def wait_for_file(path: pathlib.Path, what: str, deadline_s: float = 120.0) -> N
         time.sleep(0.05)
 
 
-def _gated(block: np.ndarray, block_info: Any = None, *, folder: str, gated: int, axis: int) -> np.ndarray:
-    """Block function: blocks at ``gated`` on ``axis`` record the worker pid, then wait until ``go`` exists."""
+def _gated(block: np.ndarray, block_info: Any = None, *, folder: str, gated: int) -> np.ndarray:
+    """Block function: the blocks at (``gated``, ``gated``) on y/x record the worker pid, then wait until ``go`` exists."""
     loc = block_info[0]["chunk-location"] if block_info else ()
-    if loc and loc[axis] == gated:
+    if loc and tuple(loc[-2:]) == (gated, gated):
         marker = os.path.join(folder, f"started-{os.getpid()}")
         with open(marker + ".tmp", "w") as f:
             f.write(str(os.getpid()))
@@ -62,13 +62,14 @@ def _gated(block: np.ndarray, block_info: Any = None, *, folder: str, gated: int
     return block
 
 
-def gate_blocks(data: Any, folder: pathlib.Path, gated: int = 1, axis: int = -2) -> Any:
-    """``data`` (dask) whose blocks at position ``gated`` on ``axis`` hold their task until ``folder/go`` exists.
+def gate_blocks(data: Any, folder: pathlib.Path, gated: int = 1) -> Any:
+    """``data`` (dask, one block along the axes before y/x) whose block (``gated``, ``gated``) on y/x
+    holds its task until ``folder/go`` exists.
 
     While held, ``folder/started-<pid>`` names the worker process running it;
-    the other blocks are computed and written meanwhile.
+    the other worker computes and writes the other blocks meanwhile.
     """
-    return data.map_blocks(_gated, folder=str(folder), gated=gated, axis=axis, dtype=data.dtype)
+    return data.map_blocks(_gated, folder=str(folder), gated=gated, dtype=data.dtype)
 
 
 def started_pid(folder: pathlib.Path) -> int:
