@@ -153,6 +153,14 @@ def test_labels_beyond_what_imagej_holds_are_dropped_and_reported(backend: FijiS
     status = backend.flush()
     assert "do not fit ImageJ" in status["last_error"]
     assert "huge_labels" not in [i["title"] for i in status["images"]]
+    from polystore.streaming.rejections import RejectedFrameWarning
+
+    tilted = Shapes([[[0, 5], [5, 10], [10, 5], [5, 0]]], shape_type="ellipse")  # a rotated box
+    with pytest.warns(RejectedFrameWarning, match="do not fit ImageJ"):  # the labels, reported to the sender
+        backend.save(tilted, "tilted.roi.zip")
+    backend.flush()
+    with pytest.warns(RejectedFrameWarning, match="axis-aligned ellipses"):
+        backend.save(SPOTS, "after.csv")
 
 
 _frames = annotation_frames
