@@ -39,7 +39,10 @@ class FijiStreamingBackend(StreamingBackend):
     N-D array with ``axes="tczyx"`` (or the default ``zyx``/``czyx``/``tczyx``)
     becomes a whole hyperstack. RGB/RGBA frames (``axes`` ending in ``c`` with
     3 or 4 channels, or a uint8 ``(H, W, 3|4)`` array) become ImageJ RGB images.
-    ``contrast_limits`` sets ImageJ's display range.
+    ``contrast_limits`` sets ImageJ's display range. Labels, points and shapes
+    (:mod:`polystore.annotations`) become a label image with a glasbey-style
+    LUT and ImageJ ROIs (the ROI Manager, with a display); ``control.rois()``
+    lists the ROIs the bridge holds (docs/fiji-bridge.md).
 
     ``save_batch(arrays, paths, layer=..., index=[{...}, ...])`` takes one
     index per array. With no bridge listening, ``save`` raises
