@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from polystore import _tree
@@ -68,6 +68,9 @@ class FileManager:
             registry = BackendRegistry(dict(registry))
         self.registry: BackendRegistry = registry
         self._resolved: dict[Any, StorageBackend] = {}
+        # backend name -> its bound save / load: one dict lookup per call on the hot path
+        self._savers: dict[Any, Callable[..., None]] = {}
+        self._loaders: dict[Any, Callable[..., Any]] = {}
 
     def get_backend(self, backend: Any) -> StorageBackend:
         """The backend instance for a name (``"disk"``, ``"Zarr"``, ``Backend.MEMORY``)."""
@@ -94,26 +97,25 @@ class FileManager:
         each saves in order (docs/frame-index.md, "One call, several backends").
         """
         try:
-            instance = self._resolved.get(backend)
-        except TypeError:  # a list or dict of backends is not hashable
-            instance = None
-        if instance is None:
+            save = self._savers[backend]
+        except (KeyError, TypeError):  # first use of this name, or a list or dict of backends
             if isinstance(backend, (tuple, list, dict)):
                 from polystore._fanout import save_to_each
 
                 return save_to_each(self, data, output_path, backend, kwargs)
-            instance = self.get_backend(backend)
+            save = self._savers[backend] = self.get_backend(backend).save
         if kwargs:
-            instance.save(data, output_path, **kwargs)
+            save(data, output_path, **kwargs)
         else:  # a plain call skips packing an empty kwargs dict (memory saves are ~0.2 us)
-            instance.save(data, output_path)
+            save(data, output_path)
 
     def load(self, file_path: PathLike, backend: Any, **kwargs: Any) -> Any:
         """Load and return the data at ``file_path`` (``framework="torch"`` etc. converts)."""
-        instance = self._resolved.get(backend)
-        if instance is None:
-            instance = self.get_backend(backend)
-        return instance.load(file_path, **kwargs) if kwargs else instance.load(file_path)
+        try:
+            load = self._loaders[backend]
+        except KeyError:
+            load = self._loaders[backend] = self.get_backend(backend).load
+        return load(file_path, **kwargs) if kwargs else load(file_path)
 
     def save_batch(
         self,

@@ -132,7 +132,10 @@ class MemoryBackend(StorageBackend):
         """
         if kwargs and kwargs.get("kind", "image") != "image":
             data = as_annotation(data, kwargs["kind"], kwargs.get("axes"))
-        key, parent, parent_dir, key_dir = _path_cache.get(file_path) or _key_and_parent(file_path)
+        try:
+            key, parent, parent_dir, key_dir = _path_cache[file_path]
+        except KeyError:  # a path not seen yet: normalise it
+            key, parent, parent_dir, key_dir = _key_and_parent(file_path)
         store = self._store
         if parent_dir not in store:
             self._make_parents(key, parent)
@@ -155,13 +158,16 @@ class MemoryBackend(StorageBackend):
 
     def load(self, file_path: PathLike, framework: str | None = None, **kwargs: Any) -> Any:
         """Return the stored object itself (not a copy); ``framework=`` converts arrays."""
-        key = (_path_cache.get(file_path) or _key_and_parent(file_path))[0]
         try:
-            data = self._store[key]
-        except KeyError:
-            data = self._load_missing(key)
+            data = self._store[_path_cache[file_path][0]]
+        except KeyError:  # a path not seen yet, or nothing stored at it
+            key = _key_and_parent(file_path)[0]
+            try:
+                data = self._store[key]
+            except KeyError:
+                data = self._load_missing(key)
         if type(data) is MemorySymlink:
-            data = self._load_missing(key)
+            data = self._load_missing(_key_and_parent(file_path)[0])
         return from_numpy(data, framework) if framework else data
 
     def _load_missing(self, key: str) -> Any:
