@@ -161,3 +161,19 @@ def test_nul_byte_in_a_path_is_a_polystore_error(tmp_path: Path, fm: FileManager
         assert isinstance(info.value, ValueError)  # what open() raises for it
     assert not fm.exists(bad, "disk")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["a.npy", "a.tif"])
+def test_durable_saves_create_replace_and_leave_no_temp(tmp_path: Path, name: str) -> None:
+    """``durable=True`` (fsync of file and folder) on the unnamed (.npy) and the temp-file (.tif) paths."""
+    disk = DiskBackend(durable=True)
+    path = tmp_path / "sub" / name
+    disk.save(np.arange(6, dtype=np.uint16).reshape(2, 3), path)
+    disk.save_batch([np.ones((2, 3), np.uint16)], [path], metadata={"v": 2})
+    np.testing.assert_array_equal(disk.load(path), np.ones((2, 3), np.uint16))
+    assert disk.load_metadata(path) == {"v": 2}
+    assert not [n for n in os.listdir(tmp_path / "sub") if n.endswith(".tmp")]
+    (tmp_path / "dir.npy").mkdir()
+    with pytest.raises(StorageError, match="directory"):
+        disk.save(np.arange(3), tmp_path / "dir.npy")
+    assert sorted(os.listdir(tmp_path)) == ["dir.npy", "sub"]
