@@ -140,6 +140,11 @@ def test_save_and_lazy_load_on_s3(client: Any, s3_server: str, bucket: str) -> N
     with distributed.get_task_stream(client) as stream:
         np.testing.assert_array_equal(lazy.compute(), a)
     assert stream.data
+    # what travels to the workers is the store's settings, never a live s3fs filesystem
+    import pickle
+
+    blob = pickle.dumps(fresh._locate("p.zarr").fs)
+    assert b"s3fs" not in blob and b"endpoint_url" in blob
 
 
 def _kill_target(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucket: str | None) -> tuple[ZarrBackend, str]:
@@ -266,3 +271,16 @@ def test_client_killed_mid_save_publishes_nothing(
         assert fresh.list_dir("k.zarr/A/1") == ["0"]
     else:  # object stores delete the old tree first: nothing is published
         assert not fresh.exists(path) or np.array_equal(fresh.load(path), old)
+
+
+def test_save_batch_writes_each_image_as_a_task(client: Any, tmp_path: pathlib.Path) -> None:
+    images = [np.random.default_rng(i).integers(0, 4000, size=(3, 40, 36), dtype=np.uint16) for i in range(5)]
+    fm = FileManager()
+    paths = [tmp_path / f"b.zarr/well/f{i}" for i in range(5)]
+    with distributed.get_task_stream(client) as stream:
+        fm.save_batch(images, paths, "zarr", axes="tzyx")
+    assert _write_tasks(stream) == 5  # one task per image, written by the workers
+    fm.save_batch(images, [tmp_path / f"l.zarr/well/f{i}" for i in range(5)], "zarr", axes="tzyx", client=False)
+    assert _tree(tmp_path / "b.zarr/well") == _tree(tmp_path / "l.zarr/well")  # the same batch layout, byte for byte
+    for path, image in zip(paths, images):
+        np.testing.assert_array_equal(fm.load(path, "zarr"), image)

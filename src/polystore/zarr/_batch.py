@@ -197,10 +197,26 @@ class _BatchWriter(_ChunkWriter, _Resolver):
                     for i in members:
                         self.save(arrays[i], identifiers[i], **single_kwargs)
                     continue
-                stack = np.stack([arrays[i] for i in members])
+                stack = self._stack_for(kwargs, [arrays[i] for i in members])
                 image = self._image_from_kwargs(stack, dict(kwargs), lead_axis=True)
                 image.names = names
                 self._save_image(loc, image, kwargs)
+
+    @staticmethod
+    def _stack_for(kwargs: Mapping[str, Any], images: Sequence[np.ndarray]) -> Any:
+        """The images as one array: NumPy, or with a dask.distributed client one dask block per image.
+
+        With a client, the save then writes each image as a task on the
+        workers (``_distributed``); the metadata is still written last, here.
+        """
+        from polystore.zarr._distributed import active_client  # imports no dask or distributed
+
+        if active_client(kwargs.get("client")) is not None:
+            import dask.array as _dask_array
+
+            da: Any = _dask_array
+            return da.stack([da.from_array(a, chunks=a.shape) for a in images])
+        return np.stack(images)
 
     def _batch_lock(self, loc: _Loc) -> contextlib.AbstractContextManager[None]:
         return batch_lock(loc.fs, loc.full, self.config.lock_timeout)
