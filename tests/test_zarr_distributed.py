@@ -154,6 +154,19 @@ def _kill_target(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucke
     return ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server)), "k.zarr/A/1/0"
 
 
+def _kill_setup(kind: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> tuple[Any, ...]:
+    """An old image saved at the target, and an empty gates folder; (backend, path, shape, old, gates, s3, bucket)."""
+    s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
+    bucket = request.getfixturevalue("bucket") if kind == "s3" else None
+    backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
+    shape = SHAPE if kind == "local" else SMALL
+    old = _image(5, shape)
+    backend.save(old, path, axes="tczyx", chunks=CHUNKS)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    return backend, path, shape, old, gates, s3_server, bucket
+
+
 def _wait_for_written_chunks(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucket: str | None) -> None:
     import time
 
@@ -180,15 +193,8 @@ def _wait_for_written_chunks(kind: str, tmp_path: pathlib.Path, s3_server: str |
 def test_worker_killed_mid_save(client: Any, tmp_path: pathlib.Path, request: pytest.FixtureRequest, kind: str) -> None:
     import threading
 
-    s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
-    bucket = request.getfixturevalue("bucket") if kind == "s3" else None
-    backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
-    shape = SHAPE if kind == "local" else SMALL
-    old = _image(5, shape)
-    backend.save(old, path, axes="tczyx", chunks=CHUNKS)
+    backend, path, shape, old, gates, s3_server, bucket = _kill_setup(kind, tmp_path, request)
     new = _image(6, shape)
-    gates = tmp_path / "gates"
-    gates.mkdir()
     data = gate_blocks(da.from_array(new, chunks=shape[:3] + (64, 64)), gates)  # = the write blocks
     outcome: list[BaseException | None] = []
 
@@ -241,14 +247,7 @@ print("saved")
 def test_client_killed_mid_save_publishes_nothing(
     cluster: Any, tmp_path: pathlib.Path, request: pytest.FixtureRequest, kind: str
 ) -> None:
-    s3_server = request.getfixturevalue("s3_server") if kind == "s3" else None
-    bucket = request.getfixturevalue("bucket") if kind == "s3" else None
-    backend, path = _kill_target(kind, tmp_path, s3_server, bucket)
-    shape = SHAPE if kind == "local" else SMALL
-    old = _image(5, shape)
-    backend.save(old, path, axes="tczyx", chunks=CHUNKS)
-    gates = tmp_path / "gates"
-    gates.mkdir()
+    backend, path, shape, old, gates, s3_server, bucket = _kill_setup(kind, tmp_path, request)
     script = _CLIENT_SCRIPT.format(
         tests=str(pathlib.Path(__file__).parent), shape=shape, chunks=CHUNKS, address=cluster.scheduler_address
     )

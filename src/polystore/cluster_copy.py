@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from polystore.copy_journal import Journal
     from polystore.tree_copy import Item
 
-__all__ = ["copy_on_cluster", "cluster_client"]
+__all__ = ["copy_on_cluster", "cluster_client", "require_distributed"]
 
 _FM: dict[str, Any] = {}
 _FM_LOCK = threading.Lock()
@@ -46,11 +46,12 @@ def _copy_task(item: Item, root: str, record: dict[str, Any] | None, settings: t
     return copy_item(_worker_fm(), item, root, record, src_backend, to, axes, compressor)
 
 
-def _distributed() -> Any:
+def require_distributed(purpose: str) -> Any:
+    """The ``distributed`` module, or :class:`MissingDependencyError` naming the ``distributed`` extra."""
     try:
         import distributed
     except ImportError as exc:
-        raise MissingDependencyError("distributed", "distributed", "cp --scheduler/--workers") from exc
+        raise MissingDependencyError("distributed", "distributed", purpose) from exc
     return distributed
 
 
@@ -61,7 +62,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
     :class:`~polystore.exceptions.MissingDependencyError` naming the
     ``distributed`` extra when it is not installed.
     """
-    distributed = _distributed()
+    distributed = require_distributed("cp --scheduler/--workers")
     if scheduler:
         return distributed.Client(scheduler)
     cluster = distributed.LocalCluster(
@@ -89,7 +90,7 @@ def copy_on_cluster(
     """
     from tqdm import tqdm
 
-    distributed = _distributed()
+    distributed = require_distributed("cp on a cluster")
 
     futures = [
         client.submit(_copy_task, item, root, journal.records.get(item.target), settings, pure=False)

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from polystore.config import ZarrConfig
-from polystore.exceptions import ImageSaveError, MissingDependencyError
+from polystore.cluster_copy import require_distributed
+from polystore.exceptions import ImageSaveError
 from polystore.zarr._codec import _Codec
 from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS
 from polystore.zarr._nodes import _Image
@@ -47,15 +48,6 @@ BLOCK_BYTES = 16 * 1024 * 1024
 
 _FS_CACHE: dict[str, _FS] = {}
 _FS_LOCK = threading.Lock()
-
-
-def require_distributed(purpose: str) -> Any:
-    """The ``distributed`` module, or :class:`MissingDependencyError` naming the extra."""
-    try:
-        import distributed
-    except ImportError as exc:
-        raise MissingDependencyError("distributed", "distributed", purpose) from exc
-    return distributed
 
 
 def active_client(requested: Any = None) -> Any:
