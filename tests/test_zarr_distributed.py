@@ -45,7 +45,8 @@ def _tree(root: pathlib.Path) -> dict[str, bytes]:
 
 
 def _write_tasks(stream: Any) -> int:
-    return sum(1 for t in stream.data if "write_block" in str(t.get("key", "")))
+    """Blocks written by the workers (one ``write_block-*`` key each)."""
+    return sum(1 for t in stream.data if str(t.get("key", "")).startswith("('write_block-"))
 
 
 def test_save_on_cluster_writes_what_a_local_save_writes(client: Any, tmp_path: pathlib.Path) -> None:

@@ -27,6 +27,7 @@ import json
 import math
 import sys
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -165,6 +166,13 @@ def write_block(spec: Mapping[str, Any], index: Sequence[int], block: Any) -> di
     return out
 
 
+def _write_here(block: np.ndarray, spec: Mapping[str, Any], block_info: Any = None) -> np.ndarray:
+    """:func:`write_block` as a dask block function: a 1x..x1 object array holding its result."""
+    out = np.empty((1,) * block.ndim, dtype=object)
+    out[(0,) * block.ndim] = write_block(spec, block_info[0]["chunk-location"], block)
+    return out
+
+
 def write_on_cluster(
     writer: _ChunkWriter, client: Any, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str
 ) -> None:
@@ -174,8 +182,6 @@ def write_on_cluster(
     (after every other task has stopped, so nothing writes on afterwards);
     then no metadata was written.
     """
-    from dask.delayed import delayed
-
     data: Any = image.data
     levels = image.pyramid_levels + 1 if image.axes is not None else 1
     if image.axes is not None and image.scale is not None and len(image.scale) != data.ndim:
@@ -198,10 +204,15 @@ def write_on_cluster(
         "axes": image.axes,
         "block": list(full),
     }
-    blocks = data.rechunk(full).to_delayed(optimize_graph=True)
-    task = delayed(write_block, pure=False)
-    tasks = [task(spec, idx, blocks[idx]) for idx in np.ndindex(*blocks.shape)]
-    results = run_tasks(client, tasks, f"zarr: could not write {fs.url(dest)!r} on the cluster")
+    blocks = data.rechunk(full)
+    # blockwise, so dask fuses making a block and writing it into one task (no block moves between workers)
+    written = blocks.map_blocks(
+        _write_here, spec=spec, dtype=object, chunks=tuple((1,) * len(c) for c in blocks.chunks),
+        meta=np.empty((0,) * data.ndim, dtype=object), name=f"write_block-{uuid.uuid4().hex}",
+    )
+    tasks = list(written.to_delayed(optimize_graph=True).ravel())
+    done = run_tasks(client, tasks, f"zarr: could not write {fs.url(dest)!r} on the cluster")
+    results = [np.asarray(r, dtype=object).flat[0] for r in done]
     if image.axes is None:
         writer._write_array_meta(
             fs, dest, shapes[0], np.dtype(data.dtype), level_chunks[0], codec, image.attrs, None,
