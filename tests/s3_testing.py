@@ -77,9 +77,18 @@ def bucket(s3_server: str) -> Iterator[str]:
     )
     client.create_bucket(Bucket=name)
     yield name
-    objects = client.list_objects_v2(Bucket=name).get("Contents", [])
-    for obj in objects:
-        client.delete_object(Bucket=name, Key=obj["Key"])
-    client.delete_bucket(Bucket=name)
+    # A task orphaned by a test (a dask worker whose client was killed) may still be
+    # writing: empty the bucket until it stays empty.
+    deadline = time.monotonic() + 120
+    while True:
+        for obj in client.list_objects_v2(Bucket=name).get("Contents", []):
+            client.delete_object(Bucket=name, Key=obj["Key"])
+        try:
+            client.delete_bucket(Bucket=name)
+            return
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "BucketNotEmpty" or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 

@@ -244,6 +244,20 @@ print("saved")
 """
 
 
+def _wait_until_workers_idle(address: str) -> None:
+    """Wait until no worker executes a task (tasks of a killed client still run to their end)."""
+    import time
+
+    with distributed.Client(address, timeout=30) as observer:
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            busy = observer.run(lambda dask_worker: dask_worker.state.executing_count)
+            if not any(busy.values()):
+                return
+            time.sleep(0.1)
+    raise AssertionError("the workers still run the killed client's tasks after 120 s")
+
+
 @pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
 def test_client_killed_mid_save_publishes_nothing(
     cluster: Any, tmp_path: pathlib.Path, request: pytest.FixtureRequest, kind: str
@@ -264,6 +278,7 @@ def test_client_killed_mid_save_publishes_nothing(
         (gates / "go").write_text("")  # let the orphaned task end
         if proc.poll() is None:
             proc.kill()
+        _wait_until_workers_idle(cluster.scheduler_address)  # its writes land now, not in a later test
     assert "saved" not in (proc.stdout.read() if proc.stdout else "")
     fresh, _ = _kill_target(kind, tmp_path, s3_server, bucket)
     if kind == "local":
