@@ -65,14 +65,20 @@ def _run(args: argparse.Namespace) -> int:
         viewer.close()
         return 2
 
-    def _quit(*_args: object) -> None:
+    def _quit() -> None:
         widget.stop()
         if args.cleanup_dir:  # asked to stop: nobody needs the log any more
             shutil.rmtree(args.cleanup_dir, ignore_errors=True)
         viewer.close()
 
-    signal.signal(signal.SIGTERM, _quit)
-    signal.signal(signal.SIGINT, _quit)
+    def _on_signal(*_args: object) -> None:
+        # Python runs this handler between two bytecodes of whatever the GUI thread
+        # was doing, e.g. inside the feedback socket's lock: stopping right here
+        # deadlocked on that lock. Stop from the event loop instead.
+        QTimer.singleShot(0, _quit)
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     keepalive = QTimer()  # lets Python run signal handlers while Qt's loop spins
     keepalive.timeout.connect(lambda: None)
     keepalive.start(200)
