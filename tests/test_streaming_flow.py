@@ -11,6 +11,17 @@ from polystore.streaming import StreamReceiver  # noqa: E402
 from polystore.streaming.napari import NapariStreamingBackend  # noqa: E402
 
 
+def wait_for_credit(backend: NapariStreamingBackend) -> None:
+    """Read the sender's feedback until the viewer's credit arrived (fails after 30 s)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not backend.sender._credit and time.monotonic() < deadline:
+        backend.sender.check_feedback()
+        time.sleep(0.01)
+    assert backend.sender._credit, "the sender never heard the viewer's credit"
+
+
 def test_a_receiver_without_feedback_still_gets_the_newest_live_frame() -> None:
     with StreamReceiver("tcp://127.0.0.1:0", coalesce=False) as receiver:
         backend = NapariStreamingBackend(endpoint=receiver.endpoint, send_timeout=5)
@@ -51,11 +62,7 @@ def test_a_restarted_viewer_gets_the_next_live_frame_without_waiting_for_lost_cr
         header = first.get(timeout=10).header
         assert header.reply is not None
         outbox.send([(header.reply, header.stream, header.seq)])  # the viewer applied frame 0
-        deadline = time.monotonic() + 30
-        while not backend.sender._credit and time.monotonic() < deadline:
-            backend.sender.check_feedback()
-            time.sleep(0.01)
-        assert backend.sender._credit, "the sender never heard the viewer's credit"
+        wait_for_credit(backend)
         backend.save(np.full((4, 4), 1, np.uint8), "live.tif")
         assert int(first.get(timeout=10).data[0, 0]) == 1  # in flight, never acknowledged
         first.stop()  # the viewer closes before applying it
@@ -76,11 +83,7 @@ def _pipeline_child_that_returns_with_a_frame_in_the_slot(endpoint: str) -> None
 
     backend = NapariStreamingBackend(endpoint=endpoint, send_timeout=5)
     backend.save(np.full((4, 4), 0, np.uint8), "live.tif")
-    deadline = time.monotonic() + 30
-    while not backend.sender._credit and time.monotonic() < deadline:
-        backend.sender.check_feedback()
-        time.sleep(0.01)
-    assert backend.sender._credit, "the child never heard the viewer's credit"
+    wait_for_credit(backend)
     backend.save(np.full((4, 4), 1, np.uint8), "live.tif")
     backend.save(np.full((4, 4), 2, np.uint8), "live.tif")  # waits for credit for frame 1: never comes
     # Returns without close(), as a pipeline function that drops its FileManager does.
@@ -133,11 +136,7 @@ def test_flush_returns_only_after_the_slot_frame_was_sent_not_just_taken(monkeyp
             header = receiver.get(timeout=10).header
             assert header.reply is not None
             outbox.send([(header.reply, header.stream, header.seq)])
-            deadline = time.monotonic() + 30
-            while not backend.sender._credit and time.monotonic() < deadline:
-                backend.sender.check_feedback()
-                time.sleep(0.01)
-            assert backend.sender._credit
+            wait_for_credit(backend)
             sender = backend.sender
             original = sender._send_locked
             handed: list[int] = []

@@ -8,12 +8,12 @@ batch calls are the same with one resolution and an optional progress bar.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from polystore import _tree
 from polystore.backend_registry import BackendRegistry, normalize_backend_name
+from polystore.batch_progress import PROGRESS_THRESHOLD, chunks_with_progress, one_call_with_progress, wants_progress
 from polystore.base import PathLike, StorageBackend, require_capability
 from polystore.exceptions import PathExistsError, StorageError, UnsupportedOperationError
 from polystore.formats import IMAGE_EXTENSIONS
@@ -23,24 +23,6 @@ if TYPE_CHECKING:
     from polystore.tree_copy import CopyResult
 
 __all__ = ["FileManager", "PROGRESS_THRESHOLD"]
-
-#: Batches at least this long show a progress bar when stderr is a terminal.
-PROGRESS_THRESHOLD = 200
-
-T = TypeVar("T")
-
-
-def _chunks_with_progress(items: Sequence[T], description: str) -> Iterator[Sequence[T]]:
-    """Yield about 100 slices of ``items`` while a tqdm bar counts the items done."""
-    from tqdm import tqdm
-
-    step = max(1, len(items) // 100)
-    with tqdm(total=len(items), desc=description, unit="item") as bar:
-        for start in range(0, len(items), step):
-            chunk = items[start : start + step]
-            yield chunk
-            bar.update(len(chunk))
-
 
 class FileManager:
     """Save, load and list through any backend, chosen per call by name.
@@ -136,18 +118,15 @@ class FileManager:
                 f"save_batch: {len(data_list)} data items but {len(output_paths)} output paths"
             )
         instance = self.get_backend(backend)
-        if not self._wants_progress(len(data_list), progress):
+        if not wants_progress(len(data_list), progress):
             instance.save_batch(data_list, output_paths, **kwargs)
             return
-        if not instance.splits_batches:  # one call; the bar completes when it returns
-            from tqdm import tqdm
-
-            with tqdm(total=len(data_list), desc=f"save {instance.backend_name}", unit="item") as bar:
+        if not instance.splits_batches:
+            with one_call_with_progress(len(data_list), f"save {instance.backend_name}"):
                 instance.save_batch(data_list, output_paths, **kwargs)
-                bar.update(len(data_list))
             return
         pairs = list(zip(data_list, output_paths))
-        for chunk in _chunks_with_progress(pairs, f"save {instance.backend_name}"):
+        for chunk in chunks_with_progress(pairs, f"save {instance.backend_name}"):
             instance.save_batch([d for d, _ in chunk], [p for _, p in chunk], **kwargs)
 
     def load_batch(
@@ -159,18 +138,12 @@ class FileManager:
     ) -> list[Any]:
         """Load every path and return the results in the same order."""
         instance = self.get_backend(backend)
-        if not self._wants_progress(len(file_paths), progress):
+        if not wants_progress(len(file_paths), progress):
             return instance.load_batch(file_paths, **kwargs)
         out: list[Any] = []
-        for chunk in _chunks_with_progress(file_paths, f"load {instance.backend_name}"):
+        for chunk in chunks_with_progress(file_paths, f"load {instance.backend_name}"):
             out.extend(instance.load_batch(chunk, **kwargs))
         return out
-
-    @staticmethod
-    def _wants_progress(count: int, progress: bool | None) -> bool:
-        if progress is None:
-            return count >= PROGRESS_THRESHOLD and sys.stderr.isatty()
-        return progress
 
     def save_array(self, array: Any, output_path: PathLike, backend: Any, **kwargs: Any) -> None:
         """Save one array (NumPy, torch, JAX, ...) - the same as :meth:`save`."""
