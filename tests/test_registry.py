@@ -83,3 +83,32 @@ def test_enum_and_dict_registries() -> None:
     assert memory.is_file("/a.npy")
     with pytest.raises(TypeError):
         fm.save(np.zeros(2), "/a.npy", backend=3)
+
+
+def test_a_name_registered_again_reaches_the_new_instance_through_every_filemanager() -> None:
+    registry = BackendRegistry()
+    fm, other_fm = FileManager(registry), FileManager(registry)
+    old, new = MemoryBackend(), MemoryBackend()
+    registry.register("memory", old)
+    fm.save(np.ones(2), "/a.npy", backend="memory")  # resolves and caches the old instance
+    other_fm.load("/a.npy", backend="memory")
+    fm.registry.register("memory", new)
+    fm.save(np.zeros(2), "/b.npy", backend="memory")
+    assert new.exists("/b.npy") and not old.exists("/b.npy")
+    assert fm.get_backend("memory") is new and other_fm.get_backend("memory") is new
+    with pytest.raises(FileNotFoundError):
+        other_fm.load("/a.npy", backend="memory")
+    registry["Memory"] = old  # the existing package's registry was a dict: item assignment registers
+    assert other_fm.load("/a.npy", backend="memory").tolist() == [1.0, 1.0]
+
+
+def test_a_filemanager_copied_by_pickle_still_follows_registrations() -> None:
+    import pickle
+
+    fm = FileManager(BackendRegistry(memory=MemoryBackend()))
+    fm.save(np.ones(2), "/a.npy", backend="memory")
+    copy = pickle.loads(pickle.dumps(fm))
+    replacement = MemoryBackend()
+    copy.registry.register("memory", replacement)
+    copy.save(np.zeros(2), "/b.npy", backend="memory")
+    assert replacement.exists("/b.npy")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import importlib
 import importlib.util
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from polystore.exceptions import BackendNotFoundError, MissingDependencyError
@@ -169,12 +170,37 @@ class BackendRegistry(Mapping[str, "StorageBackend"]):
         self, backends: Mapping[str, StorageBackend] | None = None, **named: StorageBackend
     ) -> None:
         self._instances: dict[str, StorageBackend] = {}
+        self._watchers: list[weakref.WeakMethod[Callable[[], None]]] = []
         for name, backend in {**(backends or {}), **named}.items():
             self.register(name, backend)
 
     def register(self, name: Any, backend: StorageBackend) -> None:
-        """Use ``backend`` (an instance) for ``name`` in this registry."""
+        """Use ``backend`` (an instance) for ``name`` in this registry, from the next call on.
+
+        FileManagers built on this registry drop the instances they resolved
+        before, so a name registered again reaches the new instance.
+        """
         self._instances[normalize_backend_name(name)] = backend
+        alive = []
+        for watcher in self._watchers:
+            forget = watcher()
+            if forget is not None:
+                forget()
+                alive.append(watcher)
+        self._watchers = alive
+
+    def watch(self, forget: Callable[[], None]) -> None:
+        """Call ``forget`` after every :meth:`register`; it is a bound method, held weakly.
+
+        This is how a :class:`FileManager` learns to drop the backends it
+        cached (its hot path keeps one dict lookup per call instead of asking
+        the registry each time).
+        """
+        self._watchers.append(weakref.WeakMethod(forget))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # weak references cannot be pickled, and watchers are per process anyway
+        return {**self.__dict__, "_watchers": []}
 
     def get_backend(self, name: Any) -> StorageBackend:
         """Return the backend instance for ``name``, creating it on first use.
@@ -199,6 +225,10 @@ class BackendRegistry(Mapping[str, "StorageBackend"]):
             return self.get_backend(name)
         except BackendNotFoundError as exc:
             raise KeyError(name) from exc
+
+    def __setitem__(self, name: str, backend: StorageBackend) -> None:
+        """``registry["memory"] = backend`` is :meth:`register` (the existing package's registry was a dict)."""
+        self.register(name, backend)
 
     def __contains__(self, name: object) -> bool:
         try:

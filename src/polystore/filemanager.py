@@ -53,6 +53,17 @@ class FileManager:
         # backend name -> its bound save / load: one dict lookup per call on the hot path
         self._savers: dict[Any, Callable[..., None]] = {}
         self._loaders: dict[Any, Callable[..., Any]] = {}
+        registry.watch(self._forget_backends)
+
+    def _forget_backends(self) -> None:
+        """Drop resolved backends: a name was registered again (see :meth:`BackendRegistry.register`)."""
+        self._resolved.clear()
+        self._savers.clear()
+        self._loaders.clear()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.registry.watch(self._forget_backends)
 
     def get_backend(self, backend: Any) -> StorageBackend:
         """The backend instance for a name (``"disk"``, ``"Zarr"``, ``Backend.MEMORY``)."""
