@@ -197,3 +197,45 @@ def test_delete_and_overwrite_drop_metadata_before_chunks_on_s3(
     assert not s3_backend.exists("f.zarr/img") and s3_backend.list_files("f.zarr") == []
     with pytest.raises(ImageLoadError, match="interrupted"):
         s3_backend.load("f.zarr/img")
+
+
+def test_a_listing_cached_by_the_users_s3fs_does_not_hide_another_process_s_writes(
+    s3_backend: ZarrBackend, s3_server: str, bucket: str
+) -> None:
+    """fsspec shares one s3fs instance per set of options: a user's ``find`` fills the listing
+    cache our backend would read through. Chunks written by another process after that
+    listing must load as their pixels, never as fill values, and new nodes must be seen."""
+    import json
+
+    import fsspec
+
+    s3_backend.save(_img(1), "c.zarr/img", chunks=(1, 16, 16))
+    s3_backend.save_batch([_img(5, (8, 8)), _img(6, (8, 8))], ["c.zarr/batch/a.tif", "c.zarr/batch/b.tif"])
+    users_fs = fsspec.filesystem("s3", **_options(s3_server))
+    assert users_fs is fsspec.filesystem("s3", **_options(s3_server))  # the instance is shared
+    before = users_fs.find(f"{bucket}/prefix")  # fills users_fs.dircache for every folder
+    assert any(key.endswith("c.zarr/img/zarr.json") for key in before)
+    writer = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np
+        import polystore.zarr as pz
+        backend = pz.ZarrBackend(root=sys.argv[1], storage_options=json.loads(sys.argv[2]))
+        rng = np.random.default_rng(2)
+        backend.save(rng.integers(0, 60000, (6, 40, 50)).astype(np.uint16), "c.zarr/img", chunks=(1, 16, 16))
+        backend.save(np.full((4, 4), 9, np.uint8), "c.zarr/other")
+        backend.save_batch([np.full((8, 8), 7, np.uint16)], ["c.zarr/batch/c.tif"])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", writer, f"s3://{bucket}/prefix", json.dumps(_options(s3_server))],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = np.random.default_rng(2).integers(0, 60000, (6, 40, 50)).astype(np.uint16)
+    np.testing.assert_array_equal(s3_backend.load("c.zarr/img"), expected)
+    np.testing.assert_array_equal(np.asarray(s3_backend.load("c.zarr/img", lazy=True)), expected)
+    assert s3_backend.exists("c.zarr/other") and int(s3_backend.load("c.zarr/other").max()) == 9
+    assert "c.zarr/batch/c.tif" in s3_backend.list_files("c.zarr/batch")
+    assert "c.zarr/other" in s3_backend.list_files("c.zarr", recursive=True)
+    assert int(s3_backend.load("c.zarr/batch/c.tif").max()) == 7
