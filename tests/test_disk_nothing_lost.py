@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -177,3 +178,34 @@ def test_durable_saves_create_replace_and_leave_no_temp(tmp_path: Path, name: st
     with pytest.raises(StorageError, match="directory"):
         disk.save(np.arange(3), tmp_path / "dir.npy")
     assert sorted(os.listdir(tmp_path)) == ["dir.npy", "sub"]
+
+
+def _link_in_child(decoy: int, folder: str, path: str) -> None:
+    from polystore._unnamed import link_unnamed, open_unnamed
+
+    fd = open_unnamed(folder)
+    assert fd is not None
+    os.write(fd, b"child")
+    os.dup2(fd, decoy)  # the child's new file now has the number of the parent's decoy file
+    os.close(fd)
+    assert link_unnamed(decoy, path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="unnamed files are Linux-only")
+def test_forked_child_links_its_own_new_file_never_a_parent_file(tmp_path: Path) -> None:
+    """New files are linked through this process's /proc fd folder: a forked child must not use its parent's."""
+    DiskBackend().save(np.zeros(3), str(tmp_path / "first.npy"))  # the parent now holds its fd folder open
+    decoy_path = tmp_path / "decoy.bin"
+    decoy_path.write_bytes(b"parent")
+    decoy = os.open(decoy_path, os.O_RDONLY)
+    try:
+        proc = multiprocessing.get_context("fork").Process(
+            target=_link_in_child, args=(decoy, str(tmp_path), str(tmp_path / "child.bin"))
+        )
+        proc.start()
+        proc.join()
+    finally:
+        os.close(decoy)
+    assert proc.exitcode == 0
+    assert (tmp_path / "child.bin").read_bytes() == b"child"
+    assert decoy_path.read_bytes() == b"parent" and os.stat(decoy_path).st_nlink == 1
