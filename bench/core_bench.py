@@ -97,14 +97,15 @@ def _settled_create_cost_us(folder: str, settle_seconds: float, settled_us: floa
     Right after another job deleted many files, every file created in that
     block group costs hundreds of us more, on both sides alike, for about a
     minute: that squeezes the new-files ratio towards 1.0 whatever either side
-    does. The wait is skipped when creating is already cheap.
+    does. The wait is skipped when creating is already cheap. Returns the cost (us)
+    and the seconds waited.
     """
     cost = _create_cost_us(folder)
-    deadline = time.monotonic() + settle_seconds
-    while cost > settled_us and time.monotonic() < deadline:
+    start = time.monotonic()
+    while cost > settled_us and time.monotonic() - start < settle_seconds:
         time.sleep(5)
         cost = _create_cost_us(folder)
-    return cost
+    return cost, time.monotonic() - start
 
 
 def bench_small_batch(fm: FileManager, folder: str, count: int, repeat: int, settle_seconds: float = 0.0) -> None:
