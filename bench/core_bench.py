@@ -236,13 +236,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--count", type=int, default=2000, help="small files per batch")
     parser.add_argument("--settle", type=float, default=75.0,
-                        help="seconds to wait at most, before the new-files case, for file creation "
+                        help="seconds to wait at most, before the write cases, for file creation "
                              "slowed by other jobs' recent deletions to settle (0: no wait)")
     args = parser.parse_args(argv)
     folder = tempfile.mkdtemp(prefix="polystore-bench-", dir=args.dir)
     fm = FileManager(BackendRegistry())
     print(f"# polystore core benchmark, numpy {np.__version__}, python {sys.version.split()[0]}, {folder}")
     try:
+        # a replacing save creates a new inode each time (np.save rewrites the old one)
+        cost, waited = _settled_create_cost_us(folder, args.settle)
+        print(f"# one empty file created here: {cost:.0f} us (after waiting {waited:.0f} s)")
         bench_large(fm, folder, args.repeat)
         bench_small_batch(fm, folder, args.count, max(3, args.repeat // 2), args.settle)
         bench_memory(200_000)
