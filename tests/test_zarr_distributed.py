@@ -168,6 +168,17 @@ def _kill_setup(kind: str, tmp_path: pathlib.Path, request: pytest.FixtureReques
     return backend, path, shape, old, gates, s3_server, bucket
 
 
+def _keys(s3_server: str, bucket: str, prefix: str = "") -> list[str]:
+    """Every object key under ``prefix``, listed with boto3 (an s3fs listing would fill the shared cache)."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
 def _wait_for_written_chunks(kind: str, tmp_path: pathlib.Path, s3_server: str | None, bucket: str | None) -> None:
     import time
 
@@ -175,15 +186,9 @@ def _wait_for_written_chunks(kind: str, tmp_path: pathlib.Path, s3_server: str |
     while time.monotonic() < end:
         if kind == "local":  # the hidden build folder of the save
             found = [p for p in (tmp_path / "store/k.zarr/A/1").glob(".0.polystore-tmp-*/0/c/*/*/*/*/*")]
-        else:  # listed with boto3: a listing through s3fs would fill the shared instance's cache
-            import boto3
-
-            s3 = boto3.client(
-                "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
-                region_name="us-east-1",
-            )
-            got = s3.list_objects_v2(Bucket=bucket, Prefix="k.zarr/A/1/0/0/c/").get("Contents", [])
-            found = [o["Key"] for o in got]
+        else:  # the hidden staging prefix of the save
+            assert s3_server is not None and bucket is not None
+            found = [k for k in _keys(s3_server, bucket, "k.zarr/A/1/.0.polystore-tmp-") if "/0/c/" in k]
         if found:
             return
         time.sleep(0.05)
@@ -220,10 +225,7 @@ def test_worker_killed_mid_save(client: Any, tmp_path: pathlib.Path, request: py
         np.testing.assert_array_equal(fresh.load(path, level=1), _downsample_yx(new, "tczyx"))
     else:
         assert isinstance(outcome[0], ImageSaveError)
-        if kind == "local":
-            np.testing.assert_array_equal(fresh.load(path), old)
-        else:
-            assert not fresh.exists(path) or np.array_equal(fresh.load(path), old)
+        np.testing.assert_array_equal(fresh.load(path), old)  # the old image, whole
     client.wait_for_workers(2, timeout=120)
 
 
@@ -281,11 +283,45 @@ def test_client_killed_mid_save_publishes_nothing(
         _wait_until_workers_idle(cluster.scheduler_address)  # its writes land now, not in a later test
     assert "saved" not in (proc.stdout.read() if proc.stdout else "")
     fresh, _ = _kill_target(kind, tmp_path, s3_server, bucket)
-    if kind == "local":
-        np.testing.assert_array_equal(fresh.load(path), old)  # the old image, whole
-        assert fresh.list_dir("k.zarr/A/1") == ["0"]
-    else:  # object stores delete the old tree first: nothing is published
-        assert not fresh.exists(path) or np.array_equal(fresh.load(path), old)
+    np.testing.assert_array_equal(fresh.load(path), old)  # the old image, whole
+    assert fresh.list_dir("k.zarr/A/1") == ["0"]  # the orphaned tasks' chunks are not listed
+    if kind == "s3":  # they are under the hidden staging prefix; cleanup deletes them
+        assert s3_server is not None and bucket is not None
+        assert [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]
+        removed = fresh.cleanup("k.zarr")
+        assert len(removed) == 1 and ".0.polystore-tmp-" in removed[0]
+        assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]
+        np.testing.assert_array_equal(fresh.load(path), old)
+
+
+@pytest.mark.s3
+def test_failed_cluster_save_on_s3_keeps_the_old_image_and_the_next_save_removes_stale_staging(
+    client: Any, s3_server: str, bucket: str
+) -> None:
+    pytest.importorskip("s3fs")
+    backend = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
+    old = _image(8, SMALL)
+    backend.save(old, "o.zarr/A/1/0", axes="tczyx", chunks=CHUNKS)
+
+    def boom(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+        if block_info[0]["chunk-location"][-1] == 1:
+            raise RuntimeError("bad block")
+        return block
+
+    bad = da.from_array(_image(9, SMALL), chunks=SMALL[:3] + (32, 32)).map_blocks(boom, dtype=np.uint16)
+    with pytest.raises(ImageSaveError, match="bad block"):
+        backend.save(bad, "o.zarr/A/1/0", axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
+    fresh = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
+    np.testing.assert_array_equal(fresh.load("o.zarr/A/1/0"), old)  # never deleted: the old image, whole
+    assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]  # its staging is gone
+    # what a killed client's tasks leave: staged chunks of an earlier save of the path
+    stale = "o.zarr/A/1/.0.polystore-tmp-0123abcd/0/c/0/0/0/0/0"
+    fresh._locate("o.zarr").fs.write(f"{bucket}/{stale}", b"orphan")
+    assert fresh.list_dir("o.zarr/A/1") == ["0"]
+    new = _image(10, SMALL)
+    backend.save(da.from_array(new, chunks=SMALL[:3] + (32, 32)), "o.zarr/A/1/0", axes="tczyx", chunks=CHUNKS)
+    np.testing.assert_array_equal(fresh.load("o.zarr/A/1/0"), new)
+    assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]  # the next save removed it
 
 
 def test_save_batch_writes_each_image_as_a_task(client: Any, tmp_path: pathlib.Path) -> None:

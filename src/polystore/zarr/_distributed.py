@@ -23,12 +23,14 @@ workers run its chunk writer); only who runs it changes. The client:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -37,12 +39,16 @@ from polystore.config import ZarrConfig
 from polystore.cluster_copy import require_distributed
 from polystore.exceptions import ImageSaveError
 from polystore.zarr._codec import _Codec
-from polystore.zarr._fs import _FS, _FsspecFS, _LocalFS
+from polystore.zarr._fs import _FS, _TMP_MARK, _FsspecFS, _LocalFS
 from polystore.zarr._nodes import _Image
 from polystore.zarr._ome import _ChannelRange, _downsample_yx
 from polystore.zarr._write import _ChunkWriter, level_layout
 
-__all__ = ["active_client", "store_spec", "fs_from_spec", "write_on_cluster", "BLOCK_BYTES"]
+__all__ = [
+    "active_client", "store_spec", "fs_from_spec", "write_on_cluster", "publish_on_cluster", "remove_staging",
+    "remove_staging_under",
+    "BLOCK_BYTES",
+]
 
 #: A block (one task) grows along its non-y/x axes, chunk by chunk, up to about this many bytes.
 BLOCK_BYTES = 16 * 1024 * 1024
@@ -93,6 +99,48 @@ def fs_from_spec(spec: Mapping[str, Any]) -> _FS:
     return fs
 
 
+_SIZED: list[int] = []
+
+
+def _match_worker_threads() -> None:
+    """In a dask worker, encode with as many threads as the worker runs tasks (once per process).
+
+    A worker started with ``--nthreads N`` runs N tasks at once, each on its
+    own thread; polystore's encode pool (one thread per core by default)
+    would add its threads on top, so one worker would already fill the
+    machine and a second worker process on it gain little. Here the pool
+    gets one thread per task thread: with ``--nthreads 1`` a task encodes
+    and writes its chunks on its own thread (a local store) or on the one
+    pool thread while it sends them (object stores), so a worker uses about
+    as many cores as dask gave it. ``POLYSTORE_ZARR_THREADS`` still
+    overrides this.
+    """
+    if _SIZED:
+        return
+    import os
+
+    from polystore.zarr import _fs
+
+    with _FS_LOCK:
+        if _SIZED:
+            return
+        _SIZED.append(1)
+        if os.environ.get("POLYSTORE_ZARR_THREADS", "").isdigit():
+            return
+        try:
+            import distributed
+
+            nthreads = int(distributed.get_worker().state.nthreads)
+        except (ImportError, ValueError, AttributeError):
+            return  # not in a worker: keep the defaults
+        with _fs._POOL_LOCK:
+            old = _fs._POOLS.get("write")
+            if old is None or old._max_workers != nthreads:
+                _fs._POOLS["write"] = ThreadPoolExecutor(nthreads, thread_name_prefix="polystore-zarr-write")
+                if old is not None:
+                    old.shutdown(wait=False)
+
+
 def block_shape(
     shape: Sequence[int],
     chunks: Sequence[int],
@@ -131,6 +179,7 @@ def write_block(spec: Mapping[str, Any], index: Sequence[int], block: Any) -> di
     ``spec`` is the plain dict :func:`write_on_cluster` builds; ``block`` the
     block's pixels (a NumPy array computed by dask on this worker).
     """
+    _match_worker_threads()
     data = np.ascontiguousarray(np.asarray(block))
     fs = fs_from_spec(spec["store"])
     writer = _ChunkWriter()
@@ -182,6 +231,20 @@ def write_on_cluster(
     (after every other task has stopped, so nothing writes on afterwards);
     then no metadata was written.
     """
+    write_blocks(writer, client, fs, dest, image, codec, name)(dest)
+
+
+def write_blocks(
+    writer: _ChunkWriter, client: Any, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str
+) -> Callable[[str], None]:
+    """Have the workers write every chunk of ``image`` under ``dest``; return the metadata writer.
+
+    The returned function writes the metadata (arrays first, the image group
+    last) under the folder it is given: ``dest`` itself, or the place the
+    chunks were moved to (:func:`publish_on_cluster`). Raises
+    :class:`~polystore.exceptions.ImageSaveError` when a task failed, after
+    every other task has stopped.
+    """
     data: Any = image.data
     levels = image.pyramid_levels + 1 if image.axes is not None else 1
     if image.axes is not None and image.scale is not None and len(image.scale) != data.ndim:
@@ -214,11 +277,14 @@ def write_on_cluster(
     done = run_tasks(client, tasks, f"zarr: could not write {fs.url(dest)!r} on the cluster")
     results = [np.asarray(r, dtype=object).flat[0] for r in done]
     if image.axes is None:
-        writer._write_array_meta(
-            fs, dest, shapes[0], np.dtype(data.dtype), level_chunks[0], codec, image.attrs, None,
-            image.names, image.zarr_format,
-        )
-        return
+
+        def array_meta(at: str) -> None:
+            writer._write_array_meta(
+                fs, at, shapes[0], np.dtype(data.dtype), level_chunks[0], codec, image.attrs, None,
+                image.names, image.zarr_format,
+            )
+
+        return array_meta
     seen = None
     if "c" in image.axes:
         seen = _ChannelRange(image.axes, int(data.shape[image.axes.index("c")]))
@@ -227,7 +293,78 @@ def write_on_cluster(
                 span = slice(got["c0"], got["c0"] + len(got["lo"]))
                 seen.lo[span] = np.minimum(seen.lo[span], got["lo"])
                 seen.hi[span] = np.maximum(seen.hi[span], got["hi"])
-    writer._write_ome_meta(fs, dest, image, codec, name, level_chunks, seen)
+
+    def ome_meta(at: str) -> None:
+        writer._write_ome_meta(fs, at, image, codec, name, level_chunks, seen)
+
+    return ome_meta
+
+
+def publish_on_cluster(
+    writer: _ChunkWriter,
+    client: Any,
+    fs: _FS,
+    target: str,
+    image: _Image,
+    codec: _Codec,
+    name: str,
+    guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(),
+) -> None:
+    """Save ``image`` at ``target`` on the cluster so that the old content stays readable until the new is whole.
+
+    Stores that rename (local disks) build in the hidden folder their
+    :meth:`~polystore.zarr._fs._FS.publish` swaps in. Object stores cannot
+    rename a tree, so the workers write the chunks under a hidden *staging*
+    prefix beside the target (``.<name>.polystore-tmp-<id>``, which listings
+    and reads ignore) while the old image stays as it was; only when every
+    task succeeded does the client publish: delete the old image (metadata
+    first), copy the staged chunks into place on the server (no pixels pass
+    through the client), write the metadata last, and delete the staging
+    prefix, together with the staging prefixes earlier saves of ``target``
+    left behind (a killed client's, whose orphaned tasks wrote on). A failed
+    save deletes its own staging prefix and leaves the old image untouched.
+    """
+    if fs.supports_rename:
+        fs.publish(target, lambda dest: write_on_cluster(writer, client, fs, dest, image, codec, name), guard)
+        return
+    staging = staging_path(fs, target, uuid.uuid4().hex[:8])
+    try:
+        write_meta = write_blocks(writer, client, fs, staging, image, codec, name)
+
+        def build(dest: str) -> None:
+            fs.copytree(staging, dest)
+            write_meta(dest)
+
+        fs.publish(target, build, guard)
+    finally:
+        with contextlib.suppress(OSError):
+            fs.rmtree(staging)
+    remove_staging(fs, target)
+
+
+def staging_path(fs: _FS, target: str, token: str) -> str:
+    """The hidden staging prefix of a cluster save of ``target`` on an object store."""
+    parent, _, base = target.rstrip("/").rpartition("/")
+    return fs.join(parent, f".{base}{_TMP_MARK}{token}") if parent else f".{base}{_TMP_MARK}{token}"
+
+
+def remove_staging(fs: _FS, target: str) -> list[str]:
+    """Delete every staging prefix of ``target`` (:func:`staging_path`); return them.
+
+    Called after a cluster save of ``target`` published; a save of the same
+    path running at the same time from another client would lose its chunks
+    (saving one path from two clients at once is a race in any case).
+    """
+    parent, _, base = target.rstrip("/").rpartition("/")
+    mark = f".{base}{_TMP_MARK}"
+    removed = []
+    for entry in fs.listdir(parent) or []:
+        if entry.startswith(mark):
+            path = fs.join(parent, entry) if parent else entry
+            with contextlib.suppress(OSError):
+                fs.rmtree(path)
+                removed.append(path)
+    return removed
 
 
 def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
@@ -253,3 +390,28 @@ def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
         return list(client.gather(futures))
     finally:
         client.cancel(futures)
+
+
+def remove_staging_under(fs: _FsspecFS, path: str) -> list[str]:
+    """Delete every staging prefix (``.<name>.polystore-tmp-*``) anywhere under ``path``; return them.
+
+    What ``ZarrBackend.cleanup`` does on an object store: it removes the
+    chunks of cluster saves that never published (a killed client's
+    orphaned tasks). Do not run it while a cluster save is running there.
+    """
+    fs.fs.invalidate_cache(path)
+    try:
+        keys = [str(k) for k in fs.fs.find(path)]
+    except FileNotFoundError:
+        return []
+    base = path.rstrip("/") + "/"
+    found = set()
+    for key in keys:
+        parts = key[len(base) :].split("/") if key.startswith(base) else []
+        for i, part in enumerate(parts[:-1]):
+            if part.startswith(".") and _TMP_MARK in part:
+                found.add(base + "/".join(parts[: i + 1]))
+                break
+    for prefix in sorted(found):
+        fs.rmtree(prefix)
+    return sorted(found)

@@ -156,7 +156,8 @@ class _FS:
     def cleanup(self, path: str) -> list[str]:
         """Remove the hidden leftovers of killed writers under ``path``; return them.
 
-        Only local saves build aside (object stores leave nothing hidden).
+        Local saves build aside; on object stores only cluster saves stage
+        (``_distributed.publish_on_cluster``).
         """
         return []
 
@@ -443,6 +444,12 @@ class _FsspecFS(_FS):
 
     def copytree(self, src: str, dst: str) -> None:
         self.fs.copy(src.rstrip("/") + "/", dst.rstrip("/") + "/", recursive=True)
+
+    def cleanup(self, path: str) -> list[str]:
+        """Delete the hidden staging prefixes of cluster saves under ``path`` (``_distributed``)."""
+        from polystore.zarr._distributed import remove_staging_under
+
+        return remove_staging_under(self, path)
 
     def zarr_store(self, path: str) -> Any:
         return zarr.storage.FsspecStore.from_url(

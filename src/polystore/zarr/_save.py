@@ -162,11 +162,7 @@ class _Saver(_BatchWriter, _Lister, _PlateWriter):
                 client = active_client(kwargs.get("client"))
 
             def build(dest: str) -> None:
-                if client is not None:
-                    from polystore.zarr._distributed import write_on_cluster
-
-                    write_on_cluster(self, client, fs, dest, image, codec, name)
-                elif image.axes is None:
+                if image.axes is None:
                     self._write_array(
                         fs, dest, image.data, image.chunks, codec, image.attrs, None, image.names, fmt
                     )
@@ -175,7 +171,13 @@ class _Saver(_BatchWriter, _Lister, _PlateWriter):
 
             # a batch being replaced whole: no append or replace may run during the swap
             batch = existing is not None and existing.names is not None
-            fs.publish(target, build, self._batch_lock(loc) if batch else contextlib.nullcontext())
+            guard = self._batch_lock(loc) if batch else contextlib.nullcontext()
+            if client is not None:  # workers write the chunks; old content kept until published
+                from polystore.zarr._distributed import publish_on_cluster
+
+                publish_on_cluster(self, client, fs, target, image, codec, name, guard)
+            else:
+                fs.publish(target, build, guard)
         except (StorageError, TypeError, ValueError):
             raise
         except Exception as exc:
