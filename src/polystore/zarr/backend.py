@@ -301,13 +301,15 @@ class ZarrBackend(StorageBackend, _FrameSaver):
     # ------------------------------------------------------------------ extras
 
     def cleanup(self, directory: PathLike) -> list[str]:
-        """Remove what killed writers left under ``directory`` (local stores); return it.
+        """Remove what killed writers left under ``directory``; return it.
 
         An interrupted save leaves a hidden ``.<name>.polystore-tmp-*`` (or,
         if killed between the two renames of an overwrite, ``-old-*``)
         folder next to its target, an interrupted batch replace a staged
         member unit ``c/.<i>.polystore-tmp-*``, an interrupted metadata write
-        a ``zarr.json.polystore-tmp-*`` file. Reads and listings ignore them;
+        a ``zarr.json.polystore-tmp-*`` file; on object stores, a cluster save
+        whose client died leaves a ``.<name>.polystore-tmp-*`` staging prefix
+        (see docs/distributed.md). Reads and listings ignore them;
         this deletes them. Do not run it while another process is saving there.
         """
         loc = self._locate(directory)
