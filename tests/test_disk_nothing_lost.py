@@ -209,3 +209,21 @@ def test_forked_child_links_its_own_new_file_never_a_parent_file(tmp_path: Path)
     assert proc.exitcode == 0
     assert (tmp_path / "child.bin").read_bytes() == b"child"
     assert decoy_path.read_bytes() == b"parent" and os.stat(decoy_path).st_nlink == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="unnamed files are Linux-only")
+def test_failed_link_of_an_unnamed_file_names_the_target(tmp_path: Path) -> None:
+    from polystore._unnamed import link_unnamed, open_unnamed
+
+    fd = open_unnamed(str(tmp_path))
+    assert fd is not None
+    try:
+        target = str(tmp_path / "missing" / "a.npy")
+        with pytest.raises(FileNotFoundError) as caught:
+            link_unnamed(fd, target)
+        assert caught.value.filename == target
+        os.write(fd, b"x")
+        assert link_unnamed(fd, str(tmp_path / "a.npy")) and not link_unnamed(fd, str(tmp_path / "a.npy"))
+    finally:
+        os.close(fd)
+    assert os.listdir(tmp_path) == ["a.npy"]
