@@ -38,6 +38,7 @@ __all__ = ["HeaderTemplate", "HeaderCache", "canonical_split"]
 _SEQ = b',"seq":'
 _SENT = b',"sent":'
 _SEQ_RE = re.compile(rb"0|[1-9][0-9]{0,18}")
+_SEQ_LIMIT = 2**63
 _NUMBER_RE = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
@@ -110,16 +111,31 @@ class HeaderCache:
         self.hits = 0
 
     def parse(self, data: bytes, payload_nbytes: int) -> Header:
-        """Like :func:`~polystore.streaming.header_checks.parse_header` (same result, same errors)."""
+        """Like :func:`~polystore.streaming.header_checks.parse_header` (same result, same errors).
+
+        The repeat check is :func:`canonical_split` and the ``seq``/``sent``
+        checks written out in one function: it runs once per received message,
+        and with 128 KiB frames each Python call saved is ~1% of the receive.
+        """
+        if len(data) <= MAX_HEADER_BYTES:
+            i = data.find(_SEQ)
+            j = data.find(b",", i + 7) if i >= 0 else -1
+            k = data.rfind(_SENT) if j >= 0 else -1
+            if k >= j >= 0:
+                m = data.find(b",", k + 8)
+                if m < 0:
+                    m = len(data) - 1
+                known = self._known.get((data[:i], data[j:k], data[m:]))
+                if known is not None and payload_nbytes == known.nbytes:
+                    seq_text = data[i + 7 : j]
+                    sent_text = data[k + 8 : m]
+                    if _SEQ_RE.fullmatch(seq_text) and _NUMBER_RE.fullmatch(sent_text):
+                        seq = int(seq_text)
+                        sent = float(sent_text)
+                        if seq < _SEQ_LIMIT and math.isfinite(sent):
+                            self.hits += 1
+                            return _fresh(known, seq, sent)
         parts = canonical_split(data) if len(data) <= MAX_HEADER_BYTES else None
-        if parts is not None:
-            key = (parts[0], parts[2], parts[4])
-            known = self._known.get(key)
-            if known is not None:
-                header = _repeat(known, parts[1], parts[3], payload_nbytes)
-                if header is not None:
-                    self.hits += 1
-                    return header
         header = parse_header(data, payload_nbytes)
         if parts is not None and _cacheable(header):
             self._remember(parts, header)
@@ -134,17 +150,6 @@ class HeaderCache:
         self._known.move_to_end(key)
         while len(self._known) > self.size:
             self._known.popitem(last=False)
-
-
-def _repeat(known: Header, seq_text: bytes, sent_text: bytes, payload_nbytes: int) -> Header | None:
-    """``known`` with the new numbers, or None when they need the full path (which then says why)."""
-    if payload_nbytes != known.nbytes or not _SEQ_RE.fullmatch(seq_text) or not _NUMBER_RE.fullmatch(sent_text):
-        return None
-    seq = int(seq_text)
-    sent = float(sent_text)
-    if seq >= 2**63 or not math.isfinite(sent):
-        return None
-    return _fresh(known, seq, sent)
 
 
 def _fresh(known: Header, seq: int, sent: float) -> Header:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from polystore.streaming._zmq import zmq
+from polystore.streaming._zmq import recv_message, zmq
 from zmq.utils.monitor import recv_monitor_message
 from polystore.streaming.annotation_wire import decode_any
 from polystore.streaming.endpoints import check_bind_allowed, prepare_ipc
@@ -326,7 +326,7 @@ class StreamReceiver:
                 sock.setsockopt(zmq.RCVTIMEO, want)
                 self._rcvtimeo = want
             try:
-                frames = sock.recv_multipart(copy=False)
+                frames = recv_message(sock)
             except zmq.Again:
                 return None
             frame = self._decode(frames)
@@ -348,7 +348,7 @@ class StreamReceiver:
     def _receive_one(self, sock: Any) -> bool:
         """Take one message off the socket; False when none was waiting."""
         try:
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            frames = recv_message(sock, zmq.NOBLOCK)
         except zmq.Again:
             return False
         frame = self._decode(frames)

@@ -50,6 +50,7 @@ class ReceiverCounters:
         self._stats = ReceiverStats(endpoint=endpoint)
         self._last_seq: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._arrivals: collections.deque[float] = collections.deque(maxlen=4096)
+        self._newest: str | None = None  # the stream counted last (the newest entry of _last_seq)
 
     @property
     def listening(self) -> bool:
@@ -84,20 +85,29 @@ class ReceiverCounters:
 
     def count(self, header: Header, now: float) -> None:
         """A valid message arrived at ``now``: count it and any gap in its stream's ``seq``."""
+        stream = header.stream
+        seq = header.seq
         with self._lock:
             stats = self._stats
             stats.received += 1
             stats.bytes_received += header.nbytes
             self._arrivals.append(now)
-            last = self._last_seq.pop(header.stream, None)
+            last_seq = self._last_seq
+            if stream == self._newest:
+                # the stream of the previous message: already the most recent entry
+                last: int | None = last_seq[stream]
+                last_seq[stream] = seq
+            else:
+                last = last_seq.pop(stream, None)
+                last_seq[stream] = seq
+                self._newest = stream
+                while len(last_seq) > MAX_TRACKED_STREAMS:
+                    last_seq.popitem(last=False)
             if last is not None:
-                if header.seq > last + 1:
-                    stats.gaps += header.seq - last - 1
-                elif header.seq <= last:
+                if seq > last + 1:
+                    stats.gaps += seq - last - 1
+                elif seq <= last:
                     stats.out_of_order += 1
-            self._last_seq[header.stream] = header.seq
-            while len(self._last_seq) > MAX_TRACKED_STREAMS:
-                self._last_seq.popitem(last=False)
 
     def snapshot(self) -> ReceiverStats:
         """A copy of the counters, with the arrivals of the last second as ``frames_per_second``."""
