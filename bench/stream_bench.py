@@ -1,10 +1,7 @@
 """``python -m bench stream``: streaming throughput and into-the-viewer figures.
 
-Part 1, same run, separate processes (receiver in a child): StreamingBackend
-push -> StreamingBackend pull (validation, receiver thread, queue, consumer)
-against raw pyzmq PUSH -> PULL with the same [JSON header, buffer] zero-copy
-messages, over ipc and tcp loopback, for 8 MiB and 128 KiB frames. Prints
-GB/s and message rates and the ratio ours/raw (target >= 0.9).
+Part 1: throughput of small and large frames against raw pyzmq, see
+:mod:`bench.stream_throughput` (what each side does).
 
 Part 2: an unpaced sender calls NapariStreamingBackend.save (2048x2048 uint16,
 one live layer) into a real napari viewer process under Xvfb for --seconds
@@ -36,39 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from bench._timing import report, report_absolute
+from bench._timing import report_absolute
+from bench.stream_throughput import free_port, part1
 
 BIG = (2048, 2048)  # uint16: 8 MiB
-SMALL = (256, 256)  # uint16: 128 KiB
 
 
 # -- child processes -------------------------------------------------------------
-def _child_raw(endpoint: str, count: int) -> None:
-    import zmq
-
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.bind(endpoint)
-    print("ready", flush=True)
-    for _round in iter(sys.stdin.readline, ""):
-        for _ in range(count):
-            frames = sock.recv_multipart(copy=False)
-            header = json.loads(frames[0].bytes)
-            np.frombuffer(frames[1].buffer, dtype=header["dtype"]).reshape(header["shape"])
-        print("done", flush=True)
-
-
-def _child_ours(endpoint: str, count: int) -> None:
-    from polystore.streaming import StreamingBackend
-
-    pull = StreamingBackend(mode="pull", endpoint=endpoint, max_queued_bytes=256 * 1024**2)
-    print("ready", flush=True)
-    for _round in iter(sys.stdin.readline, ""):
-        for _ in range(count):
-            pull.load("*", timeout=60)
-        print("done", flush=True)
-
-
 def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
     import napari
     import psutil
@@ -169,128 +140,6 @@ def _child_viewer(endpoint: str, seconds: float, out: str) -> None:
     napari.run()
 
 
-# -- part 1 ------------------------------------------------------------------------
-def _spawn(kind: str, endpoint: str, count: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.stream_bench", f"--child-{kind}", endpoint, str(count)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
-
-
-def _raw_sender(endpoint: str) -> Any:
-    import zmq
-
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.connect(endpoint)
-
-    def send(array: np.ndarray[Any, Any], seq: int) -> None:
-        header = {"v": 1, "kind": "image", "stream": "raw", "seq": seq, "path": "p", "dtype": array.dtype.str,
-                  "shape": list(array.shape), "order": "C", "nbytes": array.nbytes, "layer": None, "axes": None,
-                  "index": None, "display": {}, "meta": {}, "sent": time.time()}
-        sock.send_multipart([json.dumps(header).encode(), array], copy=False)
-
-    return send, lambda: (sock.close(5000), ctx.term())
-
-
-def _our_sender(endpoint: str) -> Any:
-    from polystore.streaming import StreamingBackend
-
-    push = StreamingBackend(mode="push", endpoint=endpoint, send_timeout=30)
-
-    def send(array: np.ndarray[Any, Any], _seq: int) -> None:
-        push.save(array, "p")
-
-    return send, push.close
-
-
-class _Pair:
-    """A receiver child and a sender for one implementation (raw or ours)."""
-
-    def __init__(self, kind: str, endpoint: str, count: int) -> None:
-        self.count = count
-        self.child = _spawn(kind, endpoint, count)
-        self.send, self.close = (_raw_sender if kind == "raw" else _our_sender)(endpoint)
-        self.seq = 0
-
-    def run(self, array: np.ndarray[Any, Any]) -> float:
-        """Send ``count`` messages; return messages/s until the receiver has them all."""
-        assert self.child.stdin is not None and self.child.stdout is not None
-        self.child.stdin.write("go\n")
-        self.child.stdin.flush()
-        start = time.perf_counter()
-        for _ in range(self.count):
-            self.send(array, self.seq)
-            self.seq += 1
-        assert self.child.stdout.readline().strip() == "done"
-        return self.count / (time.perf_counter() - start)
-
-    def stop(self) -> None:
-        self.close()
-        self.child.kill()
-        self.child.wait()
-
-
-def _compare(endpoints: dict[str, str], array: np.ndarray[Any, Any], count: int, rounds: int) -> dict[str, float]:
-    """Best messages/s of raw and ours, alternating rounds so both see the same noise."""
-    pairs = {kind: _Pair(kind, endpoint, count) for kind, endpoint in endpoints.items()}
-    best = dict.fromkeys(pairs, 0.0)
-    try:
-        for r in range(rounds + 1):  # round 0 warms up
-            for kind, pair in pairs.items():
-                rate = pair.run(array)
-                if r:
-                    best[kind] = max(best[kind], rate)
-    finally:
-        for pair in pairs.values():
-            pair.stop()
-    return best
-
-
-def part1(quick: bool) -> list[str]:
-    lines = []
-    tmp = tempfile.mkdtemp(prefix="polystore-bench-")
-    big = np.random.default_rng(0).integers(0, 4000, size=BIG, dtype=np.uint16)
-    small = np.random.default_rng(1).integers(0, 4000, size=SMALL, dtype=np.uint16)
-    cases = [("8 MiB", big, 30 if quick else 60, "GB/s"), ("128 KiB", small, 1000 if quick else 3000, "msg/s")]
-    rounds = 3 if quick else 7
-    try:
-        for transport in ("ipc", "tcp"):
-            for label, array, count, unit in cases:
-                endpoints = {}
-                for kind in ("raw", "ours"):
-                    if transport == "ipc":
-                        endpoints[kind] = f"ipc://{tmp}/{kind}-{label.replace(' ', '')}.sock"
-                    else:
-                        endpoints[kind] = f"tcp://127.0.0.1:{_free_port()}"
-                rates = _compare(endpoints, array, count, rounds)
-                scale = array.nbytes / 1e9 if unit == "GB/s" else 1.0
-                lines.append(
-                    report(
-                        f"StreamingBackend vs raw pyzmq, {transport}, {label}",
-                        rates["ours"] * scale,
-                        rates["raw"] * scale,
-                        unit,
-                        0.9,
-                    )
-                )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return lines
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- part 2 ------------------------------------------------------------------------
 def _display_env() -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
     env = dict(os.environ)
@@ -311,7 +160,7 @@ def part2(seconds: float) -> list[str]:
     from polystore.streaming.napari import NapariStreamingBackend
 
     env, xvfb = _display_env()
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tempfile.mktemp(prefix="polystore-viewer-", suffix=".json")
     viewer = subprocess.Popen(
         [sys.executable, "-m", "bench.stream_bench", "--child-viewer", endpoint, str(seconds + 6), out],
@@ -392,12 +241,8 @@ def part2(seconds: float) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Run the streaming benchmarks; see the module docstring."""
-    if argv and argv[0].startswith("--child-"):
-        kind = argv[0][len("--child-") :]
-        if kind == "viewer":
-            _child_viewer(argv[1], float(argv[2]), argv[3])
-        else:
-            (_child_raw if kind == "raw" else _child_ours)(argv[1], int(argv[2]))
+    if argv and argv[0] == "--child-viewer":
+        _child_viewer(argv[1], float(argv[2]), argv[3])
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench stream")
     parser.add_argument("--quick", action="store_true")

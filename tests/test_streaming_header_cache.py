@@ -84,3 +84,51 @@ def test_repeated_saves_over_a_real_socket_arrive_whole_through_both_fast_paths(
     assert frames[5].header.path == "live/b.tif" and frames[5].header.display == {}
     assert len({f.header.sent for f in frames}) > 1 or frames[0].header.sent > 0
     assert pull.receiver._headers.hits == 4
+
+
+def test_gap_counting_follows_each_stream_when_streams_interleave_and_old_ones_are_forgotten() -> None:
+    """The counter's shortcut for "same stream as the previous message" keeps every stream's own numbering."""
+    from polystore.streaming.receiver_stats import MAX_TRACKED_STREAMS, ReceiverCounters
+
+    counters = ReceiverCounters("tcp://127.0.0.1:1")
+    a = build_header(np.zeros(2), "a", stream="A", seq=0)
+    b = build_header(np.zeros(2), "b", stream="B", seq=0)
+
+    def count(header: object, seq: int) -> None:
+        counters.count(header.__class__(**{**header.__dict__, "seq": seq}), 0.0)  # type: ignore[arg-type]
+
+    for stream, seq in [(a, 0), (a, 1), (b, 0), (a, 2), (b, 1), (b, 2), (a, 5), (a, 6), (b, 3), (a, 4)]:
+        count(stream, seq)
+    snap = counters.snapshot()
+    assert (snap.received, snap.gaps, snap.out_of_order) == (10, 2, 1)  # A skipped 3 and 4, then went back to 4
+    for n in range(MAX_TRACKED_STREAMS):  # A and B are pushed out of the tracked streams
+        counters.count(build_header(np.zeros(2), "x", stream=f"s{n}", seq=0), 0.0)
+    count(a, 100)  # A is new again: no gap counted against its forgotten numbering
+    count(a, 102)
+    snap = counters.snapshot()
+    assert (snap.gaps, snap.out_of_order) == (3, 1)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+def test_reading_a_message_part_by_part_gives_what_recv_multipart_gives(parts: int) -> None:
+    import zmq
+
+    from polystore.streaming._zmq import recv_message, send_message
+
+    ctx = zmq.Context()
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    try:
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        message = [bytes([k]) * (k * 70_000 + 3) for k in range(parts)]  # small (copied) and large (zero-copy) parts
+        for _ in range(2):
+            send_message(push, [memoryview(p) for p in message], copy=False)
+        assert pull.poll(5000)
+        assert [bytes(f.buffer) for f in recv_message(pull)] == message
+        assert [bytes(f.buffer) for f in pull.recv_multipart(copy=False)] == message
+        with pytest.raises(zmq.Again):
+            recv_message(pull, zmq.NOBLOCK)
+    finally:
+        pull.close(0)
+        push.close(0)
+        ctx.term()

@@ -15,6 +15,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without pyzmq
 
 __all__ = ["zmq", "context", "recv_message", "send_message"]
 
+# A plain int: pyzmq's flag enums cost an enum operation per use.
+_SNDMORE = int(zmq.SNDMORE)
+
 _lock = threading.Lock()
 _context: Any = None
 _context_pid = -1
@@ -56,7 +59,6 @@ def send_message(sock: Any, frames: list[Any], copy: bool) -> None:
     Same as ``sock.send_multipart(frames, copy=copy)`` without its per-call
     type check of every part (the callers pass bytes and memoryviews).
     """
-    more = zmq.SNDMORE
     for part in frames[:-1]:
-        sock.send(part, more, copy=copy)
+        sock.send(part, _SNDMORE, copy=copy)
     sock.send(frames[-1], 0, copy=copy)

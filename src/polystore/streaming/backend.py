@@ -157,6 +157,8 @@ class StreamingBackend(StorageBackend):
         return self._receiver
 
     def _options(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if not kwargs:  # the common save(data, path): no set arithmetic per call
+            return {"layer": None, "axes": None, "index": None, "display": {}, "meta": None}
         unknown = sorted(set(kwargs) - set(SAVE_OPTIONS))
         if unknown:
             raise TypeError(

@@ -41,7 +41,19 @@ __all__ = [
     "StreamReceiver",
     "DEFAULT_MAX_QUEUED_BYTES",
     "DEFAULT_MAX_QUEUED_FRAMES",
+    "DEFAULT_RCVHWM",
+    "configure_pull",
 ]
+
+#: ZeroMQ pipe depth (messages) in front of a receiver (docs/streaming-protocol.md, limits).
+DEFAULT_RCVHWM = 16
+
+
+def configure_pull(sock: Any, rcvhwm: int, max_frame_bytes: int) -> None:
+    """The options of a receiver's PULL socket (before ``bind``): pipe depth, no linger, frame size cap."""
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, max(max_frame_bytes, MAX_HEADER_BYTES))
 
 
 class StreamReceiver:
@@ -85,7 +97,7 @@ class StreamReceiver:
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         max_queued_frames: int = DEFAULT_MAX_QUEUED_FRAMES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        rcvhwm: int = 16,
+        rcvhwm: int = DEFAULT_RCVHWM,
         allow_remote: bool = False,
         curve_secret_key: bytes | str | None = None,
         curve_public_key: bytes | str | None = None,
@@ -243,9 +255,7 @@ class StreamReceiver:
         sock = self._ctx.socket(zmq.PULL)
         mon = None
         try:
-            sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_frame_bytes, MAX_HEADER_BYTES))
+            configure_pull(sock, self.rcvhwm, self.max_frame_bytes)
             secret, public = self._curve
             if secret is not None:
                 if not zmq.has("curve"):

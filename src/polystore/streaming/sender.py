@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from polystore.streaming._zmq import zmq
+from polystore.streaming._zmq import send_message, zmq
 from polystore.streaming.errors import NoReceiverError, StreamingError
 from polystore.streaming.feedback import FeedbackInbox
 from polystore.streaming.flow import CREDIT_TIMEOUT, FIRST_FEEDBACK_TIMEOUT, MAX_PENDING_LAYERS, FlowControl
@@ -31,10 +31,32 @@ from polystore.streaming.header_cache import HeaderTemplate
 from polystore.streaming.protocol import Header, as_payload_array, build_header, encode_header
 from polystore.streaming.rejections import RejectionLog, RejectionPolicy
 
-__all__ = ["StreamSender", "DEFAULT_SEND_TIMEOUT", "MAX_PENDING_LAYERS", "CREDIT_TIMEOUT", "FIRST_FEEDBACK_TIMEOUT"]
+__all__ = ["StreamSender", "configure_push", "default_sndhwm", "DEFAULT_SEND_TIMEOUT", "MAX_PENDING_LAYERS", "CREDIT_TIMEOUT", "FIRST_FEEDBACK_TIMEOUT"]
 
 #: Seconds a send may wait for a receiver before raising (the issue asks <= 5 s).
 DEFAULT_SEND_TIMEOUT = 5.0
+
+
+
+def default_sndhwm(nbytes: int, queue_bytes: int = 32 * 1024**2) -> int:
+    """The send high-water mark for messages of ``nbytes``: about ``queue_bytes`` queued, 2 to 1000 messages."""
+    return max(2, min(1000, queue_bytes // max(nbytes, 1)))
+
+
+def configure_push(sock: Any, sndhwm: int, send_timeout: float) -> None:
+    """The options of a sender's PUSH socket (before ``connect``); see docs/streaming-protocol.md.
+
+    No queueing for a receiver that is not connected (``IMMEDIATE``), at most
+    ``sndhwm`` messages queued, sends and the close linger bounded by
+    ``send_timeout`` seconds, reconnects every 50 ms to 1 s.
+    """
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    sock.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
+    sock.setsockopt(zmq.LINGER, int(send_timeout * 1000))
+    sock.setsockopt(zmq.RECONNECT_IVL, 50)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+
 
 _live_senders: weakref.WeakSet[StreamSender] = weakref.WeakSet()
 
@@ -143,19 +165,14 @@ class StreamSender(FlowControl):
             return self._socket
         hwm = self.sndhwm
         if hwm is None:
-            hwm = max(2, min(1000, self.queue_bytes // max(nbytes, 1)))
+            hwm = default_sndhwm(nbytes, self.queue_bytes)
         # After a fork the parent's socket must not be touched: start afresh.
         # Each sender owns its context so close() can wait for queued messages
         # to leave (zmq_ctx_term honours the linger time) before returning.
         _flush_at_child_exit()
         self._context = zmq.Context()
         sock = self._context.socket(zmq.PUSH)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.SNDTIMEO, int(self.send_timeout * 1000))
-        sock.setsockopt(zmq.LINGER, int(self.send_timeout * 1000))
-        sock.setsockopt(zmq.RECONNECT_IVL, 50)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        configure_push(sock, hwm, self.send_timeout)
         server_key, public_key, secret_key = self._curve
         if server_key is not None:
             if not zmq.has("curve"):
@@ -314,7 +331,7 @@ class StreamSender(FlowControl):
         if table is not None:  # points and shapes: a third frame (polystore.streaming.annotation_wire)
             frames.append(table)
         try:
-            sock.send_multipart(frames, copy=self.copy)
+            send_message(sock, frames, self.copy)
         except zmq.Again:
             raise NoReceiverError(self.endpoint, self.send_timeout, self.hint) from None
         except zmq.ZMQError as exc:
