@@ -248,7 +248,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--no-viewer", action="store_true")
+    parser.add_argument("--raw-socket-defaults", action="store_true",
+                        help="raw pyzmq side with pyzmq's default socket options, not polystore's")
     args = parser.parse_args(argv)
+    if args.raw_socket_defaults:
+        from bench.stream_throughput import RAW_DEFAULTS_ENV
+
+        os.environ[RAW_DEFAULTS_ENV] = "1"
+        print("raw side: pyzmq's default socket options", flush=True)
     print("## stream: StreamingBackend vs raw pyzmq (same run, receiver in another process)", flush=True)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)", flush=True)
     part1(args.quick)

@@ -25,6 +25,9 @@ buffer], through sockets with the same options:
   (a repeated header checks only ``seq`` and ``sent``), sequence/gap and
   byte counters, the ``Frame``, the array view.
 
+``--raw-socket-defaults`` gives the raw side pyzmq's default options instead
+(SNDHWM/RCVHWM 1000, no IMMEDIATE), the baseline of figures before 2026-12-01.
+
 Prints GB/s and message rates and the ratio ours/raw (target >= 0.9), and for
 each case the CPU time per message of each process (all its threads: Python,
 ZeroMQ's I/O thread, pyzmq's zero-copy release thread) over the same rounds.
@@ -36,6 +39,7 @@ Run by :mod:`bench.stream_bench`; this module is also the receiving child
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -51,6 +55,16 @@ BIG = (2048, 2048)  # uint16: 8 MiB
 SMALL = (256, 256)  # uint16: 128 KiB
 
 
+#: ``python -m bench stream --raw-socket-defaults`` sets this (the receiving child inherits it):
+#: the raw side then keeps pyzmq's default socket options (HWM 1000 both ways), as this
+#: bench did before 2026-12-01, so figures from both baselines can be compared.
+RAW_DEFAULTS_ENV = "BENCH_STREAM_RAW_SOCKET_DEFAULTS"
+
+
+def _raw_uses_pyzmq_defaults() -> bool:
+    return os.environ.get(RAW_DEFAULTS_ENV) == "1"
+
+
 # -- the receiving child ---------------------------------------------------------
 def _child_raw(endpoint: str, count: int) -> None:
     import zmq
@@ -60,7 +74,8 @@ def _child_raw(endpoint: str, count: int) -> None:
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
-    configure_pull(sock, DEFAULT_RCVHWM, DEFAULT_MAX_FRAME_BYTES)  # the socket options ours uses
+    if not _raw_uses_pyzmq_defaults():
+        configure_pull(sock, DEFAULT_RCVHWM, DEFAULT_MAX_FRAME_BYTES)  # the socket options ours uses
     sock.bind(endpoint)
     print("ready", flush=True)
     for _round in iter(sys.stdin.readline, ""):
@@ -103,7 +118,8 @@ def _raw_sender(endpoint: str, nbytes: int) -> Any:
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
-    configure_push(sock, default_sndhwm(nbytes), 30)  # the socket options ours uses (send_timeout=30)
+    if not _raw_uses_pyzmq_defaults():
+        configure_push(sock, default_sndhwm(nbytes), 30)  # the socket options ours uses (send_timeout=30)
     sock.connect(endpoint)
 
     def send(array: np.ndarray[Any, Any], seq: int) -> None:
