@@ -3,8 +3,20 @@
 polystore (``ZarrBackend.save(..., client=)``: workers write chunk-aligned
 blocks, the client publishes the metadata) against ``dask.array.to_zarr``
 into a zarr-python array with the same chunks and codec (Blosc LZ4 level 1,
-byte shuffle), on a LocalCluster of 1 and then 2 worker processes (one
-thread each), to a local store and to a moto S3 server, all in one run.
+byte shuffle), on a LocalCluster of 1 and then 2 worker processes, to a
+local store and to a moto S3 server, all in one run.
+
+Both writers run on the same cluster, configured alike: worker processes
+with ``threads_per_worker=1`` (one dask task at a time per worker).
+polystore's workers size its encode pool to that (one thread per task
+thread); zarr-python encodes in its own asyncio thread pool, which dask's
+setting does not bound. The line under each figure prints the CPU cores the
+worker processes kept busy during the best trial, and the cores the machine
+had idle meanwhile (what other jobs left unused), so a scaling figure can be
+read against what the machine gave. Each worker imports both writers before
+any timing. On moto S3 polystore's save also publishes its staged chunks
+(server-side copies into place, after every task succeeded: the old image
+stays readable until then); this is included in its time.
 
 Data: a uint16 TCZYX dask array made on the workers (a smooth pattern plus
 noise, about 2:1 with LZ4 like camera images); zarr chunks 1x1x1x1024x1024,
@@ -34,6 +46,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import psutil
 
 from bench._timing import report, report_absolute
 
@@ -130,6 +143,25 @@ def _clear(root: str, options: dict[str, Any] | None) -> None:
     fs.invalidate_cache()
 
 
+def _worker_cpu(client: Any) -> float:
+    """CPU seconds (user + system, all threads) the worker processes have used so far."""
+
+    def used() -> float:
+        t = psutil.Process().cpu_times()
+        return float(t.user + t.system)
+
+    return sum(client.run(used).values())
+
+
+def _warm() -> None:
+    """Import what both writers use, in a worker process."""
+    import numcodecs  # noqa: F401
+    import zarr  # noqa: F401
+
+    import polystore.zarr._distributed  # noqa: F401
+    import polystore.zarr._write  # noqa: F401
+
+
 def _overhead_per_task(client: Any, n: int = 400) -> float:
     """Seconds the scheduler spends per task (no-op tasks, best of 3)."""
     best = float("inf")
@@ -171,6 +203,7 @@ def main(argv: list[str]) -> int:
                 with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                               dashboard_address=":0", scheduler_port=0) as cluster, \
                         distributed.Client(cluster) as client:
+                    client.run(_warm)  # imports on every worker before any timing (not charged to the first writer)
                     per_task = _overhead_per_task(client)
                     targets = [("local", os.path.join(scratch, f"w{workers}"), None)]
                     if options is not None:
@@ -178,14 +211,22 @@ def main(argv: list[str]) -> int:
                     for where, root, opts in targets:
                         writers = _writers(root, opts, client)
                         times = {name: float("inf") for name in writers}
+                        cores: dict[str, tuple[float, float]] = {}
                         for _ in range(args.repeat):
                             for name, fn in writers.items():
                                 _clear(root, opts)
+                                cpu0, idle0 = _worker_cpu(client), psutil.cpu_times().idle
                                 t0 = time.perf_counter()
                                 fn(data)
-                                times[name] = min(times[name], time.perf_counter() - t0)
+                                took = time.perf_counter() - t0
+                                if took < times[name]:
+                                    times[name] = took
+                                    cores[name] = ((_worker_cpu(client) - cpu0) / took,
+                                                   (psutil.cpu_times().idle - idle0) / took)
                         mbs = {k: nbytes / 2**20 / v for k, v in times.items()}
                         report(f"save {where}, {workers} worker(s) [MiB/s]", mbs["ours"], mbs["raw"], "MiB/s", 1.5)
+                        print("    cores busy in the worker processes / idle on the machine: "
+                              + ", ".join(f"{k} {c:.2f} / {i:.2f}" for k, (c, i) in cores.items()), flush=True)
                         if where == "local":
                             best_local[workers] = mbs["ours"]
                         _clear(root, opts)
