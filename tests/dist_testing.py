@@ -21,7 +21,7 @@ distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-__all__ = ["cluster", "client", "gate_blocks", "wait_for_file"]
+__all__ = ["cluster", "client", "gate_blocks", "wait_for_file", "write_pool_threads"]
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,11 @@ def started_pid(folder: pathlib.Path) -> int:
         if time.monotonic() > end:
             raise AssertionError(f"no gated task started under {folder}")
         time.sleep(0.05)
+
+
+def write_pool_threads() -> int:
+    """Run in a worker (``client.run``): the threads of polystore's chunk-write pool there (0: none yet)."""
+    from polystore.zarr import _fs
+
+    pool = _fs._POOLS.get("write")
+    return pool._max_workers if pool is not None else 0

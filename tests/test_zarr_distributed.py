@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("zarr")
 da = pytest.importorskip("dask.array")
 
-from dist_testing import client, cluster, gate_blocks, started_pid  # noqa: E402,F401
+from dist_testing import client, cluster, gate_blocks, started_pid, write_pool_threads  # noqa: E402,F401
 from s3_testing import s3_options  # noqa: E402
 
 import distributed  # noqa: E402
@@ -62,6 +62,19 @@ def test_save_on_cluster_writes_what_a_local_save_writes(client: Any, tmp_path: 
     np.testing.assert_array_equal(backend.load(tmp_path / "c.zarr/A/1/0"), a)
     level2 = _downsample_yx(_downsample_yx(a, "tczyx"), "tczyx")
     np.testing.assert_array_equal(backend.load(tmp_path / "c.zarr/A/1/0", level=2), level2)
+
+
+def test_a_worker_encodes_with_as_many_threads_as_dask_gave_it(client: Any, tmp_path: pathlib.Path) -> None:
+    """One thread per worker (the cluster's setting), so a second worker process adds a core (issue 14)."""
+    if os.environ.get("POLYSTORE_ZARR_THREADS"):
+        pytest.skip("POLYSTORE_ZARR_THREADS overrides the pool size")
+    data = da.from_array(_image(11), chunks=(1, 3, 5, 64, 64))
+    ZarrBackend().save(data, tmp_path / "t.zarr/img", axes="tczyx", chunks=CHUNKS)
+    nthreads = client.nthreads()
+    sizes = client.run(write_pool_threads)
+    assert set(sizes) == set(nthreads)
+    for worker, size in sizes.items():
+        assert size == nthreads[worker] == 1  # not one thread per core of the machine
 
 
 def test_plain_array_and_filemanager_client_keyword(cluster: Any, tmp_path: pathlib.Path) -> None:
