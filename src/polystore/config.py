@@ -118,6 +118,10 @@ class ZarrConfig:
     #: Frames saved with ``index=`` that wait for the rest of their chunk row: at most this many
     #: bytes of buffers per image (at least one chunk row), then the oldest row is written as it is.
     frame_buffer_bytes: int = 256 * 1024 * 1024
+    #: Whole-array loads and writes of new arrays on local stores use zarrs' Rust codec pipeline
+    #: when the ``zarrs`` package (0.2.x) is installed (it was faster: docs/performance.md);
+    #: False keeps polystore's own codec path everywhere. Batch members always use the own path.
+    use_zarrs: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.compressor, CompressorConfig):  # the existing package's spelling

@@ -19,6 +19,7 @@ from polystore.zarr._model import ArrayMeta
 from polystore.zarr._nodes import _Loc, _Node
 from polystore.zarr._pins import OpenedVersion, PinnedArray, _Pins, read_stable
 from polystore.zarr._read import _ArrayReader
+from polystore.zarr._zarrs_delegate import read_whole
 
 
 class _Loader(_Resolver):
@@ -116,7 +117,8 @@ class _Loader(_Resolver):
         if reader is not None:
             try:
                 if index is None:
-                    return reader.read([0] * reader.ndim, list(reader.shape))
+                    whole = read_whole(reader) if self.config.use_zarrs else None
+                    return whole if whole is not None else reader.read([0] * reader.ndim, list(reader.shape))
                 return reader[index]
             except MemoryError as exc:  # NumPy refuses the buffer before allocating it
                 raise ImageLoadError(

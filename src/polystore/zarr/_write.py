@@ -17,6 +17,7 @@ from polystore.zarr._codec import _Codec
 from polystore.zarr._dtypes import _fill_value
 from polystore.zarr._fs import _FS, _pool
 from polystore.zarr._workers import run_each
+from polystore.zarr._zarrs_delegate import write_chunks
 from polystore.zarr._model import ArrayMeta
 from polystore.zarr._meta import _META, _array_metadata, _array_metadata_v2, _dumps, _write_group
 from polystore.zarr._nodes import _Image
@@ -97,7 +98,9 @@ class _ChunkWriter:
     ) -> None:
         """Write every chunk of ``data`` under ``dest``, then its metadata (last)."""
         skip_empty = not self.config.write_empty_chunks
-        self._write_chunks(fs, dest, data, chunks, codec, zarr_format=zarr_format, skip_empty=skip_empty)
+        self._write_chunks(
+            fs, dest, data, chunks, codec, zarr_format=zarr_format, skip_empty=skip_empty, new_array=True
+        )
         self._write_array_meta(
             fs, dest, tuple(data.shape), np.dtype(data.dtype), chunks, codec, attrs, dimension_names,
             names, zarr_format,
@@ -142,6 +145,7 @@ class _ChunkWriter:
         skip_empty: bool = False,
         member_root: str | None = None,
         grid_offset: Sequence[int] | None = None,
+        new_array: bool = False,
     ) -> None:
         """Encode and write every chunk of ``data`` (chunk index 0 shifted by ``lead_offset``).
 
@@ -157,6 +161,11 @@ class _ChunkWriter:
 
         A dask array is computed and written one slab of about ``ZarrConfig.slab_bytes``
         (whole chunks along axis 0) at a time, so it never has to fit in RAM.
+
+        ``new_array`` (a new array in the staging tree of a local save, never a
+        batch member or an append): the chunks are encoded and written by zarrs'
+        codec pipeline when it is installed and ``ZarrConfig.use_zarrs`` is set
+        (``_zarrs_delegate``).
         """
         if not isinstance(data, np.ndarray):
             step = chunks[0]
@@ -166,7 +175,7 @@ class _ChunkWriter:
                 slab = np.ascontiguousarray(np.asarray(data[start : start + rows].compute()))
                 self._write_chunks(
                     fs, dest, slab, chunks, codec, lead_offset + start // step, zarr_format, separator,
-                    skip_empty,
+                    skip_empty, new_array=new_array,
                 )
             return
         numcodec = codec.numcodec()
@@ -200,6 +209,12 @@ class _ChunkWriter:
             return dest + "/c" + "".join(separator + str(i) for i in idx)
 
         if fs.supports_native_files:
+            delegate = new_array and self.config.use_zarrs and member_root is None and grid_offset is None
+            if delegate:
+                os.makedirs(dest, exist_ok=True)
+                keys = [(idx, key(idx)[len(dest) + 1 :]) for idx in indices]
+                if write_chunks(dest, data, chunks, codec, keys, not skip_empty):
+                    return
             for d in {os.path.dirname(key(idx)) for idx in indices}:
                 os.makedirs(d, exist_ok=True)
             os.makedirs(dest if member_root is None or data.ndim < 2 else member_root, exist_ok=True)
@@ -256,7 +271,7 @@ class _ChunkWriter:
                         slab = _downsample_yx(slab, axes)
                     self._write_chunks(
                         fs, paths[level], slab, level_chunks[level], codec, start // step, fmt, "/",
-                        skip_empty,
+                        skip_empty, new_array=True,
                     )
         else:
             level_data = data.compute() if _is_dask(data) else data
@@ -265,7 +280,7 @@ class _ChunkWriter:
                     level_data = _downsample_yx(level_data, axes)
                 self._write_chunks(
                     fs, paths[level], level_data, level_chunks[level], codec, zarr_format=fmt,
-                    skip_empty=skip_empty,
+                    skip_empty=skip_empty, new_array=True,
                 )
         self._write_ome_meta(fs, dest, image, codec, name, level_chunks, seen)
 
