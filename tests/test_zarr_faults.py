@@ -102,7 +102,7 @@ def test_damaged_foreign_array_still_raises_image_load_error(backend: ZarrBacken
 def _dying_writer(after_chunks: int | None, work: str) -> str:
     """A script that runs ``work`` with a ZarrBackend whose process dies (``os._exit(9)``,
     no cleanup) while encoding chunk number ``after_chunks + 1`` (None: it does not die
-    by itself; the test kills it)."""
+    by itself; the test kills it), whether polystore's own encoder or zarrs' writes it."""
     return textwrap.dedent(
         f"""
         import os, sys
@@ -123,6 +123,25 @@ def _dying_writer(after_chunks: int | None, work: str) -> str:
 
         if {after_chunks is not None}:
             pz._Codec.numcodec = lambda self: Dying(real(self))
+
+        # new arrays are encoded by zarrs when it is installed: it dies at the same chunk
+        import polystore.zarr._zarrs_delegate as zd
+        hook = zd._hook()
+
+        class DyingZarrs:
+            def __init__(self, *args, **kwargs):
+                self.impl = hook[0](*args, **kwargs)
+            def retrieve_chunks_and_apply_index(self, items, out):
+                self.impl.retrieve_chunks_and_apply_index(items, out)
+            def store_chunks_with_indices(self, items, value, write_empty):
+                left = {after_chunks} - count[0]
+                count[0] += len(items)
+                self.impl.store_chunks_with_indices(items[:max(0, left)], value, write_empty)
+                if len(items) > left:
+                    os._exit(9)
+
+        if {after_chunks is not None} and hook is not None:
+            zd._hook = lambda: (DyingZarrs, hook[1], hook[2])
         backend = pz.ZarrBackend(root=sys.argv[1])
         """
     ) + textwrap.dedent(work) + 'print("finished")\n'

@@ -111,8 +111,8 @@ class ZarrConfig:
     #: (divided by the chunk size, at least 8) chunks fetched in one batch of GETs.
     #: Larger batches keep more requests in flight and more bytes in RAM.
     request_batch_bytes: int = 64 * 1024 * 1024
-    #: Largest chunk whose read and decode buffers each reading thread keeps for the next
-    #: chunk (larger chunks get fresh buffers each time). Up to about twice this stays
+    #: Largest chunk whose read and decode buffers each reading thread of polystore's own
+    #: reader keeps for the next chunk (larger chunks get fresh buffers each time). Up to about twice this stays
     #: allocated per read thread while the process lives.
     keep_buffer_bytes: int = 64 * 1024 * 1024
     #: Frames saved with ``index=`` that wait for the rest of their chunk row: at most this many
