@@ -87,7 +87,7 @@ def started_pid(folder: pathlib.Path) -> int:
 
 def write_pool_threads() -> int:
     """Run in a worker (``client.run``): the threads of polystore's chunk-write pool there (0: none yet)."""
-    from polystore.zarr import _fs
+    from polystore.zarr import _workers
 
-    pool = _fs._POOLS.get("write")
+    pool = _workers._POOLS.get("write")
     return pool._max_workers if pool is not None else 0

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("zarr")
 
-from polystore.zarr._fs import _pool  # noqa: E402
+from polystore.zarr._workers import _pool  # noqa: E402
 from polystore.zarr._workers import run_each  # noqa: E402
 
 

@@ -84,18 +84,20 @@ from polystore.zarr._meta import (
     _group_metadata as _group_metadata,
     _write_group as _write_group,
 )
+from polystore.zarr._workers import (
+    _POOLS as _POOLS,
+    _POOL_LOCK as _POOL_LOCK,
+    _forget_pools_after_fork as _forget_pools_after_fork,
+    _pool as _pool,
+)
 from polystore.zarr._fs import (
     _FS as _FS,
     _FsspecFS as _FsspecFS,
     _LocalFS as _LocalFS,
     _MMAP_FLAGS as _MMAP_FLAGS,
     _OLD_MARK as _OLD_MARK,
-    _POOLS as _POOLS,
-    _POOL_LOCK as _POOL_LOCK,
     _SCRATCH as _SCRATCH,
     _TMP_MARK as _TMP_MARK,
-    _forget_pools_after_fork as _forget_pools_after_fork,
-    _pool as _pool,
 )
 from polystore.zarr._nodes import (
     _Image as _Image,

@@ -40,7 +40,8 @@ import numpy as np
 from polystore.atomic import file_lock
 from polystore.exceptions import ImageSaveError, StorageError
 from polystore.zarr._dtypes import _dtype_from_meta
-from polystore.zarr._fs import _FS, _TMP_MARK, _pool, put_in_place
+from polystore.zarr._fs import _FS, _TMP_MARK, put_in_place
+from polystore.zarr._workers import _pool
 from polystore.zarr._meta import _META, _dumps
 from polystore.base import PathLike
 from polystore.zarr._locate import _Resolver

@@ -32,7 +32,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -121,7 +120,7 @@ def _match_worker_threads() -> None:
         return
     import os
 
-    from polystore.zarr import _fs
+    from polystore.zarr._workers import resize_pool
 
     with _FS_LOCK:
         if _SIZED:
@@ -135,12 +134,7 @@ def _match_worker_threads() -> None:
             nthreads = int(distributed.get_worker().state.nthreads)
         except (ImportError, ValueError, AttributeError):
             return  # not in a worker: keep the defaults
-        with _fs._POOL_LOCK:
-            old = _fs._POOLS.get("write")
-            if old is None or old._max_workers != nthreads:
-                _fs._POOLS["write"] = ThreadPoolExecutor(nthreads, thread_name_prefix="polystore-zarr-write")
-                if old is not None:
-                    old.shutdown(wait=False)
+        resize_pool("write", nthreads)
 
 
 def block_shape(

@@ -1,4 +1,4 @@
-"""The filesystem layer: worker pools, local files and fsspec object storage."""
+"""The filesystem layer: local files and fsspec object storage."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import zarr
@@ -23,47 +22,8 @@ _NODE_DOCS = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs"})
 _TMP_MARK = ".polystore-tmp-"
 _OLD_MARK = ".polystore-old-"
 
-_POOLS: dict[str, ThreadPoolExecutor] = {}
 _SCRATCH = threading.local()
 _MMAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-_POOL_LOCK = threading.Lock()
-
-
-def _forget_pools_after_fork() -> None:
-    """A forked child inherits the pools but not their threads: start fresh ones there."""
-    global _POOL_LOCK
-    _POOLS.clear()
-    _POOL_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pools_after_fork)
-
-
-def _pool(kind: str = "write") -> ThreadPoolExecutor:
-    """Worker threads that encode/decode chunks and do their I/O (both release the GIL).
-
-    Writes use one thread per core (more only adds contention on the page
-    cache); reads use two per core, which measured faster on a busy machine
-    (see docs/performance.md). ``POLYSTORE_ZARR_THREADS`` overrides both.
-    """
-    pool = _POOLS.get(kind)
-    if pool is None:
-        with _POOL_LOCK:
-            pool = _POOLS.get(kind)
-            if pool is None:
-                cpus = os.cpu_count() or 2
-                env = os.environ.get("POLYSTORE_ZARR_THREADS", "")
-                if env.isdigit() and int(env) > 0:
-                    workers = int(env)
-                elif kind == "read":
-                    workers = max(2, min(8, 2 * cpus))
-                else:
-                    workers = max(2, min(8, cpus))
-                pool = ThreadPoolExecutor(workers, thread_name_prefix=f"polystore-zarr-{kind}")
-                _POOLS[kind] = pool
-    return pool
-
 
 def _contained(base: str, rel: str) -> str | None:
     """``base/rel`` normalized, or None when ``rel`` climbs out of ``base`` (or is absolute)."""

@@ -1,14 +1,64 @@
-"""The chunk loop: encode/decode chunks on the calling thread and the worker pool together."""
+"""The worker pools, and the chunk loop that encodes/decodes on the calling thread and a pool together."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from polystore.zarr._fs import _pool
-
 T = TypeVar("T")
+
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pools_after_fork() -> None:
+    """A forked child inherits the pools but not their threads: start fresh ones there."""
+    global _POOL_LOCK
+    _POOLS.clear()
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _pool(kind: str = "write") -> ThreadPoolExecutor:
+    """Worker threads that encode/decode chunks and do their I/O (both release the GIL).
+
+    Writes use one thread per core (more only adds contention on the page
+    cache); reads use two per core, which measured faster on a busy machine
+    (see docs/performance.md). ``POLYSTORE_ZARR_THREADS`` overrides both.
+    """
+    pool = _POOLS.get(kind)
+    if pool is None:
+        with _POOL_LOCK:
+            pool = _POOLS.get(kind)
+            if pool is None:
+                cpus = os.cpu_count() or 2
+                env = os.environ.get("POLYSTORE_ZARR_THREADS", "")
+                if env.isdigit() and int(env) > 0:
+                    workers = int(env)
+                elif kind == "read":
+                    workers = max(2, min(8, 2 * cpus))
+                else:
+                    workers = max(2, min(8, cpus))
+                pool = ThreadPoolExecutor(workers, thread_name_prefix=f"polystore-zarr-{kind}")
+                _POOLS[kind] = pool
+    return pool
+
+
+def resize_pool(kind: str, threads: int) -> None:
+    """Give the ``kind`` pool exactly ``threads`` threads from now on (a dask worker's task threads)."""
+    with _POOL_LOCK:
+        old = _POOLS.get(kind)
+        if old is None or old._max_workers != threads:
+            _POOLS[kind] = ThreadPoolExecutor(threads, thread_name_prefix=f"polystore-zarr-{kind}")
+            if old is not None:
+                old.shutdown(wait=False)
+
 
 
 def run_each(kind: str, items: Sequence[T], fn: Callable[[T], None]) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 from polystore.config import ZarrConfig
 from polystore.zarr._codec import _Codec
 from polystore.zarr._dtypes import _fill_value
-from polystore.zarr._fs import _FS, _pool
+from polystore.zarr._fs import _FS
+from polystore.zarr._workers import _pool
 from polystore.zarr._workers import run_each
 from polystore.zarr._zarrs_delegate import write_chunks
 from polystore.zarr._model import ArrayMeta

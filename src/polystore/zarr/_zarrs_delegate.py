@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polystore.zarr._codec import _Codec
-from polystore.zarr._fs import _pool
+from polystore.zarr._workers import _pool
 
 if TYPE_CHECKING:
     from polystore.zarr._read import _ArrayReader
