@@ -82,54 +82,21 @@ def test_whole_loads_and_new_saves_go_through_zarrs(
         np.testing.assert_array_equal(zarr.open_array(str(tmp_path / f"a{len(shape)}.zarr"), mode="r")[...], data)
 
 
-def test_batch_replaces_and_appends_stay_own_and_member_loads_go_through_zarrs(
-    tmp_path: Path, calls: dict[str, int]
-) -> None:
+def test_batch_members_stay_on_the_own_path(tmp_path: Path, calls: dict[str, int]) -> None:
     backend = ZarrBackend(root=tmp_path)
     frames = [np.full((64, 64), i, np.uint16) for i in range(4)]
     backend.save_batch(frames, [f"b.zarr/f{i}" for i in range(4)], chunks=(1, 32, 32))
     written = calls["write"]  # a new batch is a new array: zarrs writes it
     assert written == 1
-    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/f1"])  # replace: staged member, own path
-    backend.save_batch([np.full((64, 64), 7, np.uint16)], ["b.zarr/f4"])  # append: past the end, own path
+    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/f1"])  # replace
+    backend.save_batch([np.full((64, 64), 7, np.uint16)], ["b.zarr/f4"])  # append
     assert calls["write"] == written
     reads = calls["read"]
     assert int(backend.load("b.zarr/f1").max()) == 9 and int(backend.load("b.zarr/f4").min()) == 7
-    assert calls["read"] == reads + 2  # one image of a batch: zarrs decodes that region
+    assert calls["read"] == reads  # one image of a batch: the own reader
     whole = backend.load("b.zarr")
-    assert calls["read"] == reads + 3
+    assert calls["read"] == reads + 1
     np.testing.assert_array_equal(whole[:, 0, 0], [0, 9, 2, 3, 7])
-    own = ZarrBackend(root=tmp_path, config=ZarrConfig(use_zarrs=False))
-    for i in range(5):
-        np.testing.assert_array_equal(backend.load(f"b.zarr/f{i}"), own.load(f"b.zarr/f{i}"))
-
-
-def test_a_member_region_with_edge_chunks_and_missing_chunks_matches_the_own_reader(
-    tmp_path: Path, calls: dict[str, int]
-) -> None:
-    backend = ZarrBackend(root=tmp_path)
-    own = ZarrBackend(root=tmp_path, config=ZarrConfig(use_zarrs=False))
-    rng = np.random.default_rng(3)
-    frames = [rng.integers(0, 9, (50, 70)).astype(np.float32) for _ in range(3)]
-    frames[1][:32, :32] = 0  # an all-fill chunk: not written, reads as the fill value
-    backend.save_batch(frames, [f"e.zarr/f{i}" for i in range(3)], chunks=(1, 32, 32))
-    for i in range(3):
-        got = backend.load(f"e.zarr/f{i}")
-        np.testing.assert_array_equal(got, frames[i])
-        np.testing.assert_array_equal(got, own.load(f"e.zarr/f{i}"))
-    assert calls["read"] == 3
-
-
-def test_a_damaged_chunk_of_a_member_is_named_after_zarrs_fails(tmp_path: Path, calls: dict[str, int]) -> None:
-    backend = ZarrBackend(root=tmp_path)
-    frames = [(1000 + np.arange(64 * 64).reshape(64, 64) % 97).astype(np.uint16) for _ in range(3)]
-    backend.save_batch(frames, [f"d.zarr/f{i}" for i in range(3)], chunks=(1, 32, 32))
-    chunk = tmp_path / "d.zarr" / "c" / "1" / "1" / "0"
-    chunk.write_bytes(chunk.read_bytes()[:17])
-    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/1/1/0'"):
-        backend.load("d.zarr/f1")
-    assert calls["read"] == 1
-    np.testing.assert_array_equal(backend.load("d.zarr/f2"), frames[2])
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from polystore.zarr._model import ArrayMeta
 from polystore.zarr._nodes import _Loc, _Node
 from polystore.zarr._pins import OpenedVersion, PinnedArray, _Pins, read_stable
 from polystore.zarr._read import _ArrayReader
-from polystore.zarr._zarrs_delegate import read_region, read_whole
+from polystore.zarr._zarrs_delegate import read_whole
 
 
 class _Loader(_Resolver):
@@ -119,11 +119,6 @@ class _Loader(_Resolver):
                 if index is None:
                     whole = read_whole(reader) if self.config.use_zarrs else None
                     return whole if whole is not None else reader.read([0] * reader.ndim, list(reader.shape))
-                if self.config.use_zarrs and reader.ndim and 0 <= index < reader.shape[0]:
-                    starts, stops = [index] + [0] * (reader.ndim - 1), [index + 1, *reader.shape[1:]]
-                    part = read_region(reader, starts, stops)
-                    if part is not None:
-                        return part[0]
                 return reader[index]
             except MemoryError as exc:  # NumPy refuses the buffer before allocating it
                 raise ImageLoadError(

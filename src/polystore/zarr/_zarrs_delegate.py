@@ -163,15 +163,10 @@ def _pipeline(
 
 
 def read_whole(reader: _ArrayReader) -> np.ndarray | None:
-    """The whole array of ``reader`` decoded by zarrs, or None (use the own reader); see :func:`read_region`."""
-    return read_region(reader, [0] * reader.ndim, list(reader.meta.shape))
-
-
-def read_region(reader: _ArrayReader, starts: Sequence[int], stops: Sequence[int]) -> np.ndarray | None:
-    """``array[starts:stops]`` (per axis) decoded by zarrs, or None (use the own reader).
+    """The whole array of ``reader`` decoded by zarrs, or None (use the own reader).
 
     Called inside the load's pins. If zarrs fails on a chunk (truncated,
-    damaged, or changed underneath), the region is read again by the own
+    damaged, or changed underneath), the array is read again by the own
     reader: it raises :class:`ImageLoadError` naming the chunk key, or (the
     cause was a swap the pins will see) returns what is there now.
     """
@@ -180,30 +175,25 @@ def read_region(reader: _ArrayReader, starts: Sequence[int], stops: Sequence[int
         return None
     assert meta.codec is not None and meta.fill is not None
     shape = meta.shape
-    region = [b - a for a, b in zip(starts, stops)]
-    if 0 in region:
-        return np.empty(region, reader.dtype)
-    ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(starts, stops, meta.chunks)]
-    if math.prod(len(r) for r in ranges) > MAX_CHUNKS:
+    if 0 in shape:
+        return np.empty(shape, reader.dtype)
+    if math.prod(meta.grid) > MAX_CHUNKS:
         return None
-    out = np.empty(region, reader.dtype)  # before anything else: MemoryError for what cannot fit
+    out = np.empty(shape, reader.dtype)  # before anything else: MemoryError for what cannot fit
     impl = _pipeline(reader.path, shape, reader.dtype, meta.chunks, meta.codec, meta.fill, "read")
     if impl is None:
         return None
     chunk_item = _hook()[1]  # type: ignore[index]
     items = []
-    for idx in itertools.product(*ranges):
-        origin = [i * c for i, c in zip(idx, meta.chunks)]
-        lo = [max(o, a) for o, a in zip(origin, starts)]
-        hi = [min(o + c, b, s) for o, c, b, s in zip(origin, meta.chunks, stops, shape)]
-        in_chunk = [slice(x - o, y - o) for x, y, o in zip(lo, hi, origin)]
-        in_out = [slice(x - a, y - a) for x, y, a in zip(lo, hi, starts)]
-        items.append(chunk_item(meta.chunk_key(idx), in_chunk, list(meta.chunks), in_out, region))
+    for idx in itertools.product(*(range(n) for n in meta.grid)):
+        sub = [slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, meta.chunks, shape)]
+        items.append(chunk_item(meta.chunk_key(idx), [slice(0, x.stop - x.start) for x in sub],
+                                list(meta.chunks), sub, list(shape)))
     try:
         impl.retrieve_chunks_and_apply_index(items, out)
     except Exception as exc:  # noqa: BLE001 - zarrs names no chunk: the own reader's checks do
         _log.debug("zarrs read of %s failed (%s); reading it with the own reader", reader.where, exc)
-        return reader.read(list(starts), list(stops), out)
+        return reader.read([0] * reader.ndim, list(shape), out)
     return out
 
 
