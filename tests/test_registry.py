@@ -112,3 +112,15 @@ def test_a_filemanager_copied_by_pickle_still_follows_registrations() -> None:
     copy.registry.register("memory", replacement)
     copy.save(np.zeros(2), "/b.npy", backend="memory")
     assert replacement.exists("/b.npy")
+
+
+def test_filemanagers_made_and_dropped_on_one_registry_do_not_pile_up_in_it() -> None:
+    registry = BackendRegistry()
+    for _ in range(5000):  # a FileManager per task, as the docs allow
+        FileManager(registry).save(np.ones(1), "/x.npy", backend="memory")
+    assert len(registry._watchers) < 200
+    kept = FileManager(registry)
+    replacement = MemoryBackend()
+    registry.register("memory", replacement)
+    kept.save(np.ones(1), "/y.npy", backend="memory")
+    assert replacement.exists("/y.npy")

@@ -171,6 +171,7 @@ class BackendRegistry(Mapping[str, "StorageBackend"]):
     ) -> None:
         self._instances: dict[str, StorageBackend] = {}
         self._watchers: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._prune_at = 64
         for name, backend in {**(backends or {}), **named}.items():
             self.register(name, backend)
 
@@ -197,6 +198,9 @@ class BackendRegistry(Mapping[str, "StorageBackend"]):
         the registry each time).
         """
         self._watchers.append(weakref.WeakMethod(forget))
+        if len(self._watchers) >= self._prune_at:  # drop FileManagers gone since (amortised O(1))
+            self._watchers = [w for w in self._watchers if w() is not None]
+            self._prune_at = max(64, 2 * len(self._watchers))
 
     def __getstate__(self) -> dict[str, Any]:
         # weak references cannot be pickled, and watchers are per process anyway
