@@ -14,7 +14,8 @@ long each ``save`` took. A run in which nothing was drawn fails loudly (exit
 code 1). Targets: >= 20 frames/s, p50 <= 50 ms, p95 <= 120 ms, RSS growth
 <= 200 MB, save p50 <= 1 ms.
 
-Options: --quick (fewer frames, 10 s viewer run), --seconds N, --no-viewer.
+Options: --quick (fewer frames, 10 s viewer run), --seconds N, --no-viewer,
+--raw-socket-defaults, --raw-malloc-default (see :mod:`bench.stream_throughput`).
 """
 
 from __future__ import annotations
@@ -250,12 +251,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-viewer", action="store_true")
     parser.add_argument("--raw-socket-defaults", action="store_true",
                         help="raw pyzmq side with pyzmq's default socket options, not polystore's")
+    parser.add_argument("--raw-malloc-default", action="store_true",
+                        help="raw receiving process without the malloc settle ours does when it binds")
     args = parser.parse_args(argv)
     if args.raw_socket_defaults:
         from bench.stream_throughput import RAW_DEFAULTS_ENV
 
         os.environ[RAW_DEFAULTS_ENV] = "1"
         print("raw side: pyzmq's default socket options", flush=True)
+    if args.raw_malloc_default:
+        from bench.stream_throughput import RAW_MALLOC_ENV
+
+        os.environ[RAW_MALLOC_ENV] = "1"
+        print("raw side: glibc's malloc thresholds as a fresh process has them", flush=True)
     print("## stream: StreamingBackend vs raw pyzmq (same run, receiver in another process)", flush=True)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)", flush=True)
     part1(args.quick)

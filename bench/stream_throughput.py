@@ -61,17 +61,29 @@ SMALL = (256, 256)  # uint16: 128 KiB
 RAW_DEFAULTS_ENV = "BENCH_STREAM_RAW_SOCKET_DEFAULTS"
 
 
+#: ``--raw-malloc-default`` sets this: the raw receiving child then skips
+#: :func:`~polystore.streaming._malloc.settle_malloc_thresholds`, which ours runs when it binds.
+RAW_MALLOC_ENV = "BENCH_STREAM_RAW_MALLOC_DEFAULT"
+
+
 def _raw_uses_pyzmq_defaults() -> bool:
     return os.environ.get(RAW_DEFAULTS_ENV) == "1"
+
+
+def _raw_uses_malloc_default() -> bool:
+    return os.environ.get(RAW_MALLOC_ENV) == "1"
 
 
 # -- the receiving child ---------------------------------------------------------
 def _child_raw(endpoint: str, count: int) -> None:
     import zmq
 
+    from polystore.streaming._malloc import settle_malloc_thresholds
     from polystore.streaming.protocol import DEFAULT_MAX_FRAME_BYTES
     from polystore.streaming.receiver import DEFAULT_RCVHWM, configure_pull
 
+    if not _raw_uses_malloc_default():
+        settle_malloc_thresholds()  # the allocator state ours sets (see the module docstring)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
     if not _raw_uses_pyzmq_defaults():
@@ -79,12 +91,13 @@ def _child_raw(endpoint: str, count: int) -> None:
     sock.bind(endpoint)
     print("ready", flush=True)
     for _round in iter(sys.stdin.readline, ""):
-        cpu = time.process_time()
+        cpu, faults = time.process_time(), _minor_faults()
         for _ in range(count):
             frames = sock.recv_multipart(copy=False)
             header = json.loads(frames[0].bytes)
             np.frombuffer(frames[1].buffer, dtype=header["dtype"]).reshape(header["shape"])
-        print(f"done {time.process_time() - cpu}", flush=True)
+            del frames  # ours holds no message past its load() either
+        print(f"done {time.process_time() - cpu} {_minor_faults() - faults}", flush=True)
 
 
 def _child_ours(endpoint: str, count: int) -> None:
@@ -93,10 +106,17 @@ def _child_ours(endpoint: str, count: int) -> None:
     pull = StreamingBackend(mode="pull", endpoint=endpoint, max_queued_bytes=256 * 1024**2)
     print("ready", flush=True)
     for _round in iter(sys.stdin.readline, ""):
-        cpu = time.process_time()
+        cpu, faults = time.process_time(), _minor_faults()
         for _ in range(count):
             pull.load("*", timeout=60)
-        print(f"done {time.process_time() - cpu}", flush=True)
+        print(f"done {time.process_time() - cpu} {_minor_faults() - faults}", flush=True)
+
+
+def _minor_faults() -> int:
+    """Page faults of this process so far (all threads) that did not read a disk."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 # -- the sending parent ---------------------------------------------------------
@@ -151,9 +171,9 @@ class _Pair:
         self.send, self.close = (_raw_sender if kind == "raw" else _our_sender)(endpoint, nbytes)
         self.seq = 0
 
-    def run(self, array: np.ndarray[Any, Any]) -> tuple[float, float, float]:
-        """Send ``count`` messages: (messages/s until the receiver has them all,
-        sender and receiver process CPU seconds per message)."""
+    def run(self, array: np.ndarray[Any, Any]) -> tuple[float, float, float, float]:
+        """Send ``count`` messages: (messages/s until the receiver has them all, sender and
+        receiver process CPU seconds per message, receiver page faults per message)."""
         assert self.child.stdin is not None and self.child.stdout is not None
         self.child.stdin.write("go\n")
         self.child.stdin.flush()
@@ -162,10 +182,11 @@ class _Pair:
         for _ in range(self.count):
             self.send(array, self.seq)
             self.seq += 1
-        done, child_cpu = self.child.stdout.readline().split()
+        done, child_cpu, child_faults = self.child.stdout.readline().split()
         assert done == "done"
         elapsed = time.perf_counter() - start
-        return self.count / elapsed, (time.process_time() - cpu) / self.count, float(child_cpu) / self.count
+        return (self.count / elapsed, (time.process_time() - cpu) / self.count, float(child_cpu) / self.count,
+                int(child_faults) / self.count)
 
     def stop(self) -> None:
         self.close()
@@ -173,25 +194,37 @@ class _Pair:
         self.child.wait()
 
 
-def _compare(
-    endpoints: dict[str, str], array: np.ndarray[Any, Any], count: int, rounds: int
-) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Best messages/s of raw and ours, alternating rounds so both see the same noise,
-    and the least CPU seconds per message of each side's (sender, receiver) process."""
+class Comparison:
+    """Per-round figures of raw and ours from :func:`compare` (index r: round r of each)."""
+
+    def __init__(self) -> None:
+        self.rounds: dict[str, list[tuple[float, float, float, float]]] = {"raw": [], "ours": []}
+
+    def median(self, kind: str, column: int) -> float:
+        """Median over the rounds of one column (0 rate, 1 sender CPU/msg, 2 receiver CPU/msg, 3 faults/msg)."""
+        return float(np.median([row[column] for row in self.rounds[kind]]))
+
+    def paired_ratios(self) -> list[float]:
+        """ours/raw rate of each round (the two ran back to back), sorted."""
+        return sorted(o[0] / r[0] for r, o in zip(self.rounds["raw"], self.rounds["ours"]))
+
+
+def compare(endpoints: dict[str, str], array: np.ndarray[Any, Any], count: int, rounds: int) -> Comparison:
+    """Run raw and ours for ``rounds`` rounds each, back to back, the order alternating per round
+    (raw-ours, ours-raw, ...) so both see the same noise and neither always goes first."""
     pairs = {kind: _Pair(kind, endpoint, count, array.nbytes) for kind, endpoint in endpoints.items()}
-    best = dict.fromkeys(pairs, 0.0)
-    cpu = dict.fromkeys(pairs, (float("inf"), float("inf")))
+    result = Comparison()
     try:
         for r in range(rounds + 1):  # round 0 warms up
-            for kind, pair in pairs.items():
-                rate, send_cpu, recv_cpu = pair.run(array)
+            order = ["raw", "ours"] if r % 2 else ["ours", "raw"]
+            for kind in order:
+                figures = pairs[kind].run(array)
                 if r:
-                    best[kind] = max(best[kind], rate)
-                    cpu[kind] = (min(cpu[kind][0], send_cpu), min(cpu[kind][1], recv_cpu))
+                    result.rounds[kind].append(figures)
     finally:
         for pair in pairs.values():
             pair.stop()
-    return best, cpu
+    return result
 
 
 def part1(quick: bool) -> list[str]:
@@ -200,7 +233,7 @@ def part1(quick: bool) -> list[str]:
     big = np.random.default_rng(0).integers(0, 4000, size=BIG, dtype=np.uint16)
     small = np.random.default_rng(1).integers(0, 4000, size=SMALL, dtype=np.uint16)
     cases = [("8 MiB", big, 30 if quick else 60, "GB/s"), ("128 KiB", small, 1000 if quick else 3000, "msg/s")]
-    rounds = 3 if quick else 7
+    rounds = 5 if quick else 11
     try:
         for transport in ("ipc", "tcp"):
             for label, array, count, unit in cases:
@@ -210,22 +243,29 @@ def part1(quick: bool) -> list[str]:
                         endpoints[kind] = f"ipc://{tmp}/{kind}-{label.replace(' ', '')}.sock"
                     else:
                         endpoints[kind] = f"tcp://127.0.0.1:{free_port()}"
-                rates, cpu = _compare(endpoints, array, count, rounds)
+                result = compare(endpoints, array, count, rounds)
                 scale = array.nbytes / 1e9 if unit == "GB/s" else 1.0
                 lines.append(
                     report(
                         f"StreamingBackend vs raw pyzmq, {transport}, {label}",
-                        rates["ours"] * scale,
-                        rates["raw"] * scale,
+                        result.median("ours", 0) * scale,
+                        result.median("raw", 0) * scale,
                         unit,
                         0.9,
                     )
                 )
-                line = (f"  CPU per message, least of the rounds (us): sender {1e6 * cpu['ours'][0]:.1f} ours / "
-                        f"{1e6 * cpu['raw'][0]:.1f} raw, receiver {1e6 * cpu['ours'][1]:.1f} ours / "
-                        f"{1e6 * cpu['raw'][1]:.1f} raw")
-                print(line, flush=True)
-                lines.append(line)
+                ratios = result.paired_ratios()
+                quartiles = np.percentile(ratios, [25, 50, 75])
+                for line in (
+                    f"  {rounds} rounds each (medians above); ours/raw per round: median {quartiles[1]:.2f}x, "
+                    f"quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f}x, range {ratios[0]:.2f}-{ratios[-1]:.2f}x",
+                    f"  per message, medians (us): sender CPU {1e6 * result.median('ours', 1):.1f} ours / "
+                    f"{1e6 * result.median('raw', 1):.1f} raw, receiver CPU {1e6 * result.median('ours', 2):.1f} ours / "
+                    f"{1e6 * result.median('raw', 2):.1f} raw; receiver page faults "
+                    f"{result.median('ours', 3):.2f} ours / {result.median('raw', 3):.2f} raw",
+                ):
+                    print(line, flush=True)
+                    lines.append(line)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return lines

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from polystore.streaming._malloc import settle_malloc_thresholds
 from polystore.streaming._zmq import recv_message, zmq
 from zmq.utils.monitor import recv_monitor_message
 from polystore.streaming.annotation_wire import decode_any
@@ -249,6 +250,9 @@ class StreamReceiver:
         # Checked before any socket exists: a socket left open by a failed
         # bind makes the context's garbage collection block for ever.
         prepare_ipc(self.requested_endpoint)
+        # libzmq's I/O thread mallocs every received message: keep glibc from
+        # handing those pages back and faulting them in again (see _malloc).
+        settle_malloc_thresholds()
         # A context of its own: terminating it on stop waits until libzmq has
         # really closed the listening socket, so the endpoint is free at once.
         self._ctx = zmq.Context()
