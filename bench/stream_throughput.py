@@ -2,9 +2,18 @@
 
 Separate processes (receiver in a child, sender in this
 process), over ipc and tcp loopback, for 8 MiB and 128 KiB frames; raw and
-ours alternate rounds (best of 3 with --quick, else 7). Both sides move the
-same messages, [UTF-8 JSON header of the protocol's fields, the array's
-buffer], through sockets with the same options:
+ours alternate, back to back, for 5 (--quick) or 11 rounds after a warm-up
+round, the order swapped every round. Printed: the median rate of each side
+and its ratio (target >= 0.9), the per-round ratios (median, quartiles,
+range: the spread this machine gives the same code), and per message the
+median CPU time of each process (all its threads: Python, ZeroMQ's I/O
+thread, pyzmq's zero-copy release thread) and the receiving process's page
+faults. (Before 2026-12-01 06:00 UTC: best of 3/7 rounds, least CPU.)
+
+Both sides move the same messages, [UTF-8 JSON header of the protocol's
+fields, the array's buffer], through sockets with the same options, and
+neither sends anything else (the generic ``StreamingBackend`` has no flow
+control: no credit or feedback messages in either direction):
 
 * raw sender: a PUSH socket with polystore's sender options
   (``configure_push``: IMMEDIATE, SNDHWM sized to ~32 MiB, e.g. 256 messages
@@ -18,19 +27,26 @@ buffer], through sockets with the same options:
 * raw receiver: a PULL socket with polystore's receiver options
   (``configure_pull``: RCVHWM 16, LINGER 0, MAXMSGSIZE), per message
   ``recv_multipart(copy=False)`` (payload not copied, the header's bytes
-  copied once), ``json.loads`` of the header and ``np.frombuffer(...).reshape``;
+  copied once), ``json.loads`` of the header and ``np.frombuffer(...).reshape``,
+  then lets go of the message (as ours does: holding it through the next
+  receive changes how the allocator reuses the buffers);
 * our receiver: ``StreamingBackend(mode="pull").load("*")`` per message:
   the same zero-copy read (part by part, asking each frame whether more
   follow), every header rule of docs/streaming-protocol.md
   (a repeated header checks only ``seq`` and ``sent``), sequence/gap and
   byte counters, the ``Frame``, the array view.
 
-``--raw-socket-defaults`` gives the raw side pyzmq's default options instead
-(SNDHWM/RCVHWM 1000, no IMMEDIATE), the baseline of figures before 2026-12-01.
-
-Prints GB/s and message rates and the ratio ours/raw (target >= 0.9), and for
-each case the CPU time per message of each process (all its threads: Python,
-ZeroMQ's I/O thread, pyzmq's zero-copy release thread) over the same rounds.
+Both receiving processes start with the same allocator state: ours runs
+:func:`polystore.streaming._malloc.settle_malloc_thresholds` when it binds
+(libzmq mallocs every received message; without it a fresh process hands
+those pages back to the kernel and faults them in again, 4-26 faults and
+~25-35 us more CPU per 128 KiB message, in whichever process falls a few
+messages behind first), and the raw child calls it too, so the ratio
+compares the work per message, not which process fell into that state.
+``--raw-malloc-default`` leaves the raw child as a fresh process is.
+``--raw-socket-defaults`` gives the raw side pyzmq's default socket options
+instead (SNDHWM/RCVHWM 1000, no IMMEDIATE), the baseline of figures before
+2026-12-01.
 
 Run by :mod:`bench.stream_bench`; this module is also the receiving child
 (``python -m bench.stream_throughput --child-raw|--child-ours ENDPOINT COUNT``).
