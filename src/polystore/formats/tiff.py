@@ -26,6 +26,8 @@ IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 #: dtype kinds a TIFF sample can be: bool, unsigned, signed, float, complex.
 TIFF_KINDS = "buifc"
 _INFO_KEY = "polystore"
+#: tifffile's parser of shaped descriptions, imported on first use (``import polystore`` loads no tifffile).
+_parse_shaped: Any = None
 
 
 def _imagej_order(array: np.ndarray[Any, Any], axes: str) -> tuple[np.ndarray[Any, Any], str]:
@@ -37,6 +39,62 @@ def _imagej_order(array: np.ndarray[Any, Any], axes: str) -> tuple[np.ndarray[An
         raise ValueError(f"axes {axes!r}: ImageJ knows only {IMAGEJ_AXES}, not {''.join(sorted(unknown))}")
     ordered = "".join(a for a in IMAGEJ_AXES if a in axes)
     return np.transpose(array, [axes.index(a) for a in ordered]), ordered
+
+
+def read_tiff(path: str) -> Any:
+    """What ``tifffile.imread(path)`` returns, without its series detection when it is not needed.
+
+    ``imread`` parses the first page, then works out the file's series
+    (50-70 us per file, whatever its size). For the file ``imread`` writes by
+    default, and polystore writes for a 2-D image, that is one page whose
+    "shaped" description holds the page's own shape: the series is that page,
+    so its array is read directly. Every other file (stacks, ImageJ, OME,
+    truncated, pyramids, paths ``imread`` would glob) goes through the same
+    steps as ``imread``, on the file already open.
+    """
+    import tifffile
+
+    if isinstance(path, str) and ("*" in path or "?" in path):  # imread reads these as a glob pattern
+        return tifffile.imread(path)
+    with tifffile.TiffFile(path) as tif:
+        page = _plain_shaped_page(tif)
+        if page is not None:
+            return page.asarray()
+        return tif.asarray()
+
+
+def _plain_shaped_page(tif: Any) -> Any:
+    """The only page of ``tif`` when it is the whole of the first series ``imread`` returns, else None.
+
+    ``TiffFile.series`` tries the "shaped" kind first: when the first page has
+    a shaped description, it alone decides the series. With one page, no
+    SubIFDs and a stored shape equal to the page's shape, that series is the
+    page, unsqueezed; ``imread`` then reads the page's bytes as
+    ``TiffPage.asarray`` does (directly when they are stored in final form,
+    else through ``asarray`` itself).
+    """
+    global _parse_shaped
+    pages = tif.pages
+    if not pages or tif.is_lsm or tif.is_scanimage or tif.is_ndpi:  # __init__ reorganised these
+        return None
+    page = pages.first
+    description = page.shaped_description
+    if description is None or page.subifds is not None or pages.is_multipage:
+        return None
+    shape = page.shape
+    # the description tifffile writes for a plain image, else parsed as TiffFile.series parses it
+    if description != f'{{"shape": [{", ".join(map(str, shape))}]}}':
+        if _parse_shaped is None:
+            from tifffile.tifffile import shaped_description_metadata
+            _parse_shaped = shaped_description_metadata
+        try:
+            if tuple(int(n) for n in _parse_shaped(description)["shape"]) != shape:
+                return None
+        except Exception:  # imread's series detection decides what a malformed description gives
+            return None
+    if (page.fillorder != 1 or page.predictor != 1 or page.is_subsampled) and page.is_contiguous:
+        return None  # TiffPage.asarray would decode these bytes where the series reads them as stored
+    return page
 
 
 class TiffCodec(Codec):
@@ -91,7 +149,7 @@ class TiffCodec(Codec):
         import tifffile
 
         kind = kwargs.pop("kind", None)
-        image = tifffile.imread(path, **kwargs)
+        image = read_tiff(path) if not kwargs else tifffile.imread(path, **kwargs)
         if getattr(image, "size", 1) == 0:  # tifffile returns an empty array for a broken first IFD
             raise ValueError("no image in the file: it is truncated or not a TIFF")
         if kind == "labels":
