@@ -222,6 +222,20 @@ def test_glob_characters_in_a_path_are_read_as_imread_reads_them(tmp_path: Path)
     np.testing.assert_array_equal(read_tiff(pattern), image)
 
 
+def test_a_path_through_a_symlink_reads_as_imread_reads_it(tmp_path: Path) -> None:
+    """A linked folder: the fallback is ``imread`` itself (multi-file formats look beside the resolved path)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    stack = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    tifffile.imwrite(real / "stack.tif", stack)
+    tifffile.imwrite(real / "plane.tif", stack[0])
+    tifffile.imwrite(real / "hyper.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    for name in ("stack.tif", "plane.tif", "hyper.tif"):
+        _assert_same(str(tmp_path / "link" / name))
+    np.testing.assert_array_equal(read_tiff(tmp_path / "link" / "stack.tif"), stack)  # a Path works too
+
+
 def test_a_broken_tiff_still_raises(tmp_path: Path) -> None:
     path = tmp_path / "broken.tif"
     path.write_bytes(b"II*\x00garbage")
