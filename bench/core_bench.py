@@ -77,18 +77,51 @@ def bench_large(fm: FileManager, folder: str, repeat: int) -> None:
     t_ours, t_raw = _alternate(lambda: fm.load(ours_npy, backend="disk"),
                                lambda: np.load(raw_npy), loads)
     report("load 8 MB .npy (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
-    t_ours, t_raw = _alternate(lambda: fm.save(image, ours_tif, backend="disk"),
-                               lambda: tifffile.imwrite(raw_tif, image), saves, settle=os.sync)
+    # the .tif cases are judged on the median trial pair: a best-of-N of ~1 ms loads on this
+    # shared machine went to whichever side caught one quiet moment (0.95x and 1.08x in two runs
+    # of the same code, at load 8.8, while every median pair said 1.09-1.10x)
+    pairs: list[tuple[float, float]] = []
+    best = _alternate(lambda: fm.save(image, ours_tif, backend="disk"),
+                      lambda: tifffile.imwrite(raw_tif, image), saves, settle=os.sync, pairs=pairs)
+    t_ours, t_raw = _median_pair(pairs)
     report("save 8 MB .tif (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
+    _print_best(pairs, best)
     # the .tif load reads one file for both sides when polystore wrote the same bytes as
     # tifffile (it does: the same imwrite call): where each file's pages sit in the page cache
     # then cannot favour either side (both reading their own file swung 0.91-1.0x)
     same_bytes = Path(ours_tif).read_bytes() == Path(raw_tif).read_bytes()
     tif_for_ours = raw_tif if same_bytes else ours_tif
-    t_ours, t_raw = _alternate(lambda: fm.load(tif_for_ours, backend="disk"),
-                               lambda: tifffile.imread(raw_tif), loads)
+    pairs = []
+    best = _alternate(lambda: fm.load(tif_for_ours, backend="disk"),
+                      lambda: tifffile.imread(raw_tif), loads, pairs=pairs)
+    t_ours, t_raw = _median_pair(pairs)
     report("load 8 MB .tif (GB/s)", gb / t_ours, gb / t_raw, "GB/s", 0.97)
+    _print_best(pairs, best)
     print(f"  .tif files byte-identical: {same_bytes} ({'one file read by both' if same_bytes else 'each reads its own'})")
+    # the fixed cost of a load, which the 8 MB figure dilutes: a 256x256 uint16 tile
+    tile = image[:256, :256].copy()
+    fm.save(tile, ours_tif, backend="disk")
+    tifffile.imwrite(raw_tif, tile)
+    same_bytes = Path(ours_tif).read_bytes() == Path(raw_tif).read_bytes()
+    tif_for_ours = raw_tif if same_bytes else ours_tif
+    pairs = []
+    best = _alternate(lambda: fm.load(tif_for_ours, backend="disk"),
+                      lambda: tifffile.imread(raw_tif), loads, pairs=pairs)
+    t_ours, t_raw = _median_pair(pairs)
+    report("load 256x256 uint16 .tif (loads/s)", 1 / t_ours, 1 / t_raw, "/s", None)
+    _print_best(pairs, best)
+
+
+def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (ours, raw) trial pair whose ratio is the median: drift and bursts of other jobs cancel there."""
+    return sorted(pairs, key=lambda p: p[1] / p[0])[len(pairs) // 2]
+
+
+def _print_best(pairs: list[tuple[float, float]], best: tuple[float, float]) -> None:
+    ratios = sorted(raw / ours for ours, raw in pairs)
+    quartiles = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+    print(f"  median of {len(pairs)} trial pairs (middle half of pair ratios {quartiles[0]:.2f}-{quartiles[1]:.2f}); "
+          f"best of each {best[0] * 1e6:.0f} vs {best[1] * 1e6:.0f} us ({best[1] / best[0]:.2f}x)")
 
 
 def _create_cost_us(folder: str, count: int = 200) -> float:
@@ -142,7 +175,7 @@ def bench_small_batch(fm: FileManager, folder: str, count: int, repeat: int, set
     best_ours, best_raw = _alternate(lambda: fm.save_batch(data, fresh_paths("o"), backend="disk"),
                                      lambda: raw_save(fresh_paths("r")), max(repeat, 5), settle=os.sync,
                                      pairs=pairs)
-    t_ours, t_raw = sorted(pairs, key=lambda p: p[1] / p[0])[len(pairs) // 2]
+    t_ours, t_raw = _median_pair(pairs)
     report(f"save_batch {count} new 64x64 f32 .npy (files/s)", count / t_ours, count / t_raw, "f/s", 1.0)
     print(f"  median of {len(pairs)} trial pairs; pair ratios "
           + " ".join(f"{raw / ours:.2f}" for ours, raw in pairs)
