@@ -61,7 +61,7 @@ def tiff_files(draw: Any) -> tuple[str, dict[str, Any], np.ndarray[Any, Any]]:
     kind = draw(st.sampled_from([
         "shaped_2d", "shaped_metadata", "shaped_stack", "shaped_singleton", "generic_2d", "generic_stack",
         "rgb", "rgb_planar", "imagej", "ome", "compressed", "tiled", "big_endian", "bigtiff", "truncated",
-        "pyramid", "old_shaped", "predictor_uncompressed", "fillorder",
+        "pyramid", "old_shaped", "predictor_uncompressed", "fillorder", "bad_next_ifd",
     ]))
     side = st.integers(1, 40)
     h, w = draw(side), draw(side)
@@ -115,6 +115,8 @@ def tiff_files(draw: Any) -> tuple[str, dict[str, Any], np.ndarray[Any, Any]]:
     elif kind == "fillorder":  # FillOrder 2 (bits stored reversed): TiffPage.asarray undoes it
         dtype = "uint8"
         options["patch_tag"] = 266
+    elif kind == "bad_next_ifd":  # the first page's link to a next page points anywhere (a damaged file)
+        options["next_ifd"] = draw(st.integers(1, 2**16))
     data = _array(draw, dtype, shape)
     return kind, options, data
 
@@ -130,6 +132,17 @@ def _write_with_tag(path: str, data: np.ndarray[Any, Any], code: int, **options:
     Path(path).write_bytes(bytes(raw))
 
 
+def _write_with_next_ifd(path: str, data: np.ndarray[Any, Any], offset: int) -> None:
+    """A one-page shaped TIFF whose next-page offset (0: none) is replaced by ``offset``."""
+    tifffile.imwrite(path, data)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        link = page.offset + 2 + 12 * len(page.tags)  # after the tag count and the tags (classic TIFF)
+    raw = bytearray(Path(path).read_bytes())
+    raw[link:link + 4] = struct.pack("<I", offset)
+    Path(path).write_bytes(bytes(raw))
+
+
 def _write(folder: Path, kind: str, options: dict[str, Any], data: np.ndarray[Any, Any]) -> str | None:
     path = str(folder / f"{kind}-{next(_names)}.ome.tif" if kind == "ome" else folder / f"{kind}-{next(_names)}.tif")
     try:
@@ -139,6 +152,8 @@ def _write(folder: Path, kind: str, options: dict[str, Any], data: np.ndarray[An
                 tif.write(data[::2, ::2], subfiletype=1)
         elif "patch_tag" in options:
             _write_with_tag(path, data, options["patch_tag"])
+        elif "next_ifd" in options:
+            _write_with_next_ifd(path, data, options["next_ifd"])
         else:
             tifffile.imwrite(path, data, **options)
     except (ValueError, TypeError, NotImplementedError, KeyError):
