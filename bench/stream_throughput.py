@@ -2,13 +2,15 @@
 
 Separate processes (receiver in a child, sender in this
 process), over ipc and tcp loopback, for 8 MiB and 128 KiB frames; raw and
-ours alternate, back to back, for 5 (--quick) or 11 rounds after a warm-up
-round, the order swapped every round. Printed: the median rate of each side
+ours alternate, back to back, for 5 (--quick) or 11 rounds, the order
+swapped every round, each round with a new receiving process and sender per
+side (warmed up with a tenth of the round's messages). Printed: the median rate of each side
 and its ratio (target >= 0.9), the per-round ratios (median, quartiles,
 range: the spread this machine gives the same code), and per message the
 median CPU time of each process (all its threads: Python, ZeroMQ's I/O
 thread, pyzmq's zero-copy release thread) and the receiving process's page
-faults. (Before 2026-12-01 06:00 UTC: best of 3/7 rounds, least CPU.)
+faults. (Before 2026-12-01 06:00 UTC: one process per side for all rounds,
+best of 3/7 rounds, least CPU.)
 
 Both sides move the same messages, [UTF-8 JSON header of the protocol's
 fields, the array's buffer], through sockets with the same options, and
@@ -49,7 +51,8 @@ instead (SNDHWM/RCVHWM 1000, no IMMEDIATE), the baseline of figures before
 2026-12-01.
 
 Run by :mod:`bench.stream_bench`; this module is also the receiving child
-(``python -m bench.stream_throughput --child-raw|--child-ours ENDPOINT COUNT``).
+(``python -m bench.stream_throughput --child-raw|--child-ours ENDPOINT``; it reads
+how many messages to receive per line on stdin and prints its CPU time and page faults).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -91,7 +95,7 @@ def _raw_uses_malloc_default() -> bool:
 
 
 # -- the receiving child ---------------------------------------------------------
-def _child_raw(endpoint: str, count: int) -> None:
+def _child_raw(endpoint: str) -> None:
     import zmq
 
     from polystore.streaming._malloc import settle_malloc_thresholds
@@ -106,7 +110,8 @@ def _child_raw(endpoint: str, count: int) -> None:
         configure_pull(sock, DEFAULT_RCVHWM, DEFAULT_MAX_FRAME_BYTES)  # the socket options ours uses
     sock.bind(endpoint)
     print("ready", flush=True)
-    for _round in iter(sys.stdin.readline, ""):
+    for line in iter(sys.stdin.readline, ""):
+        count = int(line)
         cpu, faults = time.process_time(), _minor_faults()
         for _ in range(count):
             frames = sock.recv_multipart(copy=False)
@@ -116,12 +121,13 @@ def _child_raw(endpoint: str, count: int) -> None:
         print(f"done {time.process_time() - cpu} {_minor_faults() - faults}", flush=True)
 
 
-def _child_ours(endpoint: str, count: int) -> None:
+def _child_ours(endpoint: str) -> None:
     from polystore.streaming import StreamingBackend
 
     pull = StreamingBackend(mode="pull", endpoint=endpoint, max_queued_bytes=256 * 1024**2)
     print("ready", flush=True)
-    for _round in iter(sys.stdin.readline, ""):
+    for line in iter(sys.stdin.readline, ""):
+        count = int(line)
         cpu, faults = time.process_time(), _minor_faults()
         for _ in range(count):
             pull.load("*", timeout=60)
@@ -136,9 +142,9 @@ def _minor_faults() -> int:
 
 
 # -- the sending parent ---------------------------------------------------------
-def _spawn(kind: str, endpoint: str, count: int) -> subprocess.Popen[str]:
+def _spawn(kind: str, endpoint: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.stream_throughput", f"--child-{kind}", endpoint, str(count)],
+        [sys.executable, "-m", "bench.stream_throughput", f"--child-{kind}", endpoint],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -164,7 +170,11 @@ def _raw_sender(endpoint: str, nbytes: int) -> Any:
                   "index": None, "display": {}, "meta": {}, "sent": time.time()}
         sock.send_multipart([json.dumps(header).encode(), array], copy=False)
 
-    return send, lambda: (sock.close(5000), ctx.term())
+    def close() -> None:
+        sock.close(5000)
+        ctx.term()
+
+    return send, close
 
 
 def _our_sender(endpoint: str, _nbytes: int) -> Any:
@@ -181,28 +191,27 @@ def _our_sender(endpoint: str, _nbytes: int) -> Any:
 class _Pair:
     """A receiver child and a sender for one implementation (raw or ours)."""
 
-    def __init__(self, kind: str, endpoint: str, count: int, nbytes: int) -> None:
-        self.count = count
-        self.child = _spawn(kind, endpoint, count)
+    def __init__(self, kind: str, endpoint: str, nbytes: int) -> None:
+        self.child = _spawn(kind, endpoint)
         self.send, self.close = (_raw_sender if kind == "raw" else _our_sender)(endpoint, nbytes)
         self.seq = 0
 
-    def run(self, array: np.ndarray[Any, Any]) -> tuple[float, float, float, float]:
+    def run(self, array: np.ndarray[Any, Any], count: int) -> tuple[float, float, float, float]:
         """Send ``count`` messages: (messages/s until the receiver has them all, sender and
         receiver process CPU seconds per message, receiver page faults per message)."""
         assert self.child.stdin is not None and self.child.stdout is not None
-        self.child.stdin.write("go\n")
+        self.child.stdin.write(f"{count}\n")
         self.child.stdin.flush()
         start = time.perf_counter()
         cpu = time.process_time()
-        for _ in range(self.count):
+        for _ in range(count):
             self.send(array, self.seq)
             self.seq += 1
         done, child_cpu, child_faults = self.child.stdout.readline().split()
         assert done == "done"
         elapsed = time.perf_counter() - start
-        return (self.count / elapsed, (time.process_time() - cpu) / self.count, float(child_cpu) / self.count,
-                int(child_faults) / self.count)
+        return (count / elapsed, (time.process_time() - cpu) / count, float(child_cpu) / count,
+                int(child_faults) / count)
 
     def stop(self) -> None:
         self.close()
@@ -225,21 +234,27 @@ class Comparison:
         return sorted(o[0] / r[0] for r, o in zip(self.rounds["raw"], self.rounds["ours"]))
 
 
-def compare(endpoints: dict[str, str], array: np.ndarray[Any, Any], count: int, rounds: int) -> Comparison:
-    """Run raw and ours for ``rounds`` rounds each, back to back, the order alternating per round
-    (raw-ours, ours-raw, ...) so both see the same noise and neither always goes first."""
-    pairs = {kind: _Pair(kind, endpoint, count, array.nbytes) for kind, endpoint in endpoints.items()}
+def compare(
+    endpoint: Callable[[str, int], str], array: np.ndarray[Any, Any], count: int, rounds: int
+) -> Comparison:
+    """Run raw and ours for ``rounds`` rounds each, back to back, the order swapped every round
+    (ours-raw, raw-ours, ...) so both see the same noise and neither always goes first.
+
+    Every round starts a new receiving process and a new sender for each side (at
+    ``endpoint(kind, round)``), warmed up with ``count // 10`` messages: a process
+    can settle into a slower or faster state for its whole life (where the
+    scheduler put its threads, how its allocator reuses buffers), and one process
+    per side for the whole comparison made that one draw decide every round.
+    """
     result = Comparison()
-    try:
-        for r in range(rounds + 1):  # round 0 warms up
-            order = ["raw", "ours"] if r % 2 else ["ours", "raw"]
-            for kind in order:
-                figures = pairs[kind].run(array)
-                if r:
-                    result.rounds[kind].append(figures)
-    finally:
-        for pair in pairs.values():
-            pair.stop()
+    for r in range(rounds):
+        for kind in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
+            pair = _Pair(kind, endpoint(kind, r), array.nbytes)
+            try:
+                pair.run(array, max(count // 10, 5))
+                result.rounds[kind].append(pair.run(array, count))
+            finally:
+                pair.stop()
     return result
 
 
@@ -253,13 +268,14 @@ def part1(quick: bool) -> list[str]:
     try:
         for transport in ("ipc", "tcp"):
             for label, array, count, unit in cases:
-                endpoints = {}
-                for kind in ("raw", "ours"):
+                name = label.replace(" ", "")
+
+                def endpoint(kind: str, r: int, transport: str = transport, name: str = name) -> str:
                     if transport == "ipc":
-                        endpoints[kind] = f"ipc://{tmp}/{kind}-{label.replace(' ', '')}.sock"
-                    else:
-                        endpoints[kind] = f"tcp://127.0.0.1:{free_port()}"
-                result = compare(endpoints, array, count, rounds)
+                        return f"ipc://{tmp}/{kind}-{name}-{r}.sock"
+                    return f"tcp://127.0.0.1:{free_port()}"
+
+                result = compare(endpoint, array, count, rounds)
                 scale = array.nbytes / 1e9 if unit == "GB/s" else 1.0
                 lines.append(
                     report(
@@ -296,5 +312,4 @@ def free_port() -> int:
 
 
 if __name__ == "__main__":
-    kind, endpoint, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    (_child_raw if kind == "--child-raw" else _child_ours)(endpoint, count)
+    (_child_raw if sys.argv[1] == "--child-raw" else _child_ours)(sys.argv[2])
