@@ -199,9 +199,9 @@ def _wait_for_written_chunks(kind: str, tmp_path: pathlib.Path, s3_server: str |
     while time.monotonic() < end:
         if kind == "local":  # the hidden build folder of the save
             found = [p for p in (tmp_path / "store/k.zarr/A/1").glob(".0.polystore-tmp-*/0/c/*/*/*/*/*")]
-        else:  # the hidden staging prefix of the save
+        else:  # the save's new generation inside the image (no metadata names it yet)
             assert s3_server is not None and bucket is not None
-            found = [k for k in _keys(s3_server, bucket, "k.zarr/A/1/.0.polystore-tmp-") if "/0/c/" in k]
+            found = [k for k in _keys(s3_server, bucket, "k.zarr/A/1/0/gen-") if "/0/c/" in k]
         if found:
             return
         time.sleep(0.05)
@@ -298,42 +298,70 @@ def test_client_killed_mid_save_publishes_nothing(
     fresh, _ = _kill_target(kind, tmp_path, s3_server, bucket)
     np.testing.assert_array_equal(fresh.load(path), old)  # the old image, whole
     assert fresh.list_dir("k.zarr/A/1") == ["0"]  # the orphaned tasks' chunks are not listed
-    if kind == "s3":  # they are under the hidden staging prefix; cleanup deletes them
+    if kind == "s3":  # they are in a generation no metadata names; cleanup deletes it
         assert s3_server is not None and bucket is not None
-        assert [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]
+        assert [k for k in _keys(s3_server, bucket) if "/gen-" in k]
         removed = fresh.cleanup("k.zarr")
-        assert len(removed) == 1 and ".0.polystore-tmp-" in removed[0]
-        assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]
+        assert len(removed) == 1 and removed[0].rpartition("/")[2].startswith("gen-"), removed
+        assert not [k for k in _keys(s3_server, bucket) if "/gen-" in k]
         np.testing.assert_array_equal(fresh.load(path), old)
 
 
+def _boom(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+    if block_info[0]["chunk-location"][-1] == 1:
+        raise RuntimeError("bad block")
+    return block
+
+
 @pytest.mark.s3
-def test_failed_cluster_save_on_s3_keeps_the_old_image_and_the_next_save_removes_stale_staging(
+def test_failed_cluster_save_on_s3_keeps_the_old_image_and_the_next_save_removes_orphan_generations(
     client: Any, s3_server: str, bucket: str
 ) -> None:
     pytest.importorskip("s3fs")
     backend = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
     old = _image(8, SMALL)
     backend.save(old, "o.zarr/A/1/0", axes="tczyx", chunks=CHUNKS)
-
-    def boom(block: np.ndarray, block_info: Any = None) -> np.ndarray:
-        if block_info[0]["chunk-location"][-1] == 1:
-            raise RuntimeError("bad block")
-        return block
-
-    bad = da.from_array(_image(9, SMALL), chunks=SMALL[:3] + (32, 32)).map_blocks(boom, dtype=np.uint16)
+    bad = da.from_array(_image(9, SMALL), chunks=SMALL[:3] + (32, 32)).map_blocks(_boom, dtype=np.uint16)
     with pytest.raises(ImageSaveError, match="bad block"):
         backend.save(bad, "o.zarr/A/1/0", axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
     fresh = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
     np.testing.assert_array_equal(fresh.load("o.zarr/A/1/0"), old)  # never deleted: the old image, whole
-    assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]  # its staging is gone
-    # what a killed client's tasks leave: staged chunks of an earlier save of the path
-    stale = "o.zarr/A/1/.0.polystore-tmp-0123abcd/0/c/0/0/0/0/0"
+    assert not [k for k in _keys(s3_server, bucket) if "/gen-" in k]  # its generation is gone
+    # what a killed client's tasks leave: chunks of a generation no metadata names
+    stale = "o.zarr/A/1/0/gen-0123456789ab/0/c/0/0/0/0/0"
     fresh._locate("o.zarr").fs.write(f"{bucket}/{stale}", b"orphan")
     assert fresh.list_dir("o.zarr/A/1") == ["0"]
+    np.testing.assert_array_equal(fresh.load("o.zarr/A/1/0"), old)
     new = _image(10, SMALL)
     backend.save(da.from_array(new, chunks=SMALL[:3] + (32, 32)), "o.zarr/A/1/0", axes="tczyx", chunks=CHUNKS)
     np.testing.assert_array_equal(fresh.load("o.zarr/A/1/0"), new)
+    keys = _keys(s3_server, bucket, "o.zarr/A/1/0/")
+    assert stale not in keys  # the next save removed the orphan generation and the old levels
+    group = json.loads(fresh._locate("o.zarr").fs.read(f"{bucket}/o.zarr/A/1/0/zarr.json") or b"{}")
+    generation = group["attributes"]["ome"]["multiscales"][0]["datasets"][0]["path"].split("/")[0]
+    assert {k.split("/")[4] for k in keys} == {"zarr.json", generation}
+
+
+@pytest.mark.s3
+def test_failed_cluster_save_of_a_plain_array_on_s3_keeps_it_and_the_next_save_removes_stale_staging(
+    client: Any, s3_server: str, bucket: str
+) -> None:
+    pytest.importorskip("s3fs")
+    backend = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
+    old = _image(8, SMALL)
+    backend.save(old, "p.zarr/a", chunks=CHUNKS)
+    bad = da.from_array(_image(9, SMALL), chunks=SMALL[:3] + (32, 32)).map_blocks(_boom, dtype=np.uint16)
+    with pytest.raises(ImageSaveError, match="bad block"):
+        backend.save(bad, "p.zarr/a", chunks=CHUNKS)
+    fresh = ZarrBackend(root=f"s3://{bucket}", storage_options=s3_options(s3_server))
+    np.testing.assert_array_equal(fresh.load("p.zarr/a"), old)  # never deleted: the old array, whole
+    assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]  # its staging is gone
+    stale = "p.zarr/.a.polystore-tmp-0123abcd/c/0/0/0/0/0"  # what a killed client's tasks leave
+    fresh._locate("p.zarr").fs.write(f"{bucket}/{stale}", b"orphan")
+    assert fresh.list_dir("p.zarr") == ["a"]
+    new = _image(10, SMALL)
+    backend.save(da.from_array(new, chunks=SMALL[:3] + (32, 32)), "p.zarr/a", chunks=CHUNKS)
+    np.testing.assert_array_equal(fresh.load("p.zarr/a"), new)
     assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k]  # the next save removed it
 
 

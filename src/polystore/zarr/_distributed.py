@@ -47,7 +47,6 @@ from polystore.zarr._write import _ChunkWriter, level_layout
 
 __all__ = [
     "active_client", "store_spec", "fs_from_spec", "write_on_cluster", "publish_on_cluster", "remove_staging",
-    "remove_staging_under",
     "BLOCK_BYTES",
 ]
 
@@ -231,13 +230,22 @@ def write_on_cluster(
 
 
 def write_blocks(
-    writer: _ChunkWriter, client: Any, fs: _FS, dest: str, image: _Image, codec: _Codec, name: str
+    writer: _ChunkWriter,
+    client: Any,
+    fs: _FS,
+    dest: str,
+    image: _Image,
+    codec: _Codec,
+    name: str,
+    prefix: str = "",
 ) -> Callable[[str], None]:
     """Have the workers write every chunk of ``image`` under ``dest``; return the metadata writer.
 
     The returned function writes the metadata (arrays first, the image group
     last) under the folder it is given: ``dest`` itself, or the place the
-    chunks were moved to (:func:`publish_on_cluster`). Raises
+    chunks were moved to (:func:`publish_on_cluster`). An OME image's level
+    ``k`` is ``<dest>/<prefix><k>`` (``prefix``: a generation, see
+    :mod:`polystore.zarr._generations`). Raises
     :class:`~polystore.exceptions.ImageSaveError` when a task failed, after
     every other task has stopped.
     """
@@ -250,7 +258,7 @@ def write_blocks(
         level_chunks = [tuple(image.chunks)]
         paths = [dest]
     else:
-        paths = [fs.join(dest, str(level)) for level in range(levels)]
+        paths = [fs.join(dest, f"{prefix}{level}") for level in range(levels)]
     itemsize = np.dtype(data.dtype).itemsize
     full = block_shape(data.shape, image.chunks, image.axes, levels, itemsize, data.chunks)
     spec = {
@@ -291,7 +299,7 @@ def write_blocks(
                 seen.hi[span] = np.maximum(seen.hi[span], got["hi"])
 
     def ome_meta(at: str) -> None:
-        writer._write_ome_meta(fs, at, image, codec, name, level_chunks, seen)
+        writer._write_ome_meta(fs, at, image, codec, name, level_chunks, seen, prefix)
 
     return ome_meta
 
@@ -309,8 +317,11 @@ def publish_on_cluster(
     """Save ``image`` at ``target`` on the cluster so that the old content stays readable until the new is whole.
 
     Stores that rename (local disks) build in the hidden folder their
-    :meth:`~polystore.zarr._fs._FS.publish` swaps in. Object stores cannot
-    rename a tree, so the workers write the chunks under a hidden *staging*
+    :meth:`~polystore.zarr._fs._FS.publish` swaps in. On object stores an
+    OME image is written as a new generation inside the image group and
+    switched in by its metadata (:mod:`polystore.zarr._generations`: no
+    copy). Object stores cannot rename a tree, so for a plain array the
+    workers write the chunks under a hidden *staging*
     prefix beside the target (``.<name>.polystore-tmp-<id>``, which listings
     and reads ignore) while the old image stays as it was; only when every
     task succeeded does the client publish: delete the old image (metadata
@@ -322,6 +333,11 @@ def publish_on_cluster(
     """
     if fs.supports_rename:
         fs.publish(target, lambda dest: write_on_cluster(writer, client, fs, dest, image, codec, name), guard)
+        return
+    if image.axes is not None:
+        from polystore.zarr._generations import publish_generation
+
+        publish_generation(writer, client, fs, target, image, codec, name, guard)
         return
     staging = staging_path(fs, target, uuid.uuid4().hex[:8])
     try:
@@ -386,28 +402,3 @@ def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
         return list(client.gather(futures))
     finally:
         client.cancel(futures)
-
-
-def remove_staging_under(fs: _FsspecFS, path: str) -> list[str]:
-    """Delete every staging prefix (``.<name>.polystore-tmp-*``) anywhere under ``path``; return them.
-
-    What ``ZarrBackend.cleanup`` does on an object store: it removes the
-    chunks of cluster saves that never published (a killed client's
-    orphaned tasks). Do not run it while a cluster save is running there.
-    """
-    fs.fs.invalidate_cache(path)
-    try:
-        keys = [str(k) for k in fs.fs.find(path)]
-    except FileNotFoundError:
-        return []
-    base = path.rstrip("/") + "/"
-    found = set()
-    for key in keys:
-        parts = key[len(base) :].split("/") if key.startswith(base) else []
-        for i, part in enumerate(parts[:-1]):
-            if part.startswith(".") and _TMP_MARK in part:
-                found.add(base + "/".join(parts[: i + 1]))
-                break
-    for prefix in sorted(found):
-        fs.rmtree(prefix)
-    return sorted(found)

@@ -217,8 +217,9 @@ class _FrameSaver(_TreeEditor, _PyramidBuilder):
         frame = self._prepare(data, loc.display)
         state = self._frames_state()
         image = state.get(loc.full)
+        level0 = ""
         if image is None:
-            meta, axes, unlimited = self._frame_target(loc, where)
+            level0, meta, axes, unlimited = self._frame_target(loc, where)
         else:  # read once per image and backend: no metadata read per frame
             meta, axes, unlimited = image.meta, image.axes, image.unlimited
         if kwargs.get("axes") is not None and "".join(kwargs["axes"]) != axes:
@@ -229,7 +230,7 @@ class _FrameSaver(_TreeEditor, _PyramidBuilder):
             self._write_rows(image, list(image.rows))  # frames of another ndim: other chunk rows
             image.lead = lead
         if image is None:
-            image = state[loc.full] = _OpenImage(loc, loc.fs.join(loc.full, "0"), lead, meta, axes, unlimited)
+            image = state[loc.full] = _OpenImage(loc, level0, lead, meta, axes, unlimited)
         chunks = meta.chunks
         key = tuple(p // c for p, c in zip(position, chunks))
         if all(c == 1 for c in chunks[:lead]):  # the frame is its whole chunk row: no buffer, no copy
@@ -245,8 +246,12 @@ class _FrameSaver(_TreeEditor, _PyramidBuilder):
         if len(row.filled) >= row.expected:
             self._write_rows(image, [key])
 
-    def _frame_target(self, loc: _Loc, where: str) -> tuple[ArrayMeta, str, str | None]:
-        """(level-0 array metadata, axes, unlimited axis) of the image frames go to."""
+    def _frame_target(self, loc: _Loc, where: str) -> tuple[str, ArrayMeta, str, str | None]:
+        """(level-0 array path and metadata, axes, unlimited axis) of the image frames go to.
+
+        The level-0 path is the image's first OME ``datasets`` path (``0``, or
+        ``gen-<id>/0`` for a cluster save on an object store).
+        """
         node = self._node(loc)
         ms = node.multiscale if node is not None else None
         if node is None or ms is None:
@@ -259,12 +264,13 @@ class _FrameSaver(_TreeEditor, _PyramidBuilder):
                 f"zarr: frames can only be saved into a one-level zarr v3 image; {where} is not (a pyramid is "
                 "built once the frames are in: declare the image again to write it anew)"
             )
-        arr = self._image_array(node, 0, loc).array
+        level0 = self._image_array(node, 0, loc)
+        arr = level0.array
         if arr is None or arr.codec is None:
             raise ImageSaveError(f"zarr: the image {where} uses codecs polystore does not write frames with")
         unlimited = dict(node.attrs.get(FRAMES_ATTR) or {}).get("unlimited")
         axes = "".join(ms.axes)
-        return arr, axes, unlimited if unlimited == "t" else None
+        return level0.path, arr, axes, unlimited if unlimited == "t" else None
 
     @staticmethod
     def _check_frame(

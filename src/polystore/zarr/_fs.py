@@ -116,8 +116,8 @@ class _FS:
     def cleanup(self, path: str) -> list[str]:
         """Remove the hidden leftovers of killed writers under ``path``; return them.
 
-        Local saves build aside; on object stores only cluster saves stage
-        (``_distributed.publish_on_cluster``).
+        Local saves build aside; on object stores only cluster saves leave
+        something behind (``_distributed.publish_on_cluster``).
         """
         return []
 
@@ -406,10 +406,10 @@ class _FsspecFS(_FS):
         self.fs.copy(src.rstrip("/") + "/", dst.rstrip("/") + "/", recursive=True)
 
     def cleanup(self, path: str) -> list[str]:
-        """Delete the hidden staging prefixes of cluster saves under ``path`` (``_distributed``)."""
-        from polystore.zarr._distributed import remove_staging_under
+        """Delete what killed cluster saves left under ``path``: staging prefixes, unnamed generations."""
+        from polystore.zarr._generations import cleanup_under
 
-        return remove_staging_under(self, path)
+        return cleanup_under(self, path)
 
     def zarr_store(self, path: str) -> Any:
         return zarr.storage.FsspecStore.from_url(

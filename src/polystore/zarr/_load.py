@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ class _Loader(_Resolver):
         def read(pins: _Pins) -> Any:
             self._pin_node(loc, pins)
             node = self._resolve_for_load(loc)
+            pins.watch(node.path, node.meta)  # object stores: checked again if a chunk is absent
             index = None
             if node.kind == "member":
                 index = node.index
@@ -111,20 +112,24 @@ class _Loader(_Resolver):
         reader = self._reader(loc, node)
         rel = node.path[len(loc.store) :].strip("/")
         if lazy:
-            return self._lazy(loc, node, reader, index)
+            return self._lazy(loc, node, reader, index, pins.watched if pins is not None else ())
         if pins is not None and reader is not None:
             pin_members(pins, node, reader, index)
         if reader is not None:
             try:
                 if index is None:
                     whole = read_whole(reader) if self.config.use_zarrs else None
-                    return whole if whole is not None else reader.read([0] * reader.ndim, list(reader.shape))
-                return reader[index]
+                    got = whole if whole is not None else reader.read([0] * reader.ndim, list(reader.shape))
+                else:
+                    got = reader[index]
             except MemoryError as exc:  # NumPy refuses the buffer before allocating it
                 raise ImageLoadError(
                     f"zarr: array {self._where(loc, rel)} of shape {reader.shape} and dtype {reader.dtype} "
                     f"does not fit in memory ({exc}); load it with lazy=True and read parts of it"
                 ) from exc
+            if pins is not None and reader.missing:
+                pins.suspect = True  # absent chunks: was the node saved anew meanwhile?
+            return got
         if loc.fs.supports_native_files and ends_with_blosc(node.meta):
             sep = node.parsed.separator if isinstance(node.parsed, ArrayMeta) else "/"
             prefix = "" if index is None else (f"{index}{sep}" if node.zarr_format == 2 else f"c{sep}{index}{sep}")
@@ -132,6 +137,8 @@ class _Loader(_Resolver):
             if bad is not None:
                 raise ImageLoadError(f"zarr: corrupted chunk {bad[0]!r} of array {self._where(loc, rel)}: {bad[1]}")
         arr = self._zarr_array(loc, node)
+        if pins is not None:
+            pins.suspect = True  # zarr-python fills absent chunks silently: check the node afterwards
         try:
             return np.asarray(arr[()] if index is None else arr[index])
         except Exception as exc:
@@ -139,7 +146,14 @@ class _Loader(_Resolver):
                 f"zarr: cannot read array {self._where(loc, rel)} (a chunk is corrupted or unreadable): {exc}"
             ) from exc
 
-    def _lazy(self, loc: _Loc, node: _Node, reader: _ArrayReader | None, index: int | None) -> Any:
+    def _lazy(
+        self,
+        loc: _Loc,
+        node: _Node,
+        reader: _ArrayReader | None,
+        index: int | None,
+        watched: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> Any:
         """A dask array over ``node`` that reads the version opened now, or raises (``_pins``)."""
         try:
             import dask.array as _dask_array
@@ -157,7 +171,7 @@ class _Loader(_Resolver):
         if loc.key:
             folders.append(loc.fs.join(loc.store, loc.key.rpartition("/")[0]))
         units = member_units(node, reader, index) if reader is not None else {}
-        version = OpenedVersion(loc.fs, folders, units, self._where(loc))
+        version = OpenedVersion(loc.fs, folders, units, self._where(loc), watched)
         out = da.from_array(
             PinnedArray(source, version),
             chunks=meta.lazy_chunks,
@@ -180,6 +194,7 @@ class _Loader(_Resolver):
                 self._pin_node(loc, pins)
                 node = self._node(loc)
                 if node is not None and node.kind == "member" and node.member_of is not None:
+                    pins.watch(node.path, node.meta)
                     parent = node.member_of
                     if parent.kind == "group":
                         if parent.ome is None:
@@ -197,6 +212,8 @@ class _Loader(_Resolver):
                 if reader is not None and hi - lo <= 2 * len(indices):
                     pin_members(pins, node, reader, range(lo, hi))
                     block = reader.read([lo] + [0] * (reader.ndim - 1), [hi] + list(reader.shape[1:]))
+                    if reader.missing:
+                        pins.suspect = True
                     for pos, i in items:
                         out[pos] = block[i - lo]
                 else:

@@ -16,6 +16,13 @@ from polystore.zarr._model import ArrayMeta, GroupMeta, parse_node
 from polystore.zarr._nodes import _Loc, _Node
 
 
+def read_node_meta(fs: _FS, path: str) -> ArrayMeta | GroupMeta | None:
+    """The validated metadata of the node at ``path`` (None: no zarr node there)."""
+    raw3, rawa, rawg = fs.read_many([fs.join(path, _META), fs.join(path, ".zarray"), fs.join(path, ".zgroup")])
+    zattrs = fs.read(fs.join(path, ".zattrs")) if raw3 is None and (rawa or rawg) else None
+    return parse_node(raw3, rawa, rawg, zattrs, fs.url(path))
+
+
 class _Resolver:
     """Path resolution and node lookup of :class:`~polystore.zarr.backend.ZarrBackend` (a mixin)."""
 
@@ -90,9 +97,7 @@ class _Resolver:
 
     def _read_meta(self, fs: _FS, path: str) -> ArrayMeta | GroupMeta | None:
         """The validated metadata of the node at ``path`` (None: no zarr node there)."""
-        raw3, rawa, rawg = fs.read_many([fs.join(path, _META), fs.join(path, ".zarray"), fs.join(path, ".zgroup")])
-        zattrs = fs.read(fs.join(path, ".zattrs")) if raw3 is None and (rawa or rawg) else None
-        return parse_node(raw3, rawa, rawg, zattrs, fs.url(path))
+        return read_node_meta(fs, path)
 
     def _node(self, loc: _Loc) -> _Node | None:
         """What lives at ``loc`` (array, group, or a member of a batch), or None."""

@@ -34,12 +34,29 @@ T = TypeVar("T")
 
 
 class _Pins:
-    """Identities of the folders (and chunk files) one load reads from (local stores only)."""
+    """Identities of the folders (and chunk files) one load reads from.
+
+    Local stores pin folders. Object stores cannot; there a load
+    :meth:`watch` es the metadata of the node it reads, and when something
+    looked wrong (:attr:`suspect`: a chunk was absent, or the read failed)
+    :meth:`changed` reads that metadata again: a node saved anew meanwhile
+    (a cluster save's new generation switched in, the old one being
+    deleted, ``_generations``) makes the load start over.
+    """
 
     def __init__(self, fs: _FS) -> None:
         self.local = fs.supports_pins
+        self._fs = fs
         self._held: list[tuple[str, int | None]] = []
         self._seen: list[tuple[str, tuple[int, int, int] | None]] = []
+        self.watched: list[tuple[str, dict[str, Any]]] = []
+        #: Something looked wrong (an absent chunk): :meth:`changed` checks the watched metadata.
+        self.suspect = False
+
+    def watch(self, path: str, meta: Mapping[str, Any]) -> None:
+        """Object stores: remember the metadata ``meta`` of the node at ``path`` this load reads."""
+        if not self.local:
+            self.watched.append((path, dict(meta)))
 
     def hold(self, path: str) -> None:
         """Pin ``path`` by keeping it open (for the few node folders of a load)."""
@@ -58,6 +75,8 @@ class _Pins:
 
     def changed(self) -> bool:
         """True if any pinned path now names something else (or appeared, or vanished)."""
+        if not self.local:
+            return self.suspect and _rewritten(self._fs, self.watched)
         for path, fd in self._held:
             now = _identity(path)
             if fd is None or now is None:
@@ -74,6 +93,20 @@ class _Pins:
             if fd is not None:
                 os.close(fd)
         self._held.clear()
+
+
+def _rewritten(fs: _FS, watched: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+    """True when a watched node's metadata is now another (or gone): it was saved anew meanwhile."""
+    from polystore.zarr._locate import read_node_meta
+
+    for path, meta in watched:
+        try:
+            now = read_node_meta(fs, path)
+        except ImageLoadError:
+            return True
+        if now is None or now.raw != meta:
+            return True
+    return False
 
 
 def _identity(path: str) -> tuple[int, int, int] | None:
@@ -98,6 +131,7 @@ def read_stable(fs: _FS, retries: int, where: str, read: Callable[[_Pins], T]) -
             try:
                 result = read(pins)
             except (ImageLoadError, PathNotFoundError, StorageResolutionError, IndexError, ValueError):
+                pins.suspect = True
                 if not pins.changed():
                     raise
             else:
@@ -159,9 +193,20 @@ class OpenedVersion:
     there :meth:`check` does nothing (see ``docs/zarr-layout.md``).
     """
 
-    def __init__(self, fs: _FS, folders: Sequence[str], units: Mapping[int, str], where: str) -> None:
+    def __init__(
+        self,
+        fs: _FS,
+        folders: Sequence[str],
+        units: Mapping[int, str],
+        where: str,
+        watched: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> None:
         self.where = where
         self.active = fs.supports_pins
+        self._fs = fs
+        #: Object stores: the metadata of the node opened (``_Pins.watch``), read again after a
+        #: block found chunks absent: a node saved anew since makes reading on raise.
+        self.watched = list(watched)
         self._folders: list[tuple[str, tuple[int, int] | None]] = []
         self._units: dict[int, tuple[str, tuple[int, int, int] | None]] = {}
         if not self.active:
@@ -170,9 +215,15 @@ class OpenedVersion:
         self._units = {i: (p, _identity(p)) for i, p in units.items()}
         weakref.finalize(self, _release_shared, [k for _, k in self._folders if k is not None])
 
-    def check(self, lead: range | None = None) -> None:
-        """Raise :class:`ImageLoadError` if a pinned folder (or a unit in ``lead``) is now another one."""
+    def check(self, lead: range | None = None, suspect: bool = False) -> None:
+        """Raise :class:`ImageLoadError` if a pinned folder (or a unit in ``lead``) is now another one.
+
+        On object stores only a ``suspect`` block (one that found chunks
+        absent) is checked, against the watched metadata.
+        """
         if not self.active:
+            if suspect and self.watched and _rewritten(self._fs, self.watched):
+                self._raise()
             return
         for path, key in self._folders:
             now = _identity(path)
@@ -201,6 +252,7 @@ class PinnedArray:
         self.ndim = len(self.shape)
 
     def __getitem__(self, item: Any) -> Any:
+        missing = getattr(self.source, "missing", 0)
         out = self.source[item]
         lead = None
         first = item[0] if isinstance(item, tuple) and item else item
@@ -208,5 +260,6 @@ class PinnedArray:
             lead = range(*first.indices(self.shape[0]))
         elif self.ndim and isinstance(first, (int, np.integer)):
             lead = range(int(first) % max(1, self.shape[0]), int(first) % max(1, self.shape[0]) + 1)
-        self.version.check(lead)  # after the read: unchanged now means unchanged during it
+        # after the read: unchanged now means unchanged during it
+        self.version.check(lead, suspect=getattr(self.source, "missing", 0) != missing)
         return out

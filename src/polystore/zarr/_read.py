@@ -47,6 +47,9 @@ class _ArrayReader:
         #: Missing chunks read as this (zarr spec); only a chunk that does not decode is damage.
         self.fill = meta.fill
         self.chunk_nbytes = meta.chunk_nbytes
+        #: Chunks read as the fill value because they were absent (counted; on object stores a
+        #: load then checks that the version it read still stands, see ``_pins``).
+        self.missing = 0
 
     def chunk_key(self, idx: Sequence[int]) -> str:
         return self.meta.chunk_key(idx)
@@ -95,6 +98,7 @@ class _ArrayReader:
             # (..., ) keeps a 0-d destination a view (out[()] would be a copied scalar)
             dest = out[tuple(slice(a - s, b - s) for a, b, s in zip(o0, o1, starts)) + (Ellipsis,)]
             if raw is None:
+                self.missing += 1
                 dest[...] = self.fill
                 return
             full = all(b - a == c for a, b, c in zip(o0, o1, self.chunks))

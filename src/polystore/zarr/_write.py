@@ -294,8 +294,14 @@ class _ChunkWriter:
         name: str,
         level_chunks: Sequence[tuple[int, ...]],
         seen: _ChannelRange | None,
+        prefix: str = "",
     ) -> None:
-        """Write the metadata of every level, then the image group's (last: now the image exists)."""
+        """Write the metadata of every level, then the image group's (last: now the image exists).
+
+        Level ``k`` is the array ``<prefix><k>`` inside the image group
+        (``prefix`` is ``""``, or a generation ``"gen-<id>/"`` of
+        :mod:`polystore.zarr._generations`); the OME ``datasets`` paths name them.
+        """
         assert image.axes is not None
         axes = image.axes
         data: Any = image.data
@@ -303,7 +309,7 @@ class _ChunkWriter:
         datasets = []
         levels = len(level_chunks)
         shapes, _ = level_layout(data.shape, image.chunks, levels)
-        paths = [fs.join(dest, str(level)) for level in range(levels)]
+        paths = [fs.join(dest, f"{prefix}{level}") for level in range(levels)]
         fmt = image.zarr_format
         for level in range(levels):
             self._write_array_meta(
@@ -313,7 +319,7 @@ class _ChunkWriter:
             factor = [2.0**level if a in "yx" else 1.0 for a in axes]
             datasets.append(
                 {
-                    "path": str(level),
+                    "path": f"{prefix}{level}",
                     "coordinateTransformations": [
                         {"type": "scale", "scale": [s * f for s, f in zip(base_scale, factor)]}
                     ],
