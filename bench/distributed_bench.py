@@ -14,14 +14,17 @@ setting does not bound. The line under each figure prints the CPU cores the
 worker processes kept busy during the best trial, and the cores the machine
 had idle meanwhile (what other jobs left unused), so a scaling figure can be
 read against what the machine gave. Each worker imports both writers before
-any timing. On moto S3 polystore's save also publishes its staged chunks
-(server-side copies into place, after every task succeeded: the old image
-stays readable until then); this is included in its time.
+any timing. On moto S3 polystore's save writes the image as a new generation
+(zarr layout 2: every chunk once, at its final key) and, after every task
+succeeded, writes the metadata that switches readers to it and deletes the
+previous generation; all of this is included in its time. Under each S3
+figure: the moto server's CPU time and the requests it served for each
+writer in its best trial (moto is one Python process, so it can bound both).
 
 Data: a uint16 TCZYX dask array made on the workers (a smooth pattern plus
 noise, about 2:1 with LZ4 like camera images); zarr chunks 1x1x1x1024x1024,
 dask chunks 1x1x4x1024x1024. Default 4 GiB (t=16, c=2, z=16, 2048x2048);
-``--quick`` is 256 MiB (t=1). Each figure is the best of ``--repeat``
+``--t N`` takes N time points (256 MiB each), ``--quick`` is ``--t 1``. Each figure is the best of ``--repeat``
 trials, the two writers interleaved. The scheduler's own cost is measured
 with no-op tasks and printed per chunk written.
 
@@ -32,7 +35,9 @@ Targets (issue 14): polystore >= 1.5x to_zarr; 2 workers >= 1.6x 1 worker
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -80,14 +85,41 @@ def _data(t: int) -> Any:
     return da.empty(shape, dtype=np.uint16, chunks=DCHUNKS).map_blocks(_pattern, dtype=np.uint16)
 
 
+class _Server:
+    """The moto server process: CPU time it used and the requests it logged (werkzeug's access log)."""
+
+    def __init__(self, pid: int, log: Any) -> None:
+        self.proc = psutil.Process(pid)
+        self.log = log
+
+    def mark(self) -> tuple[float, int]:
+        t = self.proc.cpu_times()
+        self.log.flush()
+        return float(t.user + t.system), self.log.seek(0, 2)
+
+    def since(self, mark: tuple[float, int]) -> tuple[float, collections.Counter[str]]:
+        """CPU seconds and requests (by kind: PUT, GET, list, delete, ...) since ``mark``."""
+        cpu = self.mark()[0] - mark[0]
+        self.log.seek(mark[1])
+        kinds: collections.Counter[str] = collections.Counter()
+        for line in self.log.read().splitlines():
+            got = re.search(r'"([A-Z]+) (\S+) HTTP', line)
+            if got:
+                method, path = got.groups()
+                query = path.partition("?")[2]
+                kinds["list" if "list-type" in query or "prefix=" in query else
+                      "delete" if "delete" in query else method] += 1
+        return cpu, kinds
+
+
 @contextmanager
-def _moto() -> Iterator[dict[str, Any]]:
+def _moto() -> Iterator[tuple[dict[str, Any], _Server]]:
     exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -96,10 +128,12 @@ def _moto() -> Iterator[dict[str, Any]]:
                 break
             except OSError:
                 time.sleep(0.1)
-        yield {"key": "bench", "secret": "bench", "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
+        options = {"key": "bench", "secret": "bench", "client_kwargs": {"endpoint_url": url, "region_name": "us-east-1"}}
+        yield options, _Server(proc.pid, log)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
 
 
 def _writers(root: str, options: dict[str, Any] | None, client: Any) -> dict[str, Callable[[Any], None]]:
@@ -176,7 +210,8 @@ def _overhead_per_task(client: Any, n: int = 400) -> float:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench distributed", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256 MiB instead of 4 GiB")
+    parser.add_argument("--quick", action="store_true", help="256 MiB instead of 4 GiB (--t 1)")
+    parser.add_argument("--t", type=int, default=16, help="time points, 256 MiB each (default 16: 4 GiB)")
     parser.add_argument("--repeat", type=int, default=2, help="trials per writer (best is kept)")
     parser.add_argument("--no-s3", action="store_true", help="local store only")
     args = parser.parse_args(argv)
@@ -184,7 +219,7 @@ def main(argv: list[str]) -> int:
 
     from polystore.zarr._distributed import block_shape
 
-    data = _data(1 if args.quick else 16)
+    data = _data(1 if args.quick else max(1, args.t))
     nbytes = data.nbytes
     chunks = int(np.prod([-(-s // c) for s, c in zip(data.shape, ZCHUNKS)]))
     print(f"data {data.shape} uint16 = {nbytes / 2**30:.2f} GiB, {chunks} zarr chunks; "
@@ -192,7 +227,8 @@ def main(argv: list[str]) -> int:
     scratch = tempfile.mkdtemp(prefix="polystore-bench-dist-")
     best_local: dict[int, float] = {}
     try:
-        with _moto() if not args.no_s3 else _nothing() as options:
+        with _moto() if not args.no_s3 else _nothing() as moto:
+            options, server = moto if moto is not None else (None, None)
             if options is not None:
                 import boto3
 
@@ -212,10 +248,12 @@ def main(argv: list[str]) -> int:
                         writers = _writers(root, opts, client)
                         times = {name: float("inf") for name in writers}
                         cores: dict[str, tuple[float, float]] = {}
+                        served: dict[str, tuple[float, collections.Counter[str]]] = {}
                         for _ in range(args.repeat):
                             for name, fn in writers.items():
                                 _clear(root, opts)
                                 cpu0, idle0 = _worker_cpu(client), psutil.cpu_times().idle
+                                mark = server.mark() if opts is not None and server is not None else None
                                 t0 = time.perf_counter()
                                 fn(data)
                                 took = time.perf_counter() - t0
@@ -223,10 +261,15 @@ def main(argv: list[str]) -> int:
                                     times[name] = took
                                     cores[name] = ((_worker_cpu(client) - cpu0) / took,
                                                    (psutil.cpu_times().idle - idle0) / took)
+                                    if mark is not None and server is not None:
+                                        served[name] = server.since(mark)
                         mbs = {k: nbytes / 2**20 / v for k, v in times.items()}
                         report(f"save {where}, {workers} worker(s) [MiB/s]", mbs["ours"], mbs["raw"], "MiB/s", 1.5)
                         print("    cores busy in the worker processes / idle on the machine: "
                               + ", ".join(f"{k} {c:.2f} / {i:.2f}" for k, (c, i) in cores.items()), flush=True)
+                        for name, (cpu, kinds) in served.items():
+                            print(f"    moto server for {name}: {cpu:.2f} s CPU ({cpu / times[name]:.2f} cores), "
+                                  f"requests {dict(sorted(kinds.items()))}", flush=True)
                         if where == "local":
                             best_local[workers] = mbs["ours"]
                         _clear(root, opts)

@@ -309,8 +309,10 @@ class ZarrBackend(StorageBackend, _FrameSaver):
         member unit ``c/.<i>.polystore-tmp-*``, an interrupted metadata write
         a ``zarr.json.polystore-tmp-*`` file; on object stores, a cluster save
         whose client died leaves a ``.<name>.polystore-tmp-*`` staging prefix
-        (see docs/distributed.md). Reads and listings ignore them;
-        this deletes them. Do not run it while another process is saving there.
+        (plain arrays) or a ``gen-*`` generation inside the image that its
+        metadata does not name (OME images; see docs/distributed.md). Reads
+        and listings ignore them; this deletes them. Do not run it while
+        another process is saving there.
         """
         loc = self._locate(directory)
         return loc.fs.cleanup(loc.full)
