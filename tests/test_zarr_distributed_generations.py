@@ -259,3 +259,20 @@ def test_local_copy_loads_and_shows_in_info_ls_and_the_napari_reader(
     ((data, kwargs, _),) = open_zarr_layers(str(tmp_path / PATH))
     assert kwargs.get("multiscale") is True and len(data) == 2
     np.testing.assert_array_equal(np.asarray(data[0]), new)
+
+
+@pytest.mark.parametrize("fmt", [3, 2])
+def test_a_plain_array_at_the_path_is_replaced_by_a_generation_image(
+    client: Any, s3_server: str, bucket: str, fmt: int
+) -> None:
+    backend = _backend(s3_server, bucket)
+    backend.save(np.ones((4, 4), np.uint8), "g.zarr/other", zarr_format=fmt)  # the store's format
+    backend.save(_image(17), PATH, chunks=CHUNKS)  # a plain array where the image goes
+    new = _image(18)
+    backend.save(_lazy(new), PATH, axes="tczyx", chunks=CHUNKS)
+    fresh = _backend(s3_server, bucket)
+    assert fresh.info(PATH)["kind"] == "image"
+    np.testing.assert_array_equal(fresh.load(PATH), new)
+    docs = {"zarr.json"} if fmt == 3 else {".zgroup", ".zattrs"}
+    names = {k.split("/")[4] for k in _keys(s3_server, bucket, f"{PATH}/")}
+    assert names - docs and all(n.startswith("gen-") for n in names - docs) and len(names - docs) == 1
