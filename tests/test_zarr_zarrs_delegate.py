@@ -40,10 +40,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     hook = zd._hook()
     assert hook is not None, "zarrs is installed but its pipeline hook was not found"
     impl_type, chunk_item, store_type = hook
-    seen = {"read": 0, "write": 0}
+    seen = {"read": 0, "write": 0, "built": 0}
 
     class Counting:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen["built"] += 1
             self.impl = impl_type(*args, **kwargs)
 
         def retrieve_chunks_and_apply_index(self, items: Any, out: Any) -> None:
@@ -82,21 +83,100 @@ def test_whole_loads_and_new_saves_go_through_zarrs(
         np.testing.assert_array_equal(zarr.open_array(str(tmp_path / f"a{len(shape)}.zarr"), mode="r")[...], data)
 
 
-def test_batch_members_stay_on_the_own_path(tmp_path: Path, calls: dict[str, int]) -> None:
+def test_batch_replaces_and_appends_stay_own_and_member_loads_go_through_zarrs(
+    tmp_path: Path, calls: dict[str, int]
+) -> None:
     backend = ZarrBackend(root=tmp_path)
     frames = [np.full((64, 64), i, np.uint16) for i in range(4)]
     backend.save_batch(frames, [f"b.zarr/f{i}" for i in range(4)], chunks=(1, 32, 32))
     written = calls["write"]  # a new batch is a new array: zarrs writes it
     assert written == 1
-    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/f1"])  # replace
-    backend.save_batch([np.full((64, 64), 7, np.uint16)], ["b.zarr/f4"])  # append
+    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/f1"])  # replace: staged member, own path
+    backend.save_batch([np.full((64, 64), 7, np.uint16)], ["b.zarr/f4"])  # append: past the end, own path
     assert calls["write"] == written
     reads = calls["read"]
     assert int(backend.load("b.zarr/f1").max()) == 9 and int(backend.load("b.zarr/f4").min()) == 7
-    assert calls["read"] == reads  # one image of a batch: the own reader
+    assert calls["read"] == reads + 2  # one image of a batch: zarrs decodes that region
     whole = backend.load("b.zarr")
-    assert calls["read"] == reads + 1
+    assert calls["read"] == reads + 3
     np.testing.assert_array_equal(whole[:, 0, 0], [0, 9, 2, 3, 7])
+    own = ZarrBackend(root=tmp_path, config=ZarrConfig(use_zarrs=False))
+    for i in range(5):
+        np.testing.assert_array_equal(backend.load(f"b.zarr/f{i}"), own.load(f"b.zarr/f{i}"))
+
+
+def test_a_member_region_with_edge_chunks_and_missing_chunks_matches_the_own_reader(
+    tmp_path: Path, calls: dict[str, int]
+) -> None:
+    backend = ZarrBackend(root=tmp_path)
+    own = ZarrBackend(root=tmp_path, config=ZarrConfig(use_zarrs=False))
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 9, (50, 70)).astype(np.float32) for _ in range(3)]
+    frames[1][:32, :32] = 0  # an all-fill chunk: not written, reads as the fill value
+    backend.save_batch(frames, [f"e.zarr/f{i}" for i in range(3)], chunks=(1, 32, 32))
+    for i in range(3):
+        got = backend.load(f"e.zarr/f{i}")
+        np.testing.assert_array_equal(got, frames[i])
+        np.testing.assert_array_equal(got, own.load(f"e.zarr/f{i}"))
+    assert calls["read"] == 3
+
+
+def test_a_damaged_chunk_of_a_member_is_named_after_zarrs_fails(tmp_path: Path, calls: dict[str, int]) -> None:
+    backend = ZarrBackend(root=tmp_path)
+    frames = [(1000 + np.arange(64 * 64).reshape(64, 64) % 97).astype(np.uint16) for _ in range(3)]
+    backend.save_batch(frames, [f"d.zarr/f{i}" for i in range(3)], chunks=(1, 32, 32))
+    chunk = tmp_path / "d.zarr" / "c" / "1" / "1" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:17])
+    with pytest.raises(ImageLoadError, match=r"corrupted chunk 'c/1/1/0'"):
+        backend.load("d.zarr/f1")
+    assert calls["read"] == 1
+    np.testing.assert_array_equal(backend.load("d.zarr/f2"), frames[2])
+
+
+def test_a_member_load_reuses_the_arrays_pipeline_until_its_metadata_changes(
+    tmp_path: Path, calls: dict[str, int]
+) -> None:
+    backend = ZarrBackend(root=tmp_path)
+    frames = [np.full((64, 64), i, np.uint16) for i in range(3)]
+    backend.save_batch(frames, [f"b.zarr/f{i}" for i in range(3)], chunks=(1, 32, 32))
+    built = calls["built"]  # the write pipeline of the new batch
+    for _ in range(3):
+        for i in range(3):
+            assert int(backend.load(f"b.zarr/f{i}").max()) == i
+    backend.load_batch(["b.zarr/f0", "b.zarr/f2"])
+    assert calls["built"] == built + 1 and calls["read"] == 10  # one read pipeline for all ten loads
+    backend.save_batch([np.full((64, 64), 9, np.uint16)], ["b.zarr/f1"])  # replace: same metadata
+    assert int(backend.load("b.zarr/f1").min()) == 9 and calls["built"] == built + 1
+    backend.save_batch([np.full((64, 64), 7, np.uint16)], ["b.zarr/f3"])  # append: the shape changes
+    assert int(backend.load("b.zarr/f3").min()) == 7 and calls["built"] == built + 2
+    np.testing.assert_array_equal(backend.load("b.zarr")[:, 0, 0], [0, 9, 2, 7])
+    wrong: list[Any] = []
+
+    def loads() -> None:  # three threads share the cached pipeline
+        for i in range(20):
+            got = backend.load(f"b.zarr/f{i % 4}")
+            if int(got.min()) != [0, 9, 2, 7][i % 4] or int(got.max()) != [0, 9, 2, 7][i % 4]:
+                wrong.append((i, np.unique(got)))
+
+    threads = [threading.Thread(target=loads) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [] and calls["built"] == built + 2
+    backend.save(np.full((4, 64, 64), 0.5, np.float32), "b.zarr", chunks=(1, 32, 32))  # same folder, new dtype
+    got = backend.load("b.zarr")
+    assert got.dtype == np.float32 and float(got.min()) == float(got.max()) == 0.5 and calls["built"] == built + 4
+
+
+def test_the_pipeline_cache_keeps_at_most_its_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zd._ReadPipelines, "LIMIT", 3)
+    zd._READERS.clear()
+    backend = ZarrBackend(root=tmp_path)
+    for i in range(5):
+        backend.save(np.full((4, 8), i, np.int32), f"a{i}.zarr")
+        assert int(backend.load(f"a{i}.zarr").max()) == i
+    assert len(zd._READERS) == 3
 
 
 @pytest.mark.parametrize(
@@ -201,9 +281,12 @@ def test_a_child_forked_after_zarrs_ran_uses_the_own_path(tmp_path: Path) -> Non
         data = np.arange(2 * 64 * 64, dtype=np.uint16).reshape(2, 64, 64)
         backend.save(data, "p.zarr", chunks=(1, 32, 32))
         assert np.array_equal(backend.load("p.zarr"), data) and zd.available()
+        backend.save_batch(list(data), ["b.zarr/f0", "b.zarr/f1"], chunks=(1, 32, 32))
+        assert np.array_equal(backend.load("b.zarr/f1"), data[1]) and len(zd._READERS) == 2
         pid = os.fork()
         if pid == 0:
-            ok = not zd.available() and np.array_equal(backend.load("p.zarr"), data)
+            ok = not zd.available() and len(zd._READERS) == 0 and np.array_equal(backend.load("p.zarr"), data)
+            ok = ok and np.array_equal(backend.load("b.zarr/f1"), data[1]) and len(zd._READERS) == 0
             backend.save(data + 1, "q.zarr", chunks=(1, 32, 32))
             os._exit(0 if ok and np.array_equal(backend.load("q.zarr"), data + 1) else 3)
         _, status = os.waitpid(pid, 0)

@@ -19,7 +19,7 @@ from polystore.zarr._model import ArrayMeta
 from polystore.zarr._nodes import _Loc, _Node
 from polystore.zarr._pins import OpenedVersion, PinnedArray, _Pins, read_stable
 from polystore.zarr._read import _ArrayReader
-from polystore.zarr._zarrs_delegate import read_whole
+from polystore.zarr._zarrs_delegate import read_region, read_whole
 
 
 class _Loader(_Resolver):
@@ -121,7 +121,11 @@ class _Loader(_Resolver):
                     whole = read_whole(reader) if self.config.use_zarrs else None
                     got = whole if whole is not None else reader.read([0] * reader.ndim, list(reader.shape))
                 else:
-                    got = reader[index]
+                    part = None
+                    if self.config.use_zarrs and reader.ndim and 0 <= index < reader.shape[0]:
+                        starts, stops = [index] + [0] * (reader.ndim - 1), [index + 1, *reader.shape[1:]]
+                        part = read_region(reader, starts, stops)  # local stores only: pins hold there
+                    got = part[0] if part is not None else reader[index]
             except MemoryError as exc:  # NumPy refuses the buffer before allocating it
                 raise ImageLoadError(
                     f"zarr: array {self._where(loc, rel)} of shape {reader.shape} and dtype {reader.dtype} "
@@ -211,7 +215,10 @@ class _Loader(_Resolver):
                 lo, hi = min(indices), max(indices) + 1
                 if reader is not None and hi - lo <= 2 * len(indices):
                     pin_members(pins, node, reader, range(lo, hi))
-                    block = reader.read([lo] + [0] * (reader.ndim - 1), [hi] + list(reader.shape[1:]))
+                    starts, stops = [lo] + [0] * (reader.ndim - 1), [hi, *reader.shape[1:]]
+                    block = read_region(reader, starts, stops) if self.config.use_zarrs else None
+                    if block is None:
+                        block = reader.read(starts, stops)
                     if reader.missing:
                         pins.suspect = True
                     for pos, i in items:

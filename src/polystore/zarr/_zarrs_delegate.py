@@ -35,7 +35,9 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,6 +69,8 @@ class _Use:
 def _after_fork_in_child() -> None:
     if _Use.ran:
         _Use.forked_after = True
+    _READERS._lock = threading.Lock()  # the parent's lock may have been held by another thread
+    _READERS._entries.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -135,11 +139,14 @@ def _pipeline(
     fill: np.ndarray,
     kind: str,
 ) -> Any | None:
-    """zarrs' pipeline for chunks of this layout under ``folder``, or None (zarrs cannot do it)."""
+    """zarrs' pipeline for chunks of this layout under ``folder``, or None (zarrs cannot do it).
+
+    Read pipelines come from :data:`_READERS` (built once per array folder
+    and metadata); write pipelines are built for their staging folder.
+    """
     hook = _hook()
     if hook is None or _Use.forked_after:
         return None
-    impl_type, _, store_type = hook
     meta = {
         "zarr_format": 3,
         "node_type": "array",
@@ -150,23 +157,79 @@ def _pipeline(
         "fill_value": _fill_json(fill),
         "codecs": codec.metadata(dtype.itemsize),
     }
+    doc, threads = json.dumps(meta), _threads(kind)
+    if kind == "read":
+        return _READERS.get(folder, (doc, threads, hook), lambda: _build(hook, folder, doc, threads, True))
+    return _build(hook, folder, doc, threads, False)
+
+
+def _build(hook: tuple[Any, Any, Any], folder: str, doc: str, threads: int | None, read_only: bool) -> Any | None:
+    impl_type, _, store_type = hook
     _Use.ran = True
     try:
-        return impl_type(
-            json.dumps(meta),
-            store_config=store_type(folder, read_only=kind == "read"),
-            num_threads=_threads(kind),
-        )
+        return impl_type(doc, store_config=store_type(folder, read_only=read_only), num_threads=threads)
     except Exception as exc:  # noqa: BLE001 - e.g. a codec zarrs was built without
         _log.debug("zarrs cannot handle %s (%s): own codec path used", folder, exc)
         return None
 
 
+class _ReadPipelines:
+    """zarrs read pipelines, one per array folder, reused while the array's validated metadata is the same.
+
+    A load of one image of a batch is short, so building the pipeline on every
+    load was a large part of it (and widened the window in which a rewrite
+    makes the load start over). The pipeline is rooted at the folder's path
+    and reads chunk files by the keys polystore hands it at each call, so a
+    folder swapped for another of the same metadata is read correctly (the
+    load's pins decide whether that was one version); when the metadata
+    read by a load differs from the cached one (another shape, dtype, codec
+    or fill value, or another zarrs hook), the entry is built anew. At most
+    :attr:`LIMIT` folders are kept (least recently used dropped); a forked
+    child starts empty.
+    """
+
+    LIMIT = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[tuple[str, int | None, Any], Any]] = OrderedDict()
+
+    def get(self, folder: str, key: tuple[str, int | None, Any], build: Callable[[], Any]) -> Any:
+        """The pipeline cached for ``folder`` under ``key`` (metadata, threads, hook), else ``build()``'s."""
+        with self._lock:
+            entry = self._entries.get(folder)
+            if entry is not None and entry[0] == key:
+                self._entries.move_to_end(folder)
+                return entry[1]
+        impl = build()  # outside the lock: another thread may build the same; the last one is kept
+        with self._lock:
+            self._entries[folder] = (key, impl)
+            self._entries.move_to_end(folder)
+            while len(self._entries) > self.LIMIT:
+                self._entries.popitem(last=False)
+        return impl
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_READERS = _ReadPipelines()
+
+
 def read_whole(reader: _ArrayReader) -> np.ndarray | None:
-    """The whole array of ``reader`` decoded by zarrs, or None (use the own reader).
+    """The whole array of ``reader`` decoded by zarrs, or None (use the own reader); see :func:`read_region`."""
+    return read_region(reader, [0] * reader.ndim, list(reader.meta.shape))
+
+
+def read_region(reader: _ArrayReader, starts: Sequence[int], stops: Sequence[int]) -> np.ndarray | None:
+    """``array[starts:stops]`` (per axis) decoded by zarrs, or None (use the own reader).
 
     Called inside the load's pins. If zarrs fails on a chunk (truncated,
-    damaged, or changed underneath), the array is read again by the own
+    damaged, or changed underneath), the region is read again by the own
     reader: it raises :class:`ImageLoadError` naming the chunk key, or (the
     cause was a swap the pins will see) returns what is there now.
     """
@@ -175,25 +238,30 @@ def read_whole(reader: _ArrayReader) -> np.ndarray | None:
         return None
     assert meta.codec is not None and meta.fill is not None
     shape = meta.shape
-    if 0 in shape:
-        return np.empty(shape, reader.dtype)
-    if math.prod(meta.grid) > MAX_CHUNKS:
+    region = [b - a for a, b in zip(starts, stops)]
+    if 0 in region:
+        return np.empty(region, reader.dtype)
+    ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(starts, stops, meta.chunks)]
+    if math.prod(len(r) for r in ranges) > MAX_CHUNKS:
         return None
-    out = np.empty(shape, reader.dtype)  # before anything else: MemoryError for what cannot fit
+    out = np.empty(region, reader.dtype)  # before anything else: MemoryError for what cannot fit
     impl = _pipeline(reader.path, shape, reader.dtype, meta.chunks, meta.codec, meta.fill, "read")
     if impl is None:
         return None
     chunk_item = _hook()[1]  # type: ignore[index]
     items = []
-    for idx in itertools.product(*(range(n) for n in meta.grid)):
-        sub = [slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, meta.chunks, shape)]
-        items.append(chunk_item(meta.chunk_key(idx), [slice(0, x.stop - x.start) for x in sub],
-                                list(meta.chunks), sub, list(shape)))
+    for idx in itertools.product(*ranges):
+        origin = [i * c for i, c in zip(idx, meta.chunks)]
+        lo = [max(o, a) for o, a in zip(origin, starts)]
+        hi = [min(o + c, b, s) for o, c, b, s in zip(origin, meta.chunks, stops, shape)]
+        in_chunk = [slice(x - o, y - o) for x, y, o in zip(lo, hi, origin)]
+        in_out = [slice(x - a, y - a) for x, y, a in zip(lo, hi, starts)]
+        items.append(chunk_item(meta.chunk_key(idx), in_chunk, list(meta.chunks), in_out, region))
     try:
         impl.retrieve_chunks_and_apply_index(items, out)
     except Exception as exc:  # noqa: BLE001 - zarrs names no chunk: the own reader's checks do
         _log.debug("zarrs read of %s failed (%s); reading it with the own reader", reader.where, exc)
-        return reader.read([0] * reader.ndim, list(shape), out)
+        return reader.read(list(starts), list(stops), out)
     return out
 
 
