@@ -321,12 +321,12 @@ class _FsspecFS(_FS):
     def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
         if not paths:
             return []
-        got = self.fs.cat(list(paths), on_error="return")
-        if not isinstance(got, dict):  # a single path returns bytes
-            got = {paths[0]: got}
+        # one GET per key, concurrently: ``cat`` would first HEAD every key (fsspec expands the paths), and
+        # s3fs (``max_concurrency`` > 1) would HEAD it again for its size, then list it as a folder if missing
+        extra = {"max_concurrency": 1} if getattr(self.fs, "max_concurrency", 1) > 1 else {}
+        got = self.fs.cat_ranges(list(paths), [None] * len(paths), [None] * len(paths), on_error="return", **extra)
         out: list[bytes | None] = []
-        for p in paths:
-            value = got.get(p)
+        for p, value in zip(paths, got):
             if isinstance(value, (bytes, bytearray, memoryview)):
                 out.append(bytes(value))
             elif value is None or isinstance(value, FileNotFoundError):
