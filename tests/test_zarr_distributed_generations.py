@@ -276,3 +276,15 @@ def test_a_plain_array_at_the_path_is_replaced_by_a_generation_image(
     docs = {"zarr.json"} if fmt == 3 else {".zgroup", ".zattrs"}
     names = {k.split("/")[4] for k in _keys(s3_server, bucket, f"{PATH}/")}
     assert names - docs and all(n.startswith("gen-") for n in names - docs) and len(names - docs) == 1
+
+
+def test_an_image_at_the_root_of_its_store_is_staged(client: Any, s3_server: str, bucket: str) -> None:
+    """A store root without metadata holding only a generation would list as a folder: it is staged instead."""
+    backend = _backend(s3_server, bucket)
+    new = _image(19)
+    backend.save(_lazy(new), "root.zarr", axes="tczyx", pyramid_levels=1, chunks=CHUNKS)
+    raw = backend._locate("root.zarr").fs.read(f"{bucket}/root.zarr/zarr.json")
+    assert raw is not None
+    assert [d["path"] for d in json.loads(raw)["attributes"]["ome"]["multiscales"][0]["datasets"]] == ["0", "1"]
+    np.testing.assert_array_equal(_backend(s3_server, bucket).load("root.zarr"), new)
+    assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k or "/gen-" in k]

@@ -313,6 +313,7 @@ def publish_on_cluster(
     codec: _Codec,
     name: str,
     guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(),
+    in_store: bool = True,
 ) -> None:
     """Save ``image`` at ``target`` on the cluster so that the old content stays readable until the new is whole.
 
@@ -320,9 +321,11 @@ def publish_on_cluster(
     :meth:`~polystore.zarr._fs._FS.publish` swaps in. On object stores an
     OME image is written as a new generation inside the image group and
     switched in by its metadata (:mod:`polystore.zarr._generations`: no
-    copy). Object stores cannot rename a tree, so for a plain array the
-    workers write the chunks under a hidden *staging*
-    prefix beside the target (``.<name>.polystore-tmp-<id>``, which listings
+    copy), when the image is a node inside its store (``in_store``; the
+    store root is staged: a store without metadata that holds only a
+    generation would show as a folder). Otherwise (a plain array, an image
+    at a store root), as object stores cannot rename a tree, the workers
+    write the chunks under a hidden *staging* prefix beside the target (``.<name>.polystore-tmp-<id>``, which listings
     and reads ignore) while the old image stays as it was; only when every
     task succeeded does the client publish: delete the old image (metadata
     first), copy the staged chunks into place on the server (no pixels pass
@@ -334,7 +337,7 @@ def publish_on_cluster(
     if fs.supports_rename:
         fs.publish(target, lambda dest: write_on_cluster(writer, client, fs, dest, image, codec, name), guard)
         return
-    if image.axes is not None:
+    if image.axes is not None and in_store:
         from polystore.zarr._generations import publish_generation
 
         publish_generation(writer, client, fs, target, image, codec, name, guard)

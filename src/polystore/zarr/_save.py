@@ -175,7 +175,7 @@ class _Saver(_BatchWriter, _Lister, _PlateWriter):
             if client is not None:  # workers write the chunks; old content kept until published
                 from polystore.zarr._distributed import publish_on_cluster
 
-                publish_on_cluster(self, client, fs, target, image, codec, name, guard)
+                publish_on_cluster(self, client, fs, target, image, codec, name, guard, in_store=bool(loc.key))
             else:
                 fs.publish(target, build, guard)
         except (StorageError, TypeError, ValueError):
