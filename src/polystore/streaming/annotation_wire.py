@@ -47,6 +47,7 @@ __all__ = [
     "check_annotation_header",
     "encode_annotation",
     "decode_any",
+    "two_part_annotation",
     "send_annotation",
 ]
 
@@ -192,11 +193,18 @@ def decode_any(
         array = array_from_payload(header, payload)
         return header, array, _annotation(header, array, _table(table))
     header, array = decode_message(frames, max_frame_bytes, headers)
+    return header, array, two_part_annotation(header, array)
+
+
+def two_part_annotation(header: Header, array: np.ndarray[Any, Any]) -> Annotation | None:
+    """What a validated two-part message carries besides its array: None for an image,
+    the :class:`~polystore.annotations.Labels` of a labels message; points and shapes
+    need three parts (a :class:`ProtocolError`)."""
     if header.kind in ("points", "shapes"):
         raise ProtocolError(f"{header.kind} messages have 3 frames (header, coordinates, table), got 2")
     if header.kind == "labels":
-        return header, array, Labels(array, axes=header.axes)
-    return header, array, None
+        return Labels(array, axes=header.axes)
+    return None
 
 
 def send_annotation(sender: Any, data: Any, path: str, kind: str | None = None, **options: Any) -> Header:
