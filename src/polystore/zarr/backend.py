@@ -303,16 +303,12 @@ class ZarrBackend(StorageBackend, _FrameSaver):
     def cleanup(self, directory: PathLike) -> list[str]:
         """Remove what killed writers left under ``directory``; return it.
 
-        An interrupted save leaves a hidden ``.<name>.polystore-tmp-*`` (or,
-        if killed between the two renames of an overwrite, ``-old-*``)
-        folder next to its target, an interrupted batch replace a staged
-        member unit ``c/.<i>.polystore-tmp-*``, an interrupted metadata write
-        a ``zarr.json.polystore-tmp-*`` file; on object stores, a cluster save
-        whose client died leaves a ``.<name>.polystore-tmp-*`` staging prefix
-        (plain arrays) or a ``gen-*`` generation inside the image that its
-        metadata does not name (OME images; see docs/distributed.md). Reads
-        and listings ignore them; this deletes them. Do not run it while
-        another process is saving there.
+        What each kind of interrupted write leaves (hidden ``.polystore-tmp-*``
+        and ``-old-*`` folders, staged batch members, metadata temp files, a
+        dead cluster client's staging prefix or unnamed ``gen-*`` generation)
+        is listed in docs/zarr-layout.md and docs/distributed.md. Reads and
+        listings ignore them; this deletes them. Do not run it while another
+        process is saving there.
         """
         loc = self._locate(directory)
         return loc.fs.cleanup(loc.full)
