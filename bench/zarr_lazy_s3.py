@@ -128,7 +128,7 @@ def lazy_rows(backend: Any, own: Any, tag: str, data: np.ndarray, zarr_path: str
 def _moto_options() -> Iterator[dict[str, Any]]:
     from bench.distributed_bench import _moto
 
-    with _moto() as options:
+    with _moto() as (options, _server):
         import boto3
 
         endpoint = options["client_kwargs"]["endpoint_url"]

@@ -167,8 +167,6 @@ class _Loader(_Resolver):
         da: Any = _dask_array
         meta = node.array
         assert meta is not None
-        if reader is not None and self.config.use_zarrs:
-            reader.regions = read_region  # each block decoded by zarrs (the own reader where it cannot)
         source: Any = reader if reader is not None else self._zarr_array(loc, node)
         if reader is None and loc.fs.supports_native_files and ends_with_blosc(node.meta):
             if isinstance(node.parsed, ArrayMeta):

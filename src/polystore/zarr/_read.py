@@ -6,7 +6,7 @@ import itertools
 import mmap
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,8 +50,6 @@ class _ArrayReader:
         #: Chunks read as the fill value because they were absent (counted; on object stores a
         #: load then checks that the version it read still stands, see ``_pins``).
         self.missing = 0
-        #: Reads a region for :meth:`__getitem__` (lazy loads) when set, or returns None (then :meth:`read`).
-        self.regions: Callable[[_ArrayReader, Sequence[int], Sequence[int]], np.ndarray | None] | None = None
 
     def chunk_key(self, idx: Sequence[int]) -> str:
         return self.meta.chunk_key(idx)
@@ -245,9 +243,7 @@ class _ArrayReader:
                 stops.append(max(a, b))
             else:
                 raise TypeError(f"unsupported index {sel!r}")
-        out = self.regions(self, starts, stops) if self.regions is not None else None
-        if out is None:
-            out = self.read(starts, stops)
+        out = self.read(starts, stops)
         return out.reshape([s for k, s in enumerate(out.shape) if k not in squeeze]) if squeeze else out
 
 
