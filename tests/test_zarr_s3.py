@@ -239,3 +239,24 @@ def test_a_listing_cached_by_the_users_s3fs_does_not_hide_another_process_s_writ
     assert "c.zarr/batch/c.tif" in s3_backend.list_files("c.zarr/batch")
     assert "c.zarr/other" in s3_backend.list_files("c.zarr", recursive=True)
     assert int(s3_backend.load("c.zarr/batch/c.tif").max()) == 7
+
+
+def test_a_load_sends_one_get_per_key_and_nothing_else(
+    s3_backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsspec's ``cat`` sent a HEAD before each GET and listed missing names as folders (twice the requests)."""
+    import s3fs.core
+
+    frames = [_img(i, (40, 50)) for i in range(3)]
+    s3_backend.save_batch(frames, [f"b.zarr/f{i}" for i in range(3)], chunks=(1, 16, 16))
+    calls: list[str] = []
+    real = s3fs.core.S3FileSystem._call_s3
+
+    async def counted(self: object, method: str, *args: object, **kwargs: object) -> object:
+        calls.append(method)  # the real request is sent
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
+    np.testing.assert_array_equal(s3_backend.load("b.zarr/f1"), frames[1])
+    assert set(calls) == {"get_object"}, calls
+    assert len(calls) <= 6 + 12, calls  # metadata names at the member and its batch, then its 4 x 3 chunks
