@@ -16,9 +16,12 @@ workers run its chunk writer); only who runs it changes. The client:
    itself (arrays first, the image group last). The store's publish step
    (:meth:`~polystore.zarr._fs._FS.publish`) wraps all of this: on a local
    store the workers write into the hidden build folder that is swapped in
-   after the metadata; on an object store into a hidden staging prefix that
-   :func:`publish_on_cluster` copies into place before the metadata. Either
-   way a failed or abandoned save leaves the old content.
+   after the metadata; on an object store an OME image's levels go to a new
+   generation inside the image that its group metadata switches in
+   (:mod:`polystore.zarr._generations`, no copy), and a plain array's chunks
+   to a hidden staging prefix that :func:`publish_on_cluster` copies into
+   place before the metadata. Either way a failed or abandoned save leaves
+   the old content.
 
 ``docs/distributed.md`` describes deployment, credentials and failures.
 """
