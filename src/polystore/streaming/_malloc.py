@@ -21,6 +21,13 @@ mallocs and frees 8 MiB once, so glibc's own adaptive thresholds become 8 MiB
 (blocks up to that size come from the arenas) and 16 MiB (the most a heap
 keeps free at its top). Nothing is set that glibc would not set itself; no
 other C library is touched.
+
+A threshold the user set (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``
+or ``GLIBC_TUNABLES`` in the environment) turns glibc's adaptive thresholds
+off, and then this changes nothing: the user's setting wins. Note that
+dask.distributed's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in the
+environment of the process that starts a ``LocalCluster`` of worker
+processes, so receivers started from that process afterwards inherit it.
 """
 
 from __future__ import annotations
