@@ -259,4 +259,58 @@ def test_a_load_sends_one_get_per_key_and_nothing_else(
     monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
     np.testing.assert_array_equal(s3_backend.load("b.zarr/f1"), frames[1])
     assert set(calls) == {"get_object"}, calls
-    assert len(calls) <= 6 + 12, calls  # metadata names at the member and its batch, then its 4 x 3 chunks
+    # the zarr.json of the member's name and of its batch (a v3 array: nothing in its folder can be a
+    # node, so no v2 names are asked for), then the member's 4 x 3 chunks; it was 6 + 12
+    assert len(calls) == 2 + 12, calls
+
+
+def test_a_v2_node_costs_its_v2_names_and_a_v3_node_one_request(
+    s3_backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``zarr.json`` decides when present, so the v2 names are asked for only where it is absent."""
+    import s3fs.core
+
+    from polystore.config import ZarrConfig
+
+    v2 = ZarrBackend(root=s3_backend.root, storage_options=s3_backend.storage_options, config=ZarrConfig(zarr_format=2))
+    v2.save(_img(1, (8, 8)), "v2.zarr/img")
+    s3_backend.save(_img(2, (8, 8)), "v3.zarr/img")
+    calls: list[str] = []
+    real = s3fs.core.S3FileSystem._call_s3
+
+    async def counted(self: object, method: str, *args: object, **kwargs: object) -> object:
+        calls.append(str(kwargs.get("Key", "")).rpartition("/")[2])
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
+    np.testing.assert_array_equal(s3_backend.load("v3.zarr/img"), _img(2, (8, 8)))
+    assert sorted(calls) == ["0", "zarr.json", "zarr.json"], calls  # the array's and its store's, one chunk
+    calls.clear()
+    np.testing.assert_array_equal(s3_backend.load("v2.zarr/img"), _img(1, (8, 8)))
+    assert ".zarray" in calls and ".zattrs" in calls, calls
+
+
+def test_botocore_checksums_only_where_required_unless_the_user_chose(
+    s3_server: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore >= 1.36 computes a CRC32 for every upload and checks one on every download by
+    default (CPU per request, in Python); polystore asks for them only where S3 requires them,
+    and keeps what the user set in ``config_kwargs``, the environment or the AWS config file."""
+    img = _img(3, (8, 8))
+    plain = ZarrBackend(root=f"s3://{bucket}/a", storage_options=_options(s3_server))
+    plain.save(img, "x.zarr")
+    np.testing.assert_array_equal(plain.load("x.zarr"), img)
+    config = plain._remote["s3"].fs.s3.meta.config
+    assert (config.request_checksum_calculation, config.response_checksum_validation) == ("when_required",) * 2
+    chosen = dict(_options(s3_server), config_kwargs={"response_checksum_validation": "when_supported"})
+    user = ZarrBackend(root=f"s3://{bucket}/a", storage_options=chosen)
+    np.testing.assert_array_equal(user.load("x.zarr"), img)
+    config = user._remote["s3"].fs.s3.meta.config
+    assert (config.request_checksum_calculation, config.response_checksum_validation) == (
+        "when_required", "when_supported")
+    assert user.storage_options == chosen  # what workers are given is what the user gave
+    from polystore.zarr._s3 import s3_defaults
+
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_SUPPORTED")
+    assert s3_defaults("s3", {})["config_kwargs"] == {"response_checksum_validation": "when_required"}
+    assert s3_defaults("gcs", {"token": "x"}) == {"token": "x"}

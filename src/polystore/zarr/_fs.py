@@ -297,10 +297,12 @@ class _FsspecFS(_FS):
     ) -> None:
         import fsspec
 
+        from polystore.zarr._s3 import s3_defaults
+
         self.request_batch_bytes = request_batch_bytes
         self.protocol = protocol
         self.storage_options = dict(storage_options)
-        self.fs = fsspec.filesystem(protocol, **self.storage_options)
+        self.fs = fsspec.filesystem(protocol, **s3_defaults(protocol, self.storage_options))
 
     def spec(self) -> dict[str, Any]:
         return {"protocol": self.protocol, "storage_options": self.storage_options, "request_batch_bytes": self.request_batch_bytes}
@@ -412,6 +414,8 @@ class _FsspecFS(_FS):
         return cleanup_under(self, path)
 
     def zarr_store(self, path: str) -> Any:
+        from polystore.zarr._s3 import s3_defaults
+
         return zarr.storage.FsspecStore.from_url(
-            self.url(path), storage_options=self.storage_options, read_only=False
+            self.url(path), storage_options=s3_defaults(self.protocol, self.storage_options), read_only=False
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from polystore.base import PathLike
@@ -15,12 +16,43 @@ from polystore.zarr._meta import _META, _V2_META
 from polystore.zarr._model import ArrayMeta, GroupMeta, parse_node
 from polystore.zarr._nodes import _Loc, _Node
 
+#: A node's ``zarr.json``, ``.zarray``, ``.zgroup`` and ``.zattrs`` (None: absent or not read).
+_Docs = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
+
 
 def read_node_meta(fs: _FS, path: str) -> ArrayMeta | GroupMeta | None:
-    """The validated metadata of the node at ``path`` (None: no zarr node there)."""
-    raw3, rawa, rawg = fs.read_many([fs.join(path, _META), fs.join(path, ".zarray"), fs.join(path, ".zgroup")])
-    zattrs = fs.read(fs.join(path, ".zattrs")) if raw3 is None and (rawa or rawg) else None
-    return parse_node(raw3, rawa, rawg, zattrs, fs.url(path))
+    """The validated metadata of the node at ``path`` (None: no zarr node there).
+
+    ``zarr.json`` decides when present (:func:`~polystore.zarr._model.parse_node`),
+    so it is fetched alone first; only without one are the v2 documents
+    asked for (on object stores each document is a request: a v3 node costs
+    one, not three).
+    """
+    return parse_v3_or_v2(fs, path, fs.read(fs.join(path, _META)))
+
+
+def parse_v3_or_v2(fs: _FS, path: str, raw3: bytes | None) -> ArrayMeta | GroupMeta | None:
+    """The node at ``path`` from its ``zarr.json`` (``raw3``, already read) or else its v2 documents."""
+    return parse_node(*node_docs(fs, [path], [raw3])[0], fs.url(path))
+
+
+def node_docs(fs: _FS, paths: Sequence[str], raw3s: Sequence[bytes | None]) -> list[_Docs]:
+    """What :func:`~polystore.zarr._model.parse_node` takes for each of ``paths``, given their
+    ``zarr.json`` (``raw3s``): the v2 documents are fetched, in one batch, only where that is absent."""
+    v2 = [p for p, raw in zip(paths, raw3s) if raw is None]
+    got = fs.read_many([fs.join(p, m) for p in v2 for m in _V2_META])
+    docs = {p: (got[2 * i], got[2 * i + 1]) for i, p in enumerate(v2)}
+    attrs = [p for p in v2 if docs[p][0] is not None or docs[p][1] is not None]
+    zattrs = dict(zip(attrs, fs.read_many([fs.join(p, ".zattrs") for p in attrs])))
+    return [(raw3, *docs.get(p, (None, None)), zattrs.get(p)) for p, raw3 in zip(paths, raw3s)]
+
+
+def _v3_array(fs: _FS, path: str, raw3: bytes | None) -> bool:
+    """True when ``raw3`` (the ``zarr.json`` at ``path``) is valid v3 array metadata."""
+    try:
+        return raw3 is not None and isinstance(parse_node(raw3, None, None, None, fs.url(path)), ArrayMeta)
+    except ImageLoadError:
+        return False
 
 
 class _Resolver:
@@ -101,21 +133,33 @@ class _Resolver:
 
     def _node(self, loc: _Loc) -> _Node | None:
         """What lives at ``loc`` (array, group, or a member of a batch), or None."""
-        got = self._read_meta(loc.fs, loc.full)
+        if not loc.key:
+            got = self._read_meta(loc.fs, loc.full)
+            return None if got is None else _Node.of(loc.full, got)
+        parent_key, _, name = loc.key.rpartition("/")
+        parent_path = loc.fs.join(loc.store, parent_key) if parent_key else loc.store
+        # both zarr.json in one batch of requests: a batch member has no metadata of its own
+        raw3, praw3 = loc.fs.read_many([loc.fs.join(loc.full, _META), loc.fs.join(parent_path, _META)])
+        docs: _Docs
+        pdocs: _Docs | None
+        if raw3 is not None:  # the parent's v2 documents only if this is not a node after all
+            docs, pdocs = (raw3, None, None, None), None
+        elif _v3_array(loc.fs, parent_path, praw3):  # nothing in a v3 array's folder is a node
+            docs, pdocs = (None, None, None, None), (praw3, None, None, None)
+        else:
+            docs, pdocs = node_docs(loc.fs, [loc.full, parent_path], [None, praw3])
+        got = parse_node(*docs, loc.fs.url(loc.full))
         if got is not None:
             return _Node.of(loc.full, got)
-        if loc.key:
-            parent_key, _, name = loc.key.rpartition("/")
-            parent_path = loc.fs.join(loc.store, parent_key) if parent_key else loc.store
-            pgot = self._read_meta(loc.fs, parent_path)
-            if pgot is not None:
-                parent = _Node.of(parent_path, pgot)
-                names = parent.names
-                if names is not None and name in names:
-                    return _Node(
-                        "member", parent_path, parent.meta, parent.zarr_format, names.index(name), parent,
-                        parent.parsed,
-                    )
+        pgot = parse_node(*(pdocs or node_docs(loc.fs, [parent_path], [praw3])[0]), loc.fs.url(parent_path))
+        if pgot is not None:
+            parent = _Node.of(parent_path, pgot)
+            names = parent.names
+            if names is not None and name in names:
+                return _Node(
+                    "member", parent_path, parent.meta, parent.zarr_format, names.index(name), parent,
+                    parent.parsed,
+                )
         return None
 
     def _image_array(self, node: _Node, level: int, loc: _Loc) -> _Node:
