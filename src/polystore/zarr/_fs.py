@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import mmap
 import os
@@ -344,6 +345,20 @@ class _FsspecFS(_FS):
         self.fs.pipe_file(path, data)  # a single PUT is atomic on object stores
 
     def write_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """PUT every ``(path, data)`` of ``items``; each is sent as soon as ``items`` yields it.
+
+        On an async filesystem (s3fs) every chunk's PUT starts on fsspec's
+        event loop right away, so the caller encodes the next chunks (the
+        generator ``items``) while earlier ones upload; at most
+        ``request_batch_bytes`` of chunks (and at least one) are in flight,
+        beyond that the oldest PUT is waited for. Returns only when every
+        PUT finished: the first failure (of a PUT or of ``items``) is raised
+        after every started PUT has stopped. Other filesystems get batches of
+        ``request_batch_bytes`` through ``pipe``.
+        """
+        if getattr(self.fs, "async_impl", False):
+            self._write_overlapped(items)
+            return
         batch: dict[str, bytes] = {}
         size = 0
         for path, data in items:
@@ -354,6 +369,28 @@ class _FsspecFS(_FS):
                 batch, size = {}, 0
         if batch:
             self.fs.pipe(batch)
+
+    def _write_overlapped(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """:meth:`write_many` on an async filesystem: one PUT per item on its loop, bounded bytes in flight."""
+        import asyncio
+        from concurrent.futures import Future, wait
+
+        pending: collections.deque[tuple[Future[Any], int]] = collections.deque()
+        inflight = 0
+        try:
+            for path, data in items:
+                # finished PUTs leave (a failed one raises now), and the oldest are waited for over the bound
+                while pending and (pending[0][0].done() or inflight + len(data) > self.request_batch_bytes):
+                    put, size = pending.popleft()
+                    inflight -= size
+                    put.result()
+                put = asyncio.run_coroutine_threadsafe(self.fs._pipe_file(path, data), self.fs.loop)
+                pending.append((put, len(data)))
+                inflight += len(data)
+            while pending:
+                pending.popleft()[0].result()
+        finally:
+            wait([put for put, _ in pending])  # no PUT of this call runs on after it returned or raised
 
     def listdir(self, path: str) -> list[str] | None:
         self.fs.invalidate_cache(path)
