@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import mmap
 import os
@@ -357,7 +356,9 @@ class _FsspecFS(_FS):
         ``request_batch_bytes`` through ``pipe``.
         """
         if getattr(self.fs, "async_impl", False):
-            self._write_overlapped(items)
+            from polystore.zarr._puts import put_overlapped
+
+            put_overlapped(self.fs, items, self.request_batch_bytes)
             return
         batch: dict[str, bytes] = {}
         size = 0
@@ -369,28 +370,6 @@ class _FsspecFS(_FS):
                 batch, size = {}, 0
         if batch:
             self.fs.pipe(batch)
-
-    def _write_overlapped(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """:meth:`write_many` on an async filesystem: one PUT per item on its loop, bounded bytes in flight."""
-        import asyncio
-        from concurrent.futures import Future, wait
-
-        pending: collections.deque[tuple[Future[Any], int]] = collections.deque()
-        inflight = 0
-        try:
-            for path, data in items:
-                # finished PUTs leave (a failed one raises now), and the oldest are waited for over the bound
-                while pending and (pending[0][0].done() or inflight + len(data) > self.request_batch_bytes):
-                    put, size = pending.popleft()
-                    inflight -= size
-                    put.result()
-                put = asyncio.run_coroutine_threadsafe(self.fs._pipe_file(path, data), self.fs.loop)
-                pending.append((put, len(data)))
-                inflight += len(data)
-            while pending:
-                pending.popleft()[0].result()
-        finally:
-            wait([put for put, _ in pending])  # no PUT of this call runs on after it returned or raised
 
     def listdir(self, path: str) -> list[str] | None:
         self.fs.invalidate_cache(path)
