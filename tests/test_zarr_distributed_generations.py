@@ -288,3 +288,21 @@ def test_an_image_at_the_root_of_its_store_is_staged(client: Any, s3_server: str
     assert [d["path"] for d in json.loads(raw)["attributes"]["ome"]["multiscales"][0]["datasets"]] == ["0", "1"]
     np.testing.assert_array_equal(_backend(s3_server, bucket).load("root.zarr"), new)
     assert not [k for k in _keys(s3_server, bucket) if ".polystore-tmp-" in k or "/gen-" in k]
+
+
+def test_build_pyramid_puts_the_levels_beside_level_0_in_its_generation(
+    client: Any, s3_server: str, bucket: str
+) -> None:
+    backend = _backend(s3_server, bucket)
+    image = _image(16)
+    backend.save(_lazy(image), PATH, axes="tczyx", chunks=(1, 1, 1, 70, 66))
+    backend.build_pyramid(PATH, 2)
+    paths = _dataset_paths(backend, bucket)
+    generation = paths[0].split("/")[0]
+    assert generation.startswith("gen-") and paths == [f"{generation}/{k}" for k in range(3)]
+    keys = _keys(s3_server, bucket, f"{PATH}/")
+    assert all(k == f"{PATH}/zarr.json" or k.startswith(f"{PATH}/{generation}/") for k in keys), keys
+    expected = image
+    for level in range(3):
+        np.testing.assert_array_equal(backend.load(f"{PATH}/{paths[level]}"), expected)
+        expected = _downsample_yx(expected, "tczyx")

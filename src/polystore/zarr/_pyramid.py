@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import posixpath
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,9 +71,12 @@ class _PyramidBuilder(_ChunkWriter, _Resolver):
         shapes = [meta0.shape]
         for _ in range(levels):
             shapes.append(_downsampled_shape(shapes[-1]))
+        # levels go beside level 0: inside its generation when it has one (zarr layout 2)
+        base = posixpath.dirname(ms.datasets[0].path)
+        names = [posixpath.join(base, str(level)) for level in range(levels + 1)]
         level_metas: list[ArrayMeta] = []
         for level in range(1, levels + 1):
-            path = fs.join(loc.full, str(level))
+            path = fs.inside(loc.full, names[level])
             chunks = meta0.chunks[:lead] + tuple(min(c, max(1, s)) for c, s in zip(meta0.chunks[lead:], shapes[level][lead:]))
             if self._read_meta(fs, path) is None:
                 fs.makedirs(path)
@@ -85,16 +89,16 @@ class _PyramidBuilder(_ChunkWriter, _Resolver):
             row = reader.read(starts, stops)
             for level, meta in enumerate(level_metas, 1):
                 row = _downsample_yx(row, axes)
-                write_chunk_row(fs, fs.join(loc.full, str(level)), meta, key, row)
+                write_chunk_row(fs, fs.inside(loc.full, names[level]), meta, key, row)
         with batch_lock(fs, loc.full, self.config.lock_timeout):
             current = self._read_meta(fs, loc.full)
             if not isinstance(current, GroupMeta) or current.multiscale is None:
                 raise ImageSaveError(f"zarr: the image {where} was replaced while its pyramid was built")
-            _write_group(fs, loc.full, _with_levels(current.attributes, levels), 3)
+            _write_group(fs, loc.full, _with_levels(current.attributes, levels, base), 3)
 
 
-def _with_levels(attrs: dict[str, Any], levels: int) -> dict[str, Any]:
-    """The image's attributes with ``multiscales[0].datasets`` listing level 0 and ``levels`` halvings."""
+def _with_levels(attrs: dict[str, Any], levels: int, folder: str = "") -> dict[str, Any]:
+    """The image's attributes with ``multiscales[0].datasets`` listing level 0 and ``levels`` halvings in ``folder``."""
     out = dict(attrs)
     ome = dict(out["ome"])
     multiscales = [dict(m) for m in ome["multiscales"]]
@@ -109,7 +113,7 @@ def _with_levels(attrs: dict[str, Any], levels: int) -> dict[str, Any]:
     for level in range(1, levels + 1):
         factor = [2.0**level if a in ("y", "x") else 1.0 for a in axes]
         datasets.append(
-            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [s * f for s, f in zip(scale, factor)]}]}
+            {"path": posixpath.join(folder, str(level)), "coordinateTransformations": [{"type": "scale", "scale": [s * f for s, f in zip(scale, factor)]}]}
         )
     first["datasets"] = datasets
     ome["multiscales"] = multiscales
