@@ -122,6 +122,10 @@ class ZarrConfig:
     #: when the ``zarrs`` package (0.2.x) is installed (it was faster: docs/performance.md);
     #: False keeps polystore's own codec path everywhere. Batch members always use the own path.
     use_zarrs: bool = True
+    #: Reads of arrays on ``s3://`` go through tensorstore's zarr driver when it is installed and the
+    #: storage options translate into its S3 kvstore (it was faster: docs/performance.md); False keeps
+    #: polystore's own codec over s3fs.
+    use_tensorstore: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.compressor, CompressorConfig):  # the existing package's spelling

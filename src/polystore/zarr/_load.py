@@ -87,7 +87,8 @@ class _Loader(_Resolver):
         if meta is None or meta.codec is None:
             return None
         rel = node.path[len(loc.store) :].strip("/")
-        return _ArrayReader(loc.fs, node.path, meta, self._where(loc, rel), self.config.keep_buffer_bytes)
+        where = self._where(loc, rel)
+        return _ArrayReader(loc.fs, node.path, meta, where, self.config.keep_buffer_bytes, self.config.use_tensorstore)
 
     def _zarr_array(self, loc: _Loc, node: _Node) -> Any:
         rel = node.path[len(loc.store) :].strip("/")

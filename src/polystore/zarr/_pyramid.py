@@ -84,7 +84,7 @@ class _PyramidBuilder(_ChunkWriter, _Resolver):
             written = self._read_meta(fs, path)
             assert isinstance(written, ArrayMeta)
             level_metas.append(written)
-        reader = _ArrayReader(fs, path0, meta0, where, self.config.keep_buffer_bytes)
+        reader = _ArrayReader(fs, path0, meta0, where, self.config.keep_buffer_bytes, self.config.use_tensorstore)
         for key, starts, stops in chunk_rows(meta0.shape, meta0.chunks, lead):
             row = reader.read(starts, stops)
             for level, meta in enumerate(level_metas, 1):

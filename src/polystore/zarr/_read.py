@@ -17,6 +17,7 @@ from polystore.zarr._model import ArrayMeta
 from polystore.config import ZarrConfig
 from polystore.zarr._fs import _FS, _MMAP_FLAGS, _SCRATCH
 from polystore.zarr._workers import run_each
+from polystore.zarr import _ts_delegate
 
 
 class _ArrayReader:
@@ -27,12 +28,20 @@ class _ArrayReader:
     """
 
     def __init__(
-        self, fs: _FS, path: str, meta: ArrayMeta, where: str, keep_bytes: int = ZarrConfig.keep_buffer_bytes
+        self,
+        fs: _FS,
+        path: str,
+        meta: ArrayMeta,
+        where: str,
+        keep_bytes: int = ZarrConfig.keep_buffer_bytes,
+        use_tensorstore: bool = ZarrConfig.use_tensorstore,
     ) -> None:
         assert meta.dtype is not None and meta.codec is not None and meta.fill is not None
         self.fs = fs
         #: Buffers of chunks up to this size are kept per thread (``ZarrConfig.keep_buffer_bytes``).
         self.keep_bytes = keep_bytes
+        #: Object stores: regions are read through tensorstore where it can (``_ts_delegate``).
+        self.use_tensorstore = use_tensorstore
         self.path = path
         self.meta = meta
         self.where = where
@@ -82,6 +91,12 @@ class _ArrayReader:
     def read(self, starts: Sequence[int], stops: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
         """Return ``array[starts:stops]`` (per axis), reading only overlapping chunks."""
         shape_out = tuple(b - a for a, b in zip(starts, stops))
+        delegated = _ts_delegate.read(self, starts, stops) if self.fs.prefers_batches else None
+        if delegated is not None:  # object stores: tensorstore fetched and decoded the region
+            if out is None:
+                return delegated
+            out[...] = delegated
+            return out
         if out is None:
             out = np.empty(shape_out, dtype=self.dtype)
         if out.size == 0:
