@@ -12,7 +12,10 @@ Object store (``python -m bench zarr --s3``): a local moto S3 server (one
 Python process: these figures say nothing about real S3, only how the
 clients compare on it); ``--s3-frames`` frames are written by polystore,
 zarr-python (``FsspecStore`` over s3fs) and tensorstore (``s3`` kvstore),
-then read whole, one frame eagerly, and one frame lazily.
+then read whole, one frame eagerly, and one frame lazily. polystore's reads
+there go through tensorstore (``_ts_delegate``); its own path (codec over
+s3fs, ``ZarrConfig(use_tensorstore=False)``) is timed beside them, and the
+delegation rule's ratio is the own path's.
 """
 
 from __future__ import annotations
@@ -153,6 +156,9 @@ def s3_rows(data: np.ndarray, repeat: int) -> None:
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
         backend = ZarrBackend(root="s3://bench/p", storage_options=options,
                               config=ZarrConfig(compressor=ZarrCompressor.LZ4))
+        # the rule judges polystore's own path (its codec over s3fs); reads are delegated to tensorstore
+        own = ZarrBackend(root="s3://bench/p", storage_options=options,
+                          config=ZarrConfig(compressor=ZarrCompressor.LZ4, use_tensorstore=False))
 
         def zstore() -> Any:
             return FsspecStore.from_url("s3://bench/z.zarr", storage_options=options, read_only=False)
@@ -200,6 +206,7 @@ def s3_rows(data: np.ndarray, repeat: int) -> None:
 
         eager: dict[str, Callable[[Any], Any]] = {
             "ours": lambda sel: backend.load("s.zarr") if sel is None else backend.load("s.zarr")[sel],
+            "own": lambda sel: own.load("s.zarr") if sel is None else own.load("s.zarr")[sel],
             "zarr": lambda sel: zarr_array(None)[... if sel is None else sel],
             "zarrs": lambda sel: zarr_array("zarrs.ZarrsCodecPipeline")[... if sel is None else sel],
         }
@@ -213,12 +220,14 @@ def s3_rows(data: np.ndarray, repeat: int) -> None:
         # one frame: polystore's eager load of a member of a batch, the libraries' frame of their array
         backend.save_batch(list(data), [f"b.zarr/f{i}" for i in range(data.shape[0])], chunks=CHUNKS)
         eager["ours"] = lambda sel: backend.load(f"b.zarr/f{mid}")
+        eager["own"] = lambda sel: own.load(f"b.zarr/f{mid}")
         CPU.clear()
         _rows("S3 one 8 MB frame lz4", _round_robin({k: (lambda f=f: f(mid), None) for k, f in eager.items()},
                                                      max(6, 3 * repeat), 0), 1.0, "ms", False)
-        lazy = _usable(_lazy_fns(lambda: backend.load("s.zarr", lazy=True), None,
-                                 ts_read if "ts" in writes else None, zarr_store=zstore),
-                       lambda arr: bool(np.array_equal(arr[mid].compute(), data[mid])))
+        lazy_fns = _lazy_fns(lambda: backend.load("s.zarr", lazy=True), None, ts_read if "ts" in writes else None,
+                             zarr_store=zstore)
+        lazy_fns["own"] = lambda: own.load("s.zarr", lazy=True)
+        lazy = _usable(lazy_fns, lambda arr: bool(np.array_equal(arr[mid].compute(), data[mid])))
         CPU.clear()
         _rows("S3 lazy: one 8 MB frame lz4", _round_robin({k: (lambda f=f: f()[mid].compute(), None)
                                                            for k, f in lazy.items()}, max(6, 3 * repeat), 0),

@@ -244,9 +244,16 @@ def test_a_listing_cached_by_the_users_s3fs_does_not_hide_another_process_s_writ
 def test_a_load_sends_one_get_per_key_and_nothing_else(
     s3_backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fsspec's ``cat`` sent a HEAD before each GET and listed missing names as folders (twice the requests)."""
+    """fsspec's ``cat`` sent a HEAD before each GET and listed missing names as folders (twice the requests).
+
+    The s3fs transport (``use_tensorstore=False``; with tensorstore the keys are fetched by its client).
+    """
     import s3fs.core
 
+    from polystore.config import ZarrConfig
+
+    s3_backend = ZarrBackend(root=s3_backend.root, storage_options=s3_backend.storage_options,
+                             config=ZarrConfig(use_tensorstore=False))
     frames = [_img(i, (40, 50)) for i in range(3)]
     s3_backend.save_batch(frames, [f"b.zarr/f{i}" for i in range(3)], chunks=(1, 16, 16))
     calls: list[str] = []
@@ -272,7 +279,10 @@ def test_a_v2_node_costs_its_v2_names_and_a_v3_node_one_request(
 
     from polystore.config import ZarrConfig
 
-    v2 = ZarrBackend(root=s3_backend.root, storage_options=s3_backend.storage_options, config=ZarrConfig(zarr_format=2))
+    s3_backend = ZarrBackend(root=s3_backend.root, storage_options=s3_backend.storage_options,
+                             config=ZarrConfig(use_tensorstore=False))  # the s3fs transport
+    v2 = ZarrBackend(root=s3_backend.root, storage_options=s3_backend.storage_options,
+                     config=ZarrConfig(zarr_format=2, use_tensorstore=False))
     v2.save(_img(1, (8, 8)), "v2.zarr/img")
     s3_backend.save(_img(2, (8, 8)), "v3.zarr/img")
     calls: list[str] = []

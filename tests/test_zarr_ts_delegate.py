@@ -196,7 +196,7 @@ def test_a_chunk_tensorstore_cannot_decode_is_named_by_the_own_reader(
 
 
 def test_options_that_do_not_translate_and_the_switch_keep_s3fs(
-    s3_server: str, bucket: str, calls: dict[str, int]
+    s3_server: str, bucket: str, calls: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = np.arange(2 * 30 * 20, dtype=np.int32).reshape(2, 30, 20)
     untranslated = {**s3_options(s3_server), "use_ssl": False}  # no exact tensorstore counterpart
@@ -207,6 +207,9 @@ def test_options_that_do_not_translate_and_the_switch_keep_s3fs(
     _, own = _backends(s3_server, bucket)
     np.testing.assert_array_equal(own.load("a.zarr"), data)
     assert calls["ts"] == 0 and calls["own"] > 0
+    sent = _count_s3fs(monkeypatch)
+    np.testing.assert_array_equal(plain.load("a.zarr"), data)
+    assert len([c for c in sent if c.startswith("get_object")]) == 1 + 8  # zarr.json and 8 chunks, through s3fs
     ours, _ = _backends(s3_server, bucket)
     np.testing.assert_array_equal(ours.load("a.zarr"), data)
     assert calls["ts"] == 1
@@ -237,3 +240,39 @@ def test_lazy_blocks_pickle_as_settings_and_a_forked_child_uses_the_own_path(
         available, forked_after, equal = pool.apply(_load_in_child, ((f"s3://{bucket}/p", "a.zarr",
                                                                       s3_options(s3_server)),))
     assert equal and available and not forked_after
+
+
+def _count_s3fs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The requests s3fs sends from now on (the real requests are sent)."""
+    import s3fs.core
+
+    calls: list[str] = []
+    real = s3fs.core.S3FileSystem._call_s3
+
+    async def counted(self: object, method: str, *args: object, **kwargs: object) -> object:
+        calls.append(f"{method} {kwargs.get('Key', '')}")
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
+    return calls
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_metadata_and_chunks_are_fetched_by_tensorstore_where_the_options_translate(
+    s3_server: str, bucket: str, monkeypatch: pytest.MonkeyPatch, fmt: int
+) -> None:
+    """Every key of a load (metadata, the pins' checks, chunks) goes through tensorstore's client, none through s3fs."""
+    ours, own = _backends(s3_server, bucket, zarr_format=fmt)
+    frames = [np.full((40, 50), i, np.uint16) for i in range(3)]
+    ours.save_batch(frames, [f"b.zarr/f{i}" for i in range(3)], chunks=(1, 16, 16))
+    ours.save(np.stack(frames), "a.zarr", chunks=(1, 16, 16))
+    _client(s3_server).delete_object(Bucket=bucket, Key="p/a.zarr/" + ("c/1/0/0" if fmt == 3 else "1/0/0"))
+    calls = _count_s3fs(monkeypatch)
+    np.testing.assert_array_equal(ours.load("b.zarr/f1"), frames[1])
+    want = np.stack(frames)
+    want[1, :16, :16] = 0  # the absent chunk: the fill value, after the load checked its version
+    np.testing.assert_array_equal(ours.load("a.zarr"), want)
+    assert ours.list_files("b.zarr") == [f"b.zarr/f{i}" for i in range(3)]
+    assert not [c for c in calls if c.startswith("get_object")], calls  # listings stay with s3fs
+    np.testing.assert_array_equal(own.load("a.zarr"), want)
+    assert [c for c in calls if c.startswith("get_object")]  # the switch keeps s3fs

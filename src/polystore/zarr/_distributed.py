@@ -97,7 +97,8 @@ def fs_from_spec(spec: Mapping[str, Any]) -> _FS:
             if spec["protocol"] == "file":
                 fs = _LocalFS()
             else:
-                fs = _FsspecFS(spec["protocol"], spec["storage_options"], int(spec["request_batch_bytes"]))
+                fs = _FsspecFS(spec["protocol"], spec["storage_options"], int(spec["request_batch_bytes"]),
+                               bool(spec.get("use_tensorstore", True)))
             _FS_CACHE[key] = fs
     return fs
 

@@ -16,6 +16,7 @@ import zarr
 
 from polystore.config import ZarrConfig
 from polystore.atomic import exchange
+from polystore.zarr import _ts_delegate
 
 #: The metadata documents that make a folder a zarr node (``_meta`` writes them).
 _NODE_DOCS = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs"})
@@ -294,21 +295,24 @@ class _FsspecFS(_FS):
         protocol: str,
         storage_options: Mapping[str, Any],
         request_batch_bytes: int = ZarrConfig.request_batch_bytes,
+        use_tensorstore: bool = ZarrConfig.use_tensorstore,
     ) -> None:
         import fsspec
 
         from polystore.zarr._s3 import s3_defaults
 
         self.request_batch_bytes = request_batch_bytes
+        self.use_tensorstore = use_tensorstore  # S3 keys fetched by tensorstore's client (``_ts_delegate``)
         self.protocol = protocol
         self.storage_options = dict(storage_options)
         self.fs = fsspec.filesystem(protocol, **s3_defaults(protocol, self.storage_options))
 
     def spec(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "storage_options": self.storage_options, "request_batch_bytes": self.request_batch_bytes}
+        return {"protocol": self.protocol, "storage_options": self.storage_options,
+                "request_batch_bytes": self.request_batch_bytes, "use_tensorstore": self.use_tensorstore}
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled (e.g. to dask workers) as settings: no connection
-        return (type(self), (self.protocol, self.storage_options, self.request_batch_bytes))
+        return (type(self), (self.protocol, self.storage_options, self.request_batch_bytes, self.use_tensorstore))
 
     def url(self, path: str) -> str:
         return f"{self.protocol}://{path}"
@@ -323,6 +327,8 @@ class _FsspecFS(_FS):
     def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
         if not paths:
             return []
+        if self.use_tensorstore and (fetched := _ts_delegate.fetch_many(self, paths)) is not None:
+            return fetched  # tensorstore's S3 client fetched them (the options translate)
         # one GET per key, concurrently: ``cat`` would first HEAD every key (fsspec expands the paths), and
         # s3fs (``max_concurrency`` > 1) would HEAD it again for its size, then list it as a folder if missing
         extra = {"max_concurrency": 1} if getattr(self.fs, "max_concurrency", 1) > 1 else {}

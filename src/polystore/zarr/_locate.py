@@ -79,7 +79,8 @@ class _Resolver:
             with self._lock:
                 fs = self._remote.get(protocol)
                 if fs is None:
-                    fs = _FsspecFS(protocol, self.storage_options, self.config.request_batch_bytes)
+                    fs = _FsspecFS(protocol, self.storage_options, self.config.request_batch_bytes,
+                                   self.config.use_tensorstore)
                     self._remote[protocol] = fs
             rest = posixpath.normpath(rest) if rest else rest
             if rest == ".." or rest.startswith("../"):

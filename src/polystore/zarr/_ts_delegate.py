@@ -153,6 +153,8 @@ class _Handles:
 
 
 _HANDLES = _Handles()
+#: Opened S3 kvstores (bucket roots), one per bucket and connection settings (a few per process).
+_KVSTORES: dict[str, Any] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -160,6 +162,7 @@ def _after_fork_in_child() -> None:
         _Use.forked_after = True
     _HANDLES._lock = threading.Lock()  # the parent's lock may have been held by another thread
     _HANDLES._entries.clear()
+    _KVSTORES.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -219,3 +222,51 @@ def read(reader: _ArrayReader, starts: Sequence[int], stops: Sequence[int]) -> n
         return None
     return out
 
+
+
+def fetch_many(fs: Any, paths: Sequence[str]) -> list[bytes | None] | None:
+    """The objects at ``paths`` (``bucket/key``; None: no such key) fetched by tensorstore's S3 client.
+
+    None when it cannot: not S3, options that do not translate, tensorstore
+    missing, a path without a key, or any failure (the caller fetches them
+    with s3fs then, which reports errors as before). Used by
+    ``_FsspecFS.read_many`` for every key polystore reads on S3 (metadata,
+    chunks of arrays tensorstore's driver does not read, the pins' checks):
+    s3fs/aiobotocore's cost per request was most of a member load's CPU
+    (docs/performance.md).
+    """
+    protocol = getattr(fs, "protocol", None)
+    options = getattr(fs, "storage_options", None)
+    if not paths or not isinstance(protocol, str) or options is None or not available():
+        return None
+    split = [p.strip("/").partition("/") for p in paths]
+    if any(not b or not k or k.endswith("/") for b, _, k in split):
+        return None
+    stores: dict[str, Any] = {}
+    try:
+        for bucket in {b for b, _, _ in split}:
+            spec = kvstore_spec(protocol, options, bucket, "")
+            if spec is None:
+                return None
+            key = context_key(spec)
+            store = _KVSTORES.get(key)
+            if store is None:
+                ts = _tensorstore()
+                plain, context = shared_context(spec)
+                _Use.ran = True
+                store = _KVSTORES[key] = ts.KvStore.open(plain, context=context).result()  # type: ignore[union-attr]
+            stores[bucket] = store
+        futures = [stores[b].read(k) for b, _, k in split]
+        results = [f.result() for f in futures]
+    except Exception as exc:  # noqa: BLE001 - s3fs fetches them and reports what is wrong
+        _log.debug("tensorstore could not fetch %d keys (%s); s3fs used", len(paths), exc)
+        return None
+    out: list[bytes | None] = []
+    for result in results:
+        if result.state == "missing":
+            out.append(None)
+        elif result.state == "value":
+            out.append(result.value)
+        else:
+            return None
+    return out
