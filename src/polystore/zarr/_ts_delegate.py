@@ -16,7 +16,10 @@ under the ``v2`` key encoding. Only arrays polystore's own reader can decode
 (``bytes`` + optional ``blosc``) come here: the reader is
 :class:`_ArrayReader`, whose object-store branch asks :func:`read` first, for
 eager loads (whole arrays, batch members, ``load_batch``, generation-layout
-levels) and lazy (dask) blocks alike.
+levels) and lazy (dask) blocks alike. The keys polystore fetches itself
+(metadata documents, the pins' checks, chunks the driver does not read) go
+through tensorstore's S3 client too (:func:`fetch_many`, called by
+``_FsspecFS.read_many``); listings, writes and deletes stay with s3fs.
 
 Guarantees kept (tests in ``tests/test_zarr_ts_delegate.py``): a chunk
 tensorstore cannot decode (truncated, padded, damaged) or any other failure
