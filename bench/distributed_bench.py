@@ -60,19 +60,39 @@ DCHUNKS = (1, 1, 4, 1024, 1024)
 
 
 _NOISE: dict[str, np.ndarray] = {}
+_PLANES: dict[tuple[int, int, int, int], np.ndarray] = {}
 
 
-def _pattern(block: np.ndarray, block_info: Any = None) -> np.ndarray:
-    """A smooth plane plus noise (about 2:1 with LZ4), cheap to make: the noise is drawn once per process."""
-    loc = block_info[None]["array-location"] if block_info else [(0, s) for s in block.shape]
+def _plane(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """The smooth plane over rows y0:y1 and columns x0:x1, made once per process and location.
+
+    It depends on y and x only, so the blocks at one y/x location (every t,
+    c and z) share it; a block costs its noise additions only, not four
+    float32 temporaries of its plane each time.
+    """
+    key = (y0, y1, x0, x1)
+    plane = _PLANES.get(key)
+    if plane is None:
+        y = np.arange(y0, y1, dtype=np.float32)[:, None]
+        x = np.arange(x0, x1, dtype=np.float32)[None, :]
+        plane = _PLANES[key] = (1000 + 400 * np.sin(y / 97.0) * np.cos(x / 61.0)).astype(np.uint16)
+    return plane
+
+
+def _pattern(block_info: Any = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A smooth plane plus noise (about 2:1 with LZ4), cheap to make: noise and planes are made once per process."""
+    if block_info:
+        loc = block_info[None]["array-location"]
+        shape = tuple(hi - lo for lo, hi in loc)
+    else:
+        assert shape is not None
+        loc = [(0, s) for s in shape]
     if "n" not in _NOISE:
         _NOISE["n"] = np.random.default_rng(0).integers(0, 64, size=(1 << 20) + 4096, dtype=np.uint16)
-    y = np.arange(*loc[3], dtype=np.float32)[:, None]
-    x = np.arange(*loc[4], dtype=np.float32)[None, :]
-    plane = (1000 + 400 * np.sin(y / 97.0) * np.cos(x / 61.0)).astype(np.uint16)
-    out = np.empty(block.shape, np.uint16)
+    plane = _plane(*loc[3], *loc[4])
+    out = np.empty(shape, np.uint16)
     n = plane.size
-    for i, idx in enumerate(np.ndindex(*block.shape[:-2])):
+    for i, idx in enumerate(np.ndindex(*shape[:-2])):
         shift = (sum(int(lo) for lo, _ in loc[:3]) * 131 + i * 4099) % 4096
         np.add(plane, _NOISE["n"][shift : shift + n].reshape(plane.shape), out=out[idx])
     return out
@@ -82,7 +102,8 @@ def _data(t: int) -> Any:
     import dask.array as da
 
     shape = (t, 2, 16, 2048, 2048)
-    return da.empty(shape, dtype=np.uint16, chunks=DCHUNKS).map_blocks(_pattern, dtype=np.uint16)
+    chunks = da.core.normalize_chunks(DCHUNKS, shape)
+    return da.map_blocks(_pattern, dtype=np.uint16, chunks=chunks, meta=np.empty((0,) * 5, np.uint16))
 
 
 class _Server:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numcodecs.blosc
 from numcodecs import Blosc
 
 from polystore.config import ZarrCompressor, ZarrConfig
@@ -57,6 +60,73 @@ class _Codec:
         if self.cname is None:
             return None
         return Blosc(cname=self.cname, clevel=self.clevel, shuffle=_SHUFFLE_IDS[self.shuffle])
+
+    def encode_chunk(self, block: np.ndarray, numcodec: Blosc | None) -> bytes | memoryview:
+        """``block`` (C-contiguous) encoded as ``numcodec.encode(block)`` would, maybe in a reused buffer.
+
+        ``numcodec`` is :meth:`numcodec`'s object (None: raw bytes, a view of
+        ``block``). Without Blosc's own threads (``numcodecs.blosc.use_threads``
+        False, which zarr-python sets, or None off the main thread) numcodecs
+        compresses with Blosc's one-thread context call into a new buffer of
+        the input's size, then copies the frame into a second, exact-size
+        bytes object. Here the same C call writes into this thread's scratch
+        buffer and a view of it is returned: the same frame without two large
+        allocations per chunk (in a dask worker, whose environment
+        (``MALLOC_TRIM_THRESHOLD_``) makes glibc map and unmap every allocation
+        above 128 KiB, each costs page faults and a zeroing pass over its
+        memory). The view is valid until this thread encodes again: write it
+        out first. Where numcodecs would use Blosc's threads, or the C call is
+        not exported, this is ``numcodec.encode``.
+        """
+        if numcodec is None:
+            return block.reshape(-1).view(np.uint8).data
+        compress = _blosc_compress_ctx()
+        use = numcodecs.blosc.use_threads
+        if (
+            compress is None
+            or use is True
+            or (use is None and threading.current_thread() is threading.main_thread())
+            or numcodec.shuffle not in (0, 1, 2)  # AUTOSHUFFLE is resolved by numcodecs
+            or block.nbytes > numcodecs.blosc.MAX_BUFFERSIZE
+        ):
+            return bytes(numcodec.encode(block))
+        typesize = getattr(numcodec, "_typesize", None) or block.itemsize
+        need = block.nbytes + numcodecs.blosc.MAX_OVERHEAD
+        scratch: np.ndarray | None = getattr(_SCRATCH, "buf", None)
+        if scratch is None or scratch.nbytes < need:
+            scratch = _SCRATCH.buf = np.empty(need, np.uint8)
+        got = compress(
+            numcodec.clevel, numcodec.shuffle, typesize, block.nbytes, block.ctypes.data,
+            scratch.ctypes.data, need, numcodec.cname.encode(), numcodec.blocksize, 1,
+        )
+        if got <= 0:
+            raise RuntimeError(f"error during blosc compression: {got}")
+        return scratch.data[:got]
+
+
+_SCRATCH = threading.local()
+_COMPRESS: list[Any] = []
+
+
+def _blosc_compress_ctx() -> Any:
+    """``blosc_compress_ctx`` of the Blosc library inside numcodecs' extension (None if not exported).
+
+    The extension links c-blosc statically and exports its C API; a call
+    through ctypes releases the GIL, as numcodecs' own call does.
+    """
+    if not _COMPRESS:
+        fn: Any = None
+        try:
+            fn = ctypes.CDLL(numcodecs.blosc.__file__).blosc_compress_ctx
+            fn.argtypes = [
+                ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
+                ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
+            ]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError, TypeError):
+            fn = None
+        _COMPRESS.append(fn)
+    return _COMPRESS[0]
 
 
 def blosc_frame_problem(raw: bytes | memoryview, nbytes: int | None, size: int | None = None) -> str | None:

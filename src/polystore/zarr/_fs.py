@@ -24,6 +24,7 @@ _TMP_MARK = ".polystore-tmp-"
 _OLD_MARK = ".polystore-old-"
 
 _SCRATCH = threading.local()
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _MMAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 def _contained(base: str, rel: str) -> str | None:
@@ -147,7 +148,7 @@ class _FS:
         raise NotImplementedError
     def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
         raise NotImplementedError
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes | memoryview) -> None:
         raise NotImplementedError
 
     def write_atomic(self, path: str, data: bytes) -> None:
@@ -242,14 +243,19 @@ class _LocalFS(_FS):
     def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
         return [self.read(p) for p in paths]
 
-    def write(self, path: str, data: bytes) -> None:
+    def write(self, path: str, data: bytes | memoryview) -> None:
+        """Write ``data`` to ``path`` (its folder made if missing): open, write, close, no file object."""
         try:
-            f = open(path, "wb")
+            fd = os.open(path, _WRITE_FLAGS, 0o666)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            f = open(path, "wb")
-        with f:
-            f.write(data)
+            fd = os.open(path, _WRITE_FLAGS, 0o666)
+        try:
+            view = memoryview(data)
+            while view.nbytes:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     def write_atomic(self, path: str, data: bytes) -> None:
         tmp = f"{path}{_TMP_MARK}{uuid.uuid4().hex[:8]}"
@@ -343,8 +349,8 @@ class _FsspecFS(_FS):
                 raise value if isinstance(value, BaseException) else OSError(f"cannot read {p}")
         return out
 
-    def write(self, path: str, data: bytes) -> None:
-        self.fs.pipe_file(path, data)
+    def write(self, path: str, data: bytes | memoryview) -> None:
+        self.fs.pipe_file(path, bytes(data))
 
     def write_atomic(self, path: str, data: bytes) -> None:
         self.fs.pipe_file(path, data)  # a single PUT is atomic on object stores

@@ -184,7 +184,8 @@ class _ChunkWriter:
         indices = list(itertools.product(*grid)) if data.ndim else [()]
         fill = _fill_value(data.dtype)
 
-        def encode(idx: tuple[int, ...]) -> bytes | np.ndarray | None:
+        def chunk(idx: tuple[int, ...]) -> np.ndarray | None:
+            """Chunk ``idx`` (padded, C-contiguous), or None when it is left out (empty)."""
             sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks))
             block = data[sel]
             if skip_empty and not np.any(block):
@@ -193,7 +194,12 @@ class _ChunkWriter:
                 padded = np.full(chunks, fill if not isinstance(fill, list) else 0, dtype=data.dtype)
                 padded[tuple(slice(0, s) for s in block.shape)] = block
                 block = padded
-            block = np.ascontiguousarray(block)
+            return np.ascontiguousarray(block)
+
+        def encode(idx: tuple[int, ...]) -> bytes | np.ndarray | None:
+            block = chunk(idx)
+            if block is None:
+                return None
             if numcodec is None:
                 return block  # raw little-endian bytes: written straight from the buffer
             return bytes(numcodec.encode(block))
@@ -216,19 +222,18 @@ class _ChunkWriter:
                 keys = [(idx, key(idx)[len(dest) + 1 :]) for idx in indices]
                 if write_chunks(dest, data, chunks, codec, keys, not skip_empty):
                     return
-            for d in {os.path.dirname(key(idx)) for idx in indices}:
-                os.makedirs(d, exist_ok=True)
             os.makedirs(dest if member_root is None or data.ndim < 2 else member_root, exist_ok=True)
 
             def work(idx: tuple[int, ...]) -> None:
-                blob: Any = encode(idx)
-                if blob is None:
+                block = chunk(idx)
+                if block is None:
                     path = key(idx)
                     if os.path.lexists(path):  # a member rewritten as empty
                         os.remove(path)
                     return
-                with open(key(idx), "wb") as f:
-                    f.write(blob)
+                # encoded into this thread's scratch buffer, written before it encodes again;
+                # a missing chunk folder is made by the write, only when needed
+                fs.write(key(idx), codec.encode_chunk(block, numcodec))
 
             run_each("write", indices, work)
             return
