@@ -84,6 +84,7 @@ class _Codec:
         use = numcodecs.blosc.use_threads
         if (
             compress is None
+            or not isinstance(numcodec, Blosc)  # another codec object (a wrapper): its own encode
             or use is True
             or (use is None and threading.current_thread() is threading.main_thread())
             or numcodec.shuffle not in (0, 1, 2)  # AUTOSHUFFLE is resolved by numcodecs
