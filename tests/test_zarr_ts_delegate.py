@@ -66,7 +66,8 @@ def _backends(s3_server: str, bucket: str, **config: Any) -> tuple[ZarrBackend, 
             ZarrBackend(root=root, storage_options=options, config=ZarrConfig(use_tensorstore=False, **config)))
 
 
-DTYPES = ["bool", "int8", "uint16", "int64", "float16", "float32", "float64", "complex64", "complex128"]
+DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64",
+          "complex64", "complex128"]  # every dtype the own reader decodes
 
 
 @pytest.mark.parametrize("fmt", [2, 3])
