@@ -122,9 +122,10 @@ class ZarrConfig:
     #: when the ``zarrs`` package (0.2.x) is installed (it was faster: docs/performance.md);
     #: False keeps polystore's own codec path everywhere. Batch members always use the own path.
     use_zarrs: bool = True
-    #: Reads of arrays on ``s3://`` go through tensorstore's zarr driver when it is installed and the
-    #: storage options translate into its S3 kvstore (it was faster: docs/performance.md); False keeps
-    #: polystore's own codec over s3fs.
+    #: Object stores (S3), where the ``tensorstore`` package is installed and the ``storage_options``
+    #: translate exactly into its S3 kvstore (``polystore.zarr._ts_kvstore``): reads of arrays go
+    #: through tensorstore's zarr driver, and chunk PUTs through its kvstore (it was faster, with far
+    #: less CPU per request than s3fs: docs/performance.md). False keeps polystore's own codec over s3fs.
     use_tensorstore: bool = True
 
     def __post_init__(self) -> None:

@@ -305,10 +305,13 @@ class _FsspecFS(_FS):
     ) -> None:
         import fsspec
 
+        from polystore.zarr._puts import KvStorePuts
         from polystore.zarr._s3 import s3_defaults
 
         self.request_batch_bytes = request_batch_bytes
         self.use_tensorstore = use_tensorstore  # S3 keys fetched by tensorstore's client (``_ts_delegate``)
+        #: chunk PUTs through tensorstore (None: s3fs); made per process, never pickled
+        self.kv_puts = KvStorePuts(protocol, storage_options) if use_tensorstore else None
         self.protocol = protocol
         self.storage_options = dict(storage_options)
         self.fs = fsspec.filesystem(protocol, **s3_defaults(protocol, self.storage_options))
@@ -365,23 +368,13 @@ class _FsspecFS(_FS):
         beyond that the oldest PUT is waited for. Returns only when every
         PUT finished: the first failure (of a PUT or of ``items``) is raised
         after every started PUT has stopped. Other filesystems get batches of
-        ``request_batch_bytes`` through ``pipe``.
+        ``request_batch_bytes`` through ``pipe``. On S3 the PUTs go through
+        tensorstore's kvstore where it is installed, the options translate and
+        ``use_tensorstore`` is set (``_puts.KvStorePuts``).
         """
-        if getattr(self.fs, "async_impl", False):
-            from polystore.zarr._puts import put_overlapped
+        from polystore.zarr._puts import write_items
 
-            put_overlapped(self.fs, items, self.request_batch_bytes)
-            return
-        batch: dict[str, bytes] = {}
-        size = 0
-        for path, data in items:
-            batch[path] = data
-            size += len(data)
-            if size >= self.request_batch_bytes:
-                self.fs.pipe(batch)
-                batch, size = {}, 0
-        if batch:
-            self.fs.pipe(batch)
+        write_items(self, items)
 
     def listdir(self, path: str) -> list[str] | None:
         self.fs.invalidate_cache(path)
