@@ -103,22 +103,42 @@ def test_damaged_chunk_on_s3_is_named(s3_backend: ZarrBackend, s3_server: str, b
         s3_backend.load("d.zarr/img")
 
 
-def test_writer_killed_mid_save_on_s3(s3_backend: ZarrBackend, s3_server: str, bucket: str) -> None:
+_KILL_OWN = """
+real = pz._FsspecFS.write_many
+def dying(self, items):
+    for n, item in enumerate(items):
+        if n == 3:
+            os._exit(9)
+        real(self, [item])
+pz._FsspecFS.write_many = dying
+# one request per chunk, so the kill lands between chunks
+config = ZarrConfig(request_batch_bytes=1, use_tensorstore=False)
+"""
+# tensorstore writes a new array's chunks (``_ts_write``): killed after they are all written, before the metadata
+_KILL_TENSORSTORE = """
+from polystore.zarr import _ts_write
+real = _ts_write.write_new_chunks
+def dying(*args, **kwargs):
+    assert real(*args, **kwargs)
+    os._exit(9)
+_ts_write.write_new_chunks = dying
+config = ZarrConfig()
+"""
+
+
+@pytest.mark.parametrize("killer_part", [_KILL_OWN, _KILL_TENSORSTORE], ids=["own", "tensorstore"])
+def test_writer_killed_mid_save_on_s3(s3_backend: ZarrBackend, s3_server: str, bucket: str, killer_part: str) -> None:
+    if "_ts_write" in killer_part:
+        pytest.importorskip("tensorstore")
     killer = textwrap.dedent(
         """
         import os, sys, json
         import numpy as np
         import polystore.zarr as pz
         from polystore.config import ZarrConfig
-        real = pz._FsspecFS.write_many
-        def dying(self, items):
-            for n, item in enumerate(items):
-                if n == 3:
-                    os._exit(9)
-                real(self, [item])
-        pz._FsspecFS.write_many = dying
-        # one request per chunk, so the kill lands between chunks
-        config = ZarrConfig(request_batch_bytes=1)
+        """
+    ) + killer_part + textwrap.dedent(
+        """
         backend = pz.ZarrBackend(root=sys.argv[1], storage_options=json.loads(sys.argv[2]), config=config)
         backend.save(np.ones((8, 32, 32), np.uint16), "k.zarr/new", chunks=(1, 32, 32))
         """

@@ -209,7 +209,7 @@ def write_block(spec: Mapping[str, Any], index: Sequence[int], block: Any) -> di
             offset.append(index[i] * (b >> level if yx else b) // ch)
         writer._write_chunks(
             fs, path, data, chunks, codec, zarr_format=spec["fmt"], skip_empty=spec["skip_empty"],
-            grid_offset=offset,
+            grid_offset=offset, new_array=True,  # a level of a new generation or staging prefix
         )
     return out
 

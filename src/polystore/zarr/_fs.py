@@ -136,8 +136,7 @@ class _FS:
         override this with build-aside-then-swap; ``guard`` (a lock) is held
         around the swap only.
         """
-        if self.isdir(target):
-            self.rmtree(target)
+        self.rmtree(target)  # nothing there: one listing finds nothing
         build(target)
 
     def url(self, path: str) -> str:
@@ -406,24 +405,29 @@ class _FsspecFS(_FS):
         halfway leaves chunks without metadata: not a node (``cleanup`` by
         saving or deleting again).
         """
-        self.fs.invalidate_cache(path)
-        try:
-            keys = [str(k) for k in self.fs.find(path)]
-        except FileNotFoundError:
-            keys = []
+        keys = self._keys(path)
         docs = [k for k in keys if k.rpartition("/")[2] in _NODE_DOCS]
         if docs:
             self.fs.rm(docs)
-            self.fs.invalidate_cache(path)
             # s3fs does not raise for keys a batch delete failed on: look again before the chunks go
-            left = set(docs) & {str(k) for k in self.fs.find(path)}
+            keys = self._keys(path)
+            left = set(docs) & set(keys)
             if left:
                 raise OSError(f"could not delete {sorted(left)[:3]}; nothing else under {self.url(path)!r} deleted")
-        try:
+        from fsspec.asyn import has_magic
+
+        if any(has_magic(k) for k in keys):  # a name fsspec would take for a pattern
             self.fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
+        elif keys:  # the keys listed, deleted by name: not listed again (s3fs's recursive rm lists twice, HEADs)
+            self.fs.rm(keys)
         self.fs.invalidate_cache(path)
+
+    def _keys(self, path: str) -> list[str]:
+        self.fs.invalidate_cache(path)
+        try:
+            return [str(k) for k in self.fs.find(path)]
+        except FileNotFoundError:
+            return []
 
     def copytree(self, src: str, dst: str) -> None:
         self.fs.copy(src.rstrip("/") + "/", dst.rstrip("/") + "/", recursive=True)

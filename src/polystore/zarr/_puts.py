@@ -7,6 +7,7 @@ import collections
 import contextlib
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, wait
@@ -67,27 +68,50 @@ def put_overlapped(afs: Any, items: Iterable[tuple[str, bytes]], bound: int) -> 
         wait([put for put, _ in pending])  # no PUT of this call runs on after it returned or raised
 
 
+#: False in a process forked from one that had imported tensorstore: its threads do not exist in
+#: the child, and using it there aborts the process (measured); such a child sends through s3fs.
+_TENSORSTORE_USABLE = [True]
+
+
+def _after_fork_in_child() -> None:
+    if "tensorstore" in sys.modules:
+        _TENSORSTORE_USABLE[0] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class KvStorePuts:
     """Chunk PUTs through tensorstore's S3 kvstore (issue 9: its transport costs a fraction of s3fs's CPU).
 
     Built from plain settings (what :class:`~polystore.zarr._fs._FsspecFS` is
     pickled as), so a dask worker builds its own; the kvstores (one per
-    bucket) are made on first use in each process and never pickled, and a
-    forked child makes new ones (tensorstore's threads do not exist there).
+    bucket) are made on first use in each process and never pickled; a
+    process forked from one that had imported tensorstore uses s3fs.
     """
 
     def __init__(self, protocol: str, options: Mapping[str, Any]) -> None:
         self.protocol = protocol
         self.options = dict(options)
-        self._stores: dict[str, Any] = {}
+        self._stores: dict[str, tuple[Any, dict[str, Any], Any] | None] = {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def available(self, bucket: str) -> bool:
         """True when tensorstore is installed and the storage options translate (else: s3fs)."""
-        return self._store(bucket) is not None
+        return self._opened(bucket) is not None
+
+    def spec_and_context(self, bucket: str) -> tuple[dict[str, Any], Any] | None:
+        """The kvstore spec of ``bucket`` (no credentials) and the tensorstore Context holding them, or None."""
+        got = self._opened(bucket)
+        return None if got is None else (got[1], got[2])
 
     def _store(self, bucket: str) -> Any:
+        got = self._opened(bucket)
+        return None if got is None else got[0]
+
+    def _opened(self, bucket: str) -> tuple[Any, dict[str, Any], Any] | None:
         with self._lock:
             if self._pid != os.getpid():
                 self._stores, self._pid = {}, os.getpid()
@@ -95,9 +119,11 @@ class KvStorePuts:
                 self._stores[bucket] = self._open(bucket)
             return self._stores[bucket]
 
-    def _open(self, bucket: str) -> Any:
+    def _open(self, bucket: str) -> tuple[Any, dict[str, Any], Any] | None:
         from polystore.zarr._ts_kvstore import kvstore_spec, shared_context
 
+        if not _TENSORSTORE_USABLE[0]:
+            return None
         try:
             import tensorstore as ts
         except ImportError:
@@ -106,7 +132,7 @@ class KvStorePuts:
         if spec is None:
             return None
         plain, context = shared_context(spec)
-        return ts.KvStore.open(plain, context=context).result()
+        return ts.KvStore.open(plain, context=context).result(), plain, context
 
     def put(self, items: Iterable[tuple[str, bytes]], bound: int) -> None:
         """PUT every ``("bucket/key", data)``; the same overlap, bound and failure rules as :func:`put_overlapped`.

@@ -166,7 +166,9 @@ class _ChunkWriter:
         ``new_array`` (a new array in the staging tree of a local save, never a
         batch member or an append): the chunks are encoded and written by zarrs'
         codec pipeline when it is installed and ``ZarrConfig.use_zarrs`` is set
-        (``_zarrs_delegate``).
+        (``_zarrs_delegate``); on an object store (a new v3 array, a cluster
+        task's block of one) by tensorstore's zarr3 driver where it serves the
+        store (``_ts_write``).
         """
         if not isinstance(data, np.ndarray):
             step = chunks[0]
@@ -179,6 +181,13 @@ class _ChunkWriter:
                     skip_empty, new_array=new_array,
                 )
             return
+        if new_array and zarr_format == 3 and member_root is None and separator == "/" and not fs.supports_native_files:
+            from polystore.zarr._ts_write import write_new_chunks
+
+            grid0 = grid_offset if grid_offset is not None else [0] * data.ndim
+            origin = [(g + (lead_offset if i == 0 else 0)) * c for i, (g, c) in enumerate(zip(grid0, chunks))]
+            if write_new_chunks(fs, dest, data, chunks, codec, origin, skip_empty):
+                return
         numcodec = codec.numcodec()
         grid = [range(max(1, math.ceil(s / c))) if s else range(0) for s, c in zip(data.shape, chunks)]
         indices = list(itertools.product(*grid)) if data.ndim else [()]
