@@ -344,3 +344,27 @@ def test_botocore_checksums_only_where_required_unless_the_user_chose(
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_SUPPORTED")
     assert s3_defaults("s3", {})["config_kwargs"] == {"response_checksum_validation": "when_required"}
     assert s3_defaults("gcs", {"token": "x"}) == {"token": "x"}
+
+
+def test_an_overwrite_lists_the_old_tree_twice_and_deletes_it_by_name(
+    s3_backend: ZarrBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting the old tree cost five listings and a HEAD (publish's ``isdir``, s3fs's recursive ``rm``)."""
+    import s3fs.core
+
+    s3_backend.save(_img(0), "o.zarr", chunks=(1, 16, 16))
+    calls: list[str] = []
+    real = s3fs.core.S3FileSystem._call_s3
+
+    async def counted(self: object, method: str, *args: object, **kwargs: object) -> object:
+        calls.append(method)  # the real request is sent
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "_call_s3", counted)
+    s3_backend.save(_img(1), "o.zarr", chunks=(1, 16, 16))
+    # one listing, the metadata deleted, a listing that checks it is gone, then the chunks by name
+    assert calls.count("list_objects_v2") == 2 and calls.count("delete_objects") == 2, calls
+    assert "head_object" not in calls, calls
+    np.testing.assert_array_equal(s3_backend.load("o.zarr"), _img(1))
+    s3_backend.delete("o.zarr", recursive=True)
+    assert not s3_backend.exists("o.zarr")
