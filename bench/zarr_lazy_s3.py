@@ -13,9 +13,10 @@ Python process: these figures say nothing about real S3, only how the
 clients compare on it); ``--s3-frames`` frames are written by polystore,
 zarr-python (``FsspecStore`` over s3fs) and tensorstore (``s3`` kvstore),
 then read whole, one frame eagerly, and one frame lazily. polystore's reads
-there go through tensorstore (``_ts_delegate``); its own path (codec over
-s3fs, ``ZarrConfig(use_tensorstore=False)``) is timed beside them, and the
-delegation rule's ratio is the own path's.
+there go through tensorstore (``_ts_delegate``), and so does a new array's
+save (tensorstore encodes and sends its chunks, ``_ts_write``); its own path
+(codec over s3fs, ``ZarrConfig(use_tensorstore=False)``) is timed beside
+them, and the delegation rule's ratio is the own path's.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def s3_rows(data: np.ndarray, repeat: int) -> None:
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
         backend = ZarrBackend(root="s3://bench/p", storage_options=options,
                               config=ZarrConfig(compressor=ZarrCompressor.LZ4))
-        # the rule judges polystore's own path (its codec over s3fs); reads are delegated to tensorstore
+        # the rule judges polystore's own path (its codec over s3fs); reads and saves are delegated to tensorstore
         own = ZarrBackend(root="s3://bench/p", storage_options=options,
                           config=ZarrConfig(compressor=ZarrCompressor.LZ4, use_tensorstore=False))
 
@@ -177,7 +178,10 @@ def s3_rows(data: np.ndarray, repeat: int) -> None:
 
             ts.open(spec).result()[...] = data
 
+        # a new array's save is delegated too (tensorstore encodes and sends the chunks, polystore writes
+        # the metadata: ``_ts_write``); the own path's save is timed beside it
         writes: Cases = {"ours": (lambda: backend.save(data, "s.zarr", chunks=CHUNKS), None),
+                         "own": (lambda: own.save(data, "own.zarr", chunks=CHUNKS), None),
                          "zarr": (zarr_write, None), "ts": (ts_write, None)}
         print(f"\n## moto S3 ({endpoint}): {data.shape} {data.dtype} ({data.nbytes / 2**20:.0f} MiB), LZ4, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
