@@ -124,8 +124,10 @@ class ZarrConfig:
     use_zarrs: bool = True
     #: Object stores (S3), where the ``tensorstore`` package is installed and the ``storage_options``
     #: translate exactly into its S3 kvstore (``polystore.zarr._ts_kvstore``): reads of arrays go
-    #: through tensorstore's zarr driver, and chunk PUTs through its kvstore (it was faster, with far
-    #: less CPU per request than s3fs: docs/performance.md). False keeps polystore's own codec over s3fs.
+    #: through tensorstore's zarr driver; a new v3 array's chunks are encoded and sent by its zarr3
+    #: driver and other chunks sent through its kvstore, polystore writing the metadata last (it was
+    #: faster, with far less CPU per request than s3fs: docs/performance.md). False keeps polystore's
+    #: own codec over s3fs.
     use_tensorstore: bool = True
 
     def __post_init__(self) -> None:

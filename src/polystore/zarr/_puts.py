@@ -132,7 +132,10 @@ class KvStorePuts:
         if spec is None:
             return None
         plain, context = shared_context(spec)
-        return ts.KvStore.open(plain, context=context).result(), plain, context
+        try:
+            return ts.KvStore.open(plain, context=context).result(), plain, context
+        except Exception:  # noqa: BLE001 - a tensorstore too old for the spec: s3fs, which takes the options
+            return None
 
     def put(self, items: Iterable[tuple[str, bytes]], bound: int) -> None:
         """PUT every ``("bucket/key", data)``; the same overlap, bound and failure rules as :func:`put_overlapped`.
