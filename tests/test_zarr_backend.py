@@ -189,7 +189,7 @@ def test_lazy_load_reads_only_touched_chunks(backend: ZarrBackend, tmp_path: Pat
     lazy = backend.load("lazy.zarr", lazy=True)
     assert isinstance(lazy, da.Array)
     assert lazy.shape == data.shape and lazy.dtype == data.dtype
-    assert lazy.chunksize == (1, 32, 32)
+    assert lazy.chunksize == (4, 64, 64)  # whole chunks, merged up to ZarrConfig.lazy_block_bytes
     np.testing.assert_array_equal(lazy[1, 10:50, 5:60].compute(), data[1, 10:50, 5:60])
     np.testing.assert_array_equal(lazy[3, :32].compute(), data[3, :32])
     from polystore.exceptions import ImageLoadError

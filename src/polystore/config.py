@@ -118,6 +118,11 @@ class ZarrConfig:
     #: Frames saved with ``index=`` that wait for the rest of their chunk row: at most this many
     #: bytes of buffers per image (at least one chunk row), then the oldest row is written as it is.
     frame_buffer_bytes: int = 256 * 1024 * 1024
+    #: Blocks of a lazy load (``load(..., lazy=True)``) read by polystore's own reader: whole
+    #: chunks, merged (last axis first, slabs in C order) up to this many bytes per dask block,
+    #: decoded in parallel inside the block's task (fewer dask tasks: docs/performance.md);
+    #: 0 keeps one block per chunk. A slice of a block reads only the chunks it touches.
+    lazy_block_bytes: int = 8 * 1024 * 1024
     #: Whole-array loads and writes of new arrays on local stores use zarrs' Rust codec pipeline
     #: when the ``zarrs`` package (0.2.x) is installed (it was faster: docs/performance.md);
     #: False keeps polystore's own codec path everywhere. Batch members always use the own path.
@@ -135,6 +140,8 @@ class ZarrConfig:
             object.__setattr__(self, "compressor", self.compressor.compressor)
         if self.lock_timeout <= 0 or self.read_retries < 1 or self.slab_bytes < 1 or min(self.request_batch_bytes, self.keep_buffer_bytes, self.frame_buffer_bytes) < 1:
             raise ValueError("lock_timeout, slab_bytes, request_batch_bytes, keep_buffer_bytes and frame_buffer_bytes must be > 0 and read_retries >= 1")
+        if self.lazy_block_bytes < 0:
+            raise ValueError(f"lazy_block_bytes must be >= 0, got {self.lazy_block_bytes}")
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.zarr_format not in (2, 3):

@@ -177,11 +177,14 @@ class _Loader(_Resolver):
             folders.append(loc.fs.join(loc.store, loc.key.rpartition("/")[0]))
         units = member_units(node, reader, index) if reader is not None else {}
         version = OpenedVersion(loc.fs, folders, units, self._where(loc), watched)
+        # The own reader takes any index dask fuses into a block's read (``fancy``), so blocks can
+        # span several chunks (decoded in parallel) while a slice still reads only what it touches.
+        own = reader is not None
         out = da.from_array(
             PinnedArray(source, version),
-            chunks=meta.lazy_chunks,
+            chunks=meta.lazy_blocks(self.config.lazy_block_bytes) if own else meta.lazy_chunks,
             asarray=False,
-            fancy=False,
+            fancy=own,
             lock=False,
             meta=np.empty((0,) * meta.ndim, dtype=source.dtype),
             name=f"polystore-zarr-{uuid.uuid4().hex}",

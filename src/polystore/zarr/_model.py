@@ -104,13 +104,35 @@ class ArrayMeta:
 
     @property
     def lazy_chunks(self) -> tuple[int, ...]:
-        """Block shape of a lazy (dask) view: the chunks, merged while there are too many.
+        """Block shape of a lazy (dask) view: the chunks, merged while there are too many."""
+        return self.lazy_blocks(0)
 
-        dask keeps (and on compute, enumerates) every block; past
-        ``MAX_LAZY_BLOCKS`` blocks, the axis with the most blocks gets blocks
-        twice as long (several chunks each) until the count fits.
+    def lazy_blocks(self, block_bytes: int) -> tuple[int, ...]:
+        """Block shape of a lazy (dask) view: whole chunks, merged up to ``block_bytes`` per block.
+
+        Chunks are merged along the last axis first, then the one before it
+        while the axes after it are whole (a block is a slab in C order, e.g.
+        a whole 2-D frame of four chunks), as long as the block stays within
+        ``block_bytes`` (0: one chunk per block). dask pays per task; the own
+        reader decodes the chunks of one block in parallel. Then, since dask
+        keeps (and on compute, enumerates) every block, past
+        ``MAX_LAZY_BLOCKS`` blocks the axis with the most blocks gets blocks
+        twice as long until the count fits.
         """
         blocks = list(self.chunks)
+        itemsize = self.dtype.itemsize if self.dtype is not None else 1
+        nbytes = math.prod(blocks) * itemsize
+        for axis in reversed(range(self.ndim)):
+            count = -(-self.shape[axis] // blocks[axis])
+            if count == 1:
+                continue  # whole already
+            times = min(count, block_bytes // max(1, nbytes))
+            if times <= 1:
+                break
+            blocks[axis] *= times
+            nbytes *= times
+            if times < count:  # this axis is not whole: the axes before it keep one chunk
+                break
         counts = [-(-s // c) for s, c in zip(self.shape, blocks)]
         while math.prod(counts) > MAX_LAZY_BLOCKS:
             axis = counts.index(max(counts))

@@ -232,34 +232,70 @@ class _ArrayReader:
         )
 
     def __getitem__(self, item: Any) -> np.ndarray:
-        """Basic indexing (ints and step-1 slices), used by dask for lazy loads."""
+        """NumPy indexing (ints, slices, integer or boolean arrays), as dask passes it for lazy loads.
+
+        Only the chunks of the smallest region holding the selection are read;
+        the selection is then applied to that region with NumPy, so it means
+        exactly what it means on the whole array.
+        """
         if not isinstance(item, tuple):
             item = (item,)
         if any(i is Ellipsis for i in item):
             pos = next(k for k, i in enumerate(item) if i is Ellipsis)
             item = item[:pos] + (slice(None),) * (self.ndim - len(item) + 1) + item[pos + 1 :]
+        if len(item) > self.ndim:
+            raise IndexError(f"too many indices ({len(item)}) for an array of {self.ndim} axes")
         item = item + (slice(None),) * (self.ndim - len(item))
-        starts, stops, squeeze = [], [], []
+        starts, stops, local = [], [], []
         for axis, (sel, size) in enumerate(zip(item, self.shape)):
-            if isinstance(sel, (int, np.integer)):
-                i = int(sel) + size if sel < 0 else int(sel)
-                if not 0 <= i < size:
-                    raise IndexError(f"index {sel} out of range for axis {axis} of size {size}")
-                starts.append(i)
-                stops.append(i + 1)
-                squeeze.append(axis)
-            elif isinstance(sel, slice):
-                a, b, step = sel.indices(size)
-                if step != 1:
-                    return self[tuple(slice(None) if k == axis else s for k, s in enumerate(item))][
-                        (slice(None),) * (axis - len([q for q in squeeze if q < axis])) + (sel,)
-                    ]
-                starts.append(a)
-                stops.append(max(a, b))
-            else:
-                raise TypeError(f"unsupported index {sel!r}")
+            lo, hi, part = _region(sel, size, axis)
+            starts.append(lo)
+            stops.append(hi)
+            local.append(part)
         out = self.read(starts, stops)
-        return out.reshape([s for k, s in enumerate(out.shape) if k not in squeeze]) if squeeze else out
+        if all(isinstance(p, slice) and p == _ALL or isinstance(p, int) for p in local):
+            squeeze = [k for k, p in enumerate(local) if isinstance(p, int)]  # a view, no copy
+            return out.reshape([s for k, s in enumerate(out.shape) if k not in squeeze]) if squeeze else out
+        picked: np.ndarray = out[tuple(local)]
+        return picked
+
+
+_ALL = slice(None)
+
+
+def _region(sel: Any, size: int, axis: int) -> tuple[int, int, Any]:
+    """(start, stop) along one axis holding ``sel``, and ``sel`` relative to that start."""
+    if isinstance(sel, (int, np.integer)) and not isinstance(sel, (bool, np.bool_)):
+        i = int(sel) + size if sel < 0 else int(sel)
+        if not 0 <= i < size:
+            raise IndexError(f"index {sel} out of range for axis {axis} of size {size}")
+        return i, i + 1, 0
+    if isinstance(sel, slice):
+        a, b, step = sel.indices(size)
+        if step == 1:
+            return a, max(a, b), _ALL
+        picked = range(a, b, step)
+        if not picked:
+            return 0, 0, _ALL
+        lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
+        stop = picked[-1] - lo + (1 if step > 0 else -1)
+        return lo, hi, slice(picked[0] - lo, stop if stop >= 0 else None, step)
+    if sel is None:
+        raise TypeError(f"unsupported index {sel!r}")
+    arr = np.asarray(sel)
+    if arr.dtype == bool:
+        if arr.ndim != 1 or arr.shape[0] != size:
+            raise IndexError(f"boolean index of shape {arr.shape} does not match axis {axis} of size {size}")
+        arr = np.flatnonzero(arr)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"unsupported index {sel!r:.80}")
+    arr = np.where(arr < 0, arr + size, arr).astype(np.intp)
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        raise IndexError(f"index {sel!r:.80} out of range for axis {axis} of size {size}")
+    if not arr.size:
+        return 0, 0, arr
+    lo = int(arr.min())
+    return lo, int(arr.max()) + 1, arr - lo
 
 
 def _read_rest(fd: int) -> bytes:
