@@ -226,7 +226,7 @@ def _load_in_child(args: tuple[str, str, Any]) -> tuple[bool, bool, bool]:
 def test_lazy_blocks_pickle_as_settings_and_a_forked_child_uses_the_own_path(
     s3_server: str, bucket: str, calls: dict[str, int]
 ) -> None:
-    ours, _ = _backends(s3_server, bucket)
+    ours, _ = _backends(s3_server, bucket, lazy_block_bytes=0)  # one dask block per chunk: 8 blocks
     data = np.arange(2 * 30 * 20, dtype=np.int32).reshape(2, 30, 20)
     ours.save(data, "a.zarr", chunks=(1, 16, 16))
     lazy = ours.load("a.zarr", lazy=True)
