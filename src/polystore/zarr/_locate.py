@@ -47,12 +47,13 @@ def node_docs(fs: _FS, paths: Sequence[str], raw3s: Sequence[bytes | None]) -> l
     return [(raw3, *docs.get(p, (None, None)), zattrs.get(p)) for p, raw3 in zip(paths, raw3s)]
 
 
-def _v3_array(fs: _FS, path: str, raw3: bytes | None) -> bool:
-    """True when ``raw3`` (the ``zarr.json`` at ``path``) is valid v3 array metadata."""
+def _v3_array(fs: _FS, path: str, raw3: bytes | None) -> ArrayMeta | None:
+    """The array ``raw3`` (the ``zarr.json`` at ``path``) describes, or None (not valid v3 array metadata)."""
     try:
-        return raw3 is not None and isinstance(parse_node(raw3, None, None, None, fs.url(path)), ArrayMeta)
+        got = parse_node(raw3, None, None, None, fs.url(path)) if raw3 is not None else None
     except ImageLoadError:
-        return False
+        return None
+    return got if isinstance(got, ArrayMeta) else None
 
 
 class _Resolver:
@@ -143,16 +144,19 @@ class _Resolver:
         raw3, praw3 = loc.fs.read_many([loc.fs.join(loc.full, _META), loc.fs.join(parent_path, _META)])
         docs: _Docs
         pdocs: _Docs | None
+        parray = _v3_array(loc.fs, parent_path, praw3) if raw3 is None else None
         if raw3 is not None:  # the parent's v2 documents only if this is not a node after all
             docs, pdocs = (raw3, None, None, None), None
-        elif _v3_array(loc.fs, parent_path, praw3):  # nothing in a v3 array's folder is a node
+        elif parray is not None:  # nothing in a v3 array's folder is a node
             docs, pdocs = (None, None, None, None), (praw3, None, None, None)
         else:
             docs, pdocs = node_docs(loc.fs, [loc.full, parent_path], [None, praw3])
         got = parse_node(*docs, loc.fs.url(loc.full))
         if got is not None:
             return _Node.of(loc.full, got)
-        pgot = parse_node(*(pdocs or node_docs(loc.fs, [parent_path], [praw3])[0]), loc.fs.url(parent_path))
+        pgot = parray if parray is not None else parse_node(
+            *(pdocs or node_docs(loc.fs, [parent_path], [praw3])[0]), loc.fs.url(parent_path)
+        )
         if pgot is not None:
             parent = _Node.of(parent_path, pgot)
             names = parent.names
