@@ -386,6 +386,29 @@ def remove_staging(fs: _FS, target: str) -> list[str]:
     return removed
 
 
+def _placed_at_once(client: Any) -> dict[str, Any]:
+    """``compute`` keywords that let the scheduler hand every write task to a worker at once.
+
+    A task with no dependencies counts as a root task, which the scheduler
+    holds back (``distributed.scheduler.worker-saturation``) and releases one
+    by one as others finish, so that roots cannot fill the workers' memory
+    with results nobody consumes yet. A write task's result is a few numbers,
+    so holding it back protects nothing and costs scheduler work per block
+    (measured, 1 GiB on 2 local workers: 374-387 MiB/s with it, 432-434 MiB/s
+    without). A loose restriction to the hosts of the workers present (the
+    scheduler keeps one small set of host names per task) exempts the write
+    tasks from that queue and nothing else (the tasks they depend on keep
+    it); workers that join later or replace a dead one get tasks by work
+    stealing and rescheduling.
+    """
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        hosts = sorted({str(info["host"]) for info in workers.values()})
+    except Exception:  # noqa: BLE001 - no worker list: the scheduler's defaults
+        return {}
+    return {"workers": hosts, "allow_other_workers": True} if hosts else {}
+
+
 def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
     """Compute dask ``tasks`` on ``client``; all results, or :class:`ImageSaveError` once all stopped.
 
@@ -395,7 +418,7 @@ def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
     none still writes after the caller cleans up.
     """
     distributed = require_distributed("saving on a cluster")
-    futures = client.compute(list(tasks))
+    futures = client.compute(list(tasks), **_placed_at_once(client))
     try:
         for _ in distributed.as_completed(futures, loop=client.loop):  # every task ends (finished, failed or cancelled)
             pass
