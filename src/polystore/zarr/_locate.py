@@ -148,7 +148,7 @@ class _Resolver:
         if raw3 is not None:  # the parent's v2 documents only if this is not a node after all
             docs, pdocs = (raw3, None, None, None), None
         elif parray is not None:  # nothing in a v3 array's folder is a node
-            docs, pdocs = (None, None, None, None), (praw3, None, None, None)
+            docs, pdocs = (None, None, None, None), None
         else:
             docs, pdocs = node_docs(loc.fs, [loc.full, parent_path], [None, praw3])
         got = parse_node(*docs, loc.fs.url(loc.full))
