@@ -28,6 +28,7 @@ workers run its chunk writer); only who runs it changes. The client:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -420,8 +421,10 @@ def run_tasks(client: Any, tasks: Sequence[Any], what: str) -> list[Any]:
     distributed = require_distributed("saving on a cluster")
     futures = client.compute(list(tasks), **_placed_at_once(client))
     try:
-        for _ in distributed.as_completed(futures, loop=client.loop):  # every task ends (finished, failed or cancelled)
-            pass
+        # one wait for the whole set: as_completed would wake this thread once per task, which
+        # cost the client's event loop (shared with a LocalCluster's scheduler) about a quarter of its CPU
+        with client.as_current(), contextlib.suppress(concurrent.futures.CancelledError):  # reported below
+            distributed.wait(futures)  # every task ends: finished, failed or cancelled
         failed = [f for f in futures if f.status != "finished"]
         if failed:
             exc = failed[0].exception() if failed[0].status == "error" else None
