@@ -378,6 +378,37 @@ def test_save_batch_writes_each_image_as_a_task(client: Any, tmp_path: pathlib.P
         np.testing.assert_array_equal(fm.load(path, "zarr"), image)
 
 
+def _group_tasks(stream: Any) -> int:
+    """Tasks that wrote a group of neighbouring blocks (one ``write_blocks-*`` key each)."""
+    return sum(1 for t in stream.data if str(t.get("key", "")).startswith("('write_blocks-"))
+
+
+def test_many_small_blocks_are_written_in_groups_of_neighbours(client: Any, tmp_path: pathlib.Path) -> None:
+    """The scheduler's CPU per task is a fixed cost: 128 blocks go to the 2 one-thread workers as 16 tasks
+    of 8 blocks (8 tasks per worker thread kept), each computing and writing its blocks in turn (issue 14)."""
+    a = _image(3, (4, 2, 8, 128, 128))
+    data = da.from_array(a, chunks=(1, 1, 2, 64, 64))  # whole zarr chunks: the dask chunks are the blocks
+    backend = ZarrBackend()
+    with distributed.get_task_stream(client) as stream:
+        backend.save(data, tmp_path / "g.zarr/A/1/0", axes="tczyx", chunks=CHUNKS)
+    assert (_group_tasks(stream), _write_tasks(stream)) == (16, 0)
+    backend.save(data, tmp_path / "l.zarr/A/1/0", axes="tczyx", chunks=CHUNKS, client=False)
+    assert _tree(tmp_path / "g.zarr/A/1/0") == _tree(tmp_path / "l.zarr/A/1/0")  # channel ranges included
+    np.testing.assert_array_equal(backend.load(tmp_path / "g.zarr/A/1/0"), a)
+
+
+def test_blocks_made_by_other_tasks_are_not_grouped(client: Any, tmp_path: pathlib.Path) -> None:
+    """A block rechunked from several dask chunks depends on their tasks: one task per block, placed by
+    the scheduler where its inputs are (a group would have to gather inputs from both workers)."""
+    a = _image(4, (1, 1, 2, 512, 512))
+    data = da.from_array(a, chunks=(1, 1, 1, 50, 50))  # not whole zarr chunks: rechunked to blocks
+    backend = ZarrBackend()
+    with distributed.get_task_stream(client) as stream:
+        backend.save(data, tmp_path / "r.zarr/A/1/0", axes="tczyx", chunks=CHUNKS)
+    assert (_group_tasks(stream), _write_tasks(stream)) == (0, 256)  # 16 x 16 blocks of (1, 1, 2, 32, 32)
+    np.testing.assert_array_equal(backend.load(tmp_path / "r.zarr/A/1/0"), a)
+
+
 class _QueuedWrites(distributed.diagnostics.plugin.SchedulerPlugin):  # type: ignore[misc]
     """Scheduler plugin: the write tasks that the scheduler held back in its root-task queue."""
 
