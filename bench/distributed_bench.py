@@ -24,9 +24,11 @@ writer in its best trial (moto is one Python process, so it can bound both).
 Data: a uint16 TCZYX dask array made on the workers (a smooth pattern plus
 noise, about 2:1 with LZ4 like camera images); zarr chunks 1x1x1x1024x1024,
 dask chunks 1x1x4x1024x1024. Default 4 GiB (t=16, c=2, z=16, 2048x2048);
-``--t N`` takes N time points (256 MiB each), ``--quick`` is ``--t 1``. Each figure is the best of ``--repeat``
-trials, the two writers interleaved. The scheduler's own cost is measured
-with no-op tasks and printed per chunk written.
+``--t N`` takes N time points (256 MiB each), ``--quick`` is ``--t 1``. Each figure is the best of its
+trials (``--rounds``: the clusters of 1 and 2 workers take turns, one trial
+per writer each round, so a slow spell of the machine hits both sizes). The
+scheduler's own cost is measured with no-op tasks and printed per chunk
+written (polystore writes neighbouring blocks in groups, several per task).
 
 Targets (issue 14): polystore >= 1.5x to_zarr; 2 workers >= 1.6x 1 worker
 (local store). Needs the ``distributed`` and ``s3`` extras and ``moto[server]``.
@@ -233,20 +235,28 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench distributed", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of 4 GiB (--t 1)")
     parser.add_argument("--t", type=int, default=16, help="time points, 256 MiB each (default 16: 4 GiB)")
-    parser.add_argument("--repeat", type=int, default=2, help="trials per writer (best is kept)")
+    parser.add_argument("--rounds", "--repeat", type=int, default=2,
+                        help="rounds of (1 worker, 2 workers), one trial per writer each; best is kept (default 2)")
     parser.add_argument("--no-s3", action="store_true", help="local store only")
     args = parser.parse_args(argv)
     import distributed
 
-    from polystore.zarr._distributed import block_shape
+    from polystore.zarr._distributed import block_shape, group_size
 
     data = _data(1 if args.quick else max(1, args.t))
     nbytes = data.nbytes
     chunks = int(np.prod([-(-s // c) for s, c in zip(data.shape, ZCHUNKS)]))
-    print(f"data {data.shape} uint16 = {nbytes / 2**30:.2f} GiB, {chunks} zarr chunks; "
+    block = block_shape(data.shape, ZCHUNKS, "tczyx", 1, 2, data.chunks)
+    blocks = int(np.prod([-(-s // b) for s, b in zip(data.shape, block)]))
+    print(f"data {data.shape} uint16 = {nbytes / 2**30:.2f} GiB, {chunks} zarr chunks in {blocks} blocks; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     scratch = tempfile.mkdtemp(prefix="polystore-bench-dist-")
-    best_local: dict[int, float] = {}
+    # best time, cores and moto figures per (where, workers, writer); trials of 1 and 2 workers alternate
+    # round by round, so a slow spell of this shared machine does not fall on one cluster size only
+    times: dict[tuple[str, int, str], float] = collections.defaultdict(lambda: float("inf"))
+    cores: dict[tuple[str, int, str], tuple[float, float]] = {}
+    served: dict[tuple[str, int, str], tuple[float, collections.Counter[str]]] = {}
+    per_task: dict[int, float] = {}
     try:
         with _moto() if not args.no_s3 else _nothing() as moto:
             options, server = moto if moto is not None else (None, None)
@@ -256,53 +266,58 @@ def main(argv: list[str]) -> int:
                 endpoint = options["client_kwargs"]["endpoint_url"]
                 boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
                              region_name="us-east-1").create_bucket(Bucket="bench")
-            for workers in (1, 2):
-                with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                              dashboard_address=":0", scheduler_port=0) as cluster, \
-                        distributed.Client(cluster) as client:
-                    client.run(_warm)  # imports on every worker before any timing (not charged to the first writer)
-                    per_task = _overhead_per_task(client)
-                    targets = [("local", os.path.join(scratch, f"w{workers}"), None)]
-                    if options is not None:
-                        targets.append(("moto S3", f"s3://bench/w{workers}-{uuid.uuid4().hex[:6]}", options))
-                    for where, root, opts in targets:
-                        writers = _writers(root, opts, client)
-                        times = {name: float("inf") for name in writers}
-                        cores: dict[str, tuple[float, float]] = {}
-                        served: dict[str, tuple[float, collections.Counter[str]]] = {}
-                        for _ in range(args.repeat):
-                            for name, fn in writers.items():
+            for round_ in range(max(1, args.rounds)):
+                for workers in (1, 2):
+                    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=":0", scheduler_port=0) as cluster, \
+                            distributed.Client(cluster) as client:
+                        client.run(_warm)  # imports on every worker before any timing (not charged to a writer)
+                        if not round_:
+                            per_task[workers] = _overhead_per_task(client)
+                        targets = [("local", os.path.join(scratch, f"w{workers}"), None)]
+                        if options is not None:
+                            targets.append(("moto S3", f"s3://bench/w{workers}-{uuid.uuid4().hex[:6]}", options))
+                        for where, root, opts in targets:
+                            for name, fn in _writers(root, opts, client).items():
                                 _clear(root, opts)
                                 cpu0, idle0 = _worker_cpu(client), psutil.cpu_times().idle
                                 mark = server.mark() if opts is not None and server is not None else None
                                 t0 = time.perf_counter()
                                 fn(data)
                                 took = time.perf_counter() - t0
-                                if took < times[name]:
-                                    times[name] = took
-                                    cores[name] = ((_worker_cpu(client) - cpu0) / took,
-                                                   (psutil.cpu_times().idle - idle0) / took)
+                                key = (where, workers, name)
+                                if took < times[key]:
+                                    times[key] = took
+                                    cores[key] = ((_worker_cpu(client) - cpu0) / took,
+                                                  (psutil.cpu_times().idle - idle0) / took)
                                     if mark is not None and server is not None:
-                                        served[name] = server.since(mark)
-                        mbs = {k: nbytes / 2**20 / v for k, v in times.items()}
-                        report(f"save {where}, {workers} worker(s) [MiB/s]", mbs["ours"], mbs["raw"], "MiB/s", 1.5)
-                        print("    cores busy in the worker processes / idle on the machine: "
-                              + ", ".join(f"{k} {c:.2f} / {i:.2f}" for k, (c, i) in cores.items()), flush=True)
-                        for name, (cpu, kinds) in served.items():
-                            print(f"    moto server for {name}: {cpu:.2f} s CPU ({cpu / times[name]:.2f} cores), "
-                                  f"requests {dict(sorted(kinds.items()))}", flush=True)
-                        if where == "local":
-                            best_local[workers] = mbs["ours"]
-                        _clear(root, opts)
-                    block = block_shape(data.shape, ZCHUNKS, "tczyx", 1, 2, data.chunks)
-                    blocks = int(np.prod([-(-s // b) for s, b in zip(data.shape, block)]))
-                    report_absolute(
-                        f"scheduler overhead per chunk, {workers} worker(s)", per_task * 1e3 * blocks / chunks, "ms",
-                        None, detail=f"{per_task * 1e3:.2f} ms per no-op task, {blocks} tasks for {chunks} chunks, "
-                        f"load {os.getloadavg()[0]:.2f}",
-                    )
-        if 1 in best_local and 2 in best_local:
-            report("local save, 2 workers vs 1 [MiB/s]", best_local[2], best_local[1], "MiB/s", 1.6)
+                                        served[key] = server.since(mark)
+                            _clear(root, opts)
+                print(f"  round {round_ + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
+        for workers in (1, 2):
+            for where in ("local", "moto S3"):
+                if (where, workers, "ours") not in cores:
+                    continue
+                mbs = {name: nbytes / 2**20 / times[(where, workers, name)] for name in ("ours", "raw")}
+                report(f"save {where}, {workers} worker(s) [MiB/s]", mbs["ours"], mbs["raw"], "MiB/s", 1.5)
+                print("    cores busy in the worker processes / idle on the machine: " + ", ".join(
+                    f"{name} {cores[(where, workers, name)][0]:.2f} / {cores[(where, workers, name)][1]:.2f}"
+                    for name in ("ours", "raw")), flush=True)
+                for name in ("ours", "raw"):
+                    if (where, workers, name) in served:
+                        cpu, kinds = served[(where, workers, name)]
+                        took = times[(where, workers, name)]
+                        print(f"    moto server for {name}: {cpu:.2f} s CPU ({cpu / took:.2f} cores), "
+                              f"requests {dict(sorted(kinds.items()))}", flush=True)
+            tasks = -(-blocks // group_size(blocks, int(np.prod(block)) * 2, workers))
+            report_absolute(
+                f"scheduler overhead per chunk, {workers} worker(s)", per_task[workers] * 1e3 * tasks / chunks, "ms",
+                None, detail=f"{per_task[workers] * 1e3:.2f} ms per no-op task, {tasks} write tasks for {chunks} "
+                f"chunks ({blocks} blocks)",
+            )
+        if ("local", 2, "ours") in cores and ("local", 1, "ours") in cores:
+            two, one = (nbytes / 2**20 / times[("local", w, "ours")] for w in (2, 1))
+            report("local save, 2 workers vs 1 [MiB/s]", two, one, "MiB/s", 1.6)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}", flush=True)

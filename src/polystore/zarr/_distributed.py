@@ -51,7 +51,7 @@ from polystore.zarr._write import _ChunkWriter, level_layout
 
 __all__ = [
     "active_client", "store_spec", "fs_from_spec", "write_on_cluster", "publish_on_cluster", "remove_staging",
-    "BLOCK_BYTES",
+    "BLOCK_BYTES", "GROUP_BYTES", "TASKS_PER_THREAD", "group_size", "grouped",
 ]
 
 #: A block (one task) grows along its non-y/x axes, chunk by chunk, up to about this many bytes.
@@ -407,6 +407,11 @@ def _flat(done: Sequence[Any]) -> list[Any]:
     return out
 
 
+def group_size(blocks: int, block_bytes: int, threads: int) -> int:
+    """How many neighbouring blocks :func:`grouped` writes per task (1: one task per block)."""
+    return max(1, min(GROUP_BYTES // max(1, block_bytes), blocks // max(1, TASKS_PER_THREAD * threads)))
+
+
 def grouped(tasks: list[Any], block_bytes: int, threads: int) -> list[Any]:
     """``tasks`` (one dask Delayed per block) merged into tasks of several neighbouring blocks each.
 
@@ -427,7 +432,7 @@ def grouped(tasks: list[Any], block_bytes: int, threads: int) -> list[Any]:
     module); where they are missing or changed, the blocks are written one
     per task as before.
     """
-    per_group = min(GROUP_BYTES // max(1, block_bytes), len(tasks) // max(1, TASKS_PER_THREAD * threads))
+    per_group = group_size(len(tasks), block_bytes, threads)
     if per_group < 2:
         return tasks
     try:
