@@ -26,7 +26,8 @@ noise, about 2:1 with LZ4 like camera images); zarr chunks 1x1x1x1024x1024,
 dask chunks 1x1x4x1024x1024. Default 4 GiB (t=16, c=2, z=16, 2048x2048);
 ``--t N`` takes N time points (256 MiB each), ``--quick`` is ``--t 1``. Each figure is the best of its
 trials (``--rounds``: the clusters of 1 and 2 workers take turns, one trial
-per writer each round, so a slow spell of the machine hits both sizes). The
+per writer each round, so a slow spell of the machine hits both sizes; the
+local rounds run before the moto rounds). The
 scheduler's own cost is measured with no-op tasks and printed per chunk
 written (polystore writes neighbouring blocks in groups, several per task).
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import os
 import re
 import shutil
@@ -266,34 +268,36 @@ def main(argv: list[str]) -> int:
                 endpoint = options["client_kwargs"]["endpoint_url"]
                 boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
                              region_name="us-east-1").create_bucket(Bucket="bench")
-            for round_ in range(max(1, args.rounds)):
+            # every local trial before the moto server (a process on the same cores) holds any object
+            stores = [("local", None)] + ([("moto S3", options)] if options is not None else [])
+            for (where, opts), round_ in itertools.product(stores, range(max(1, args.rounds))):
                 for workers in (1, 2):
                     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0", scheduler_port=0) as cluster, \
                             distributed.Client(cluster) as client:
                         client.run(_warm)  # imports on every worker before any timing (not charged to a writer)
-                        if not round_:
+                        if workers not in per_task:
                             per_task[workers] = _overhead_per_task(client)
-                        targets = [("local", os.path.join(scratch, f"w{workers}"), None)]
-                        if options is not None:
-                            targets.append(("moto S3", f"s3://bench/w{workers}-{uuid.uuid4().hex[:6]}", options))
-                        for where, root, opts in targets:
-                            for name, fn in _writers(root, opts, client).items():
-                                _clear(root, opts)
-                                cpu0, idle0 = _worker_cpu(client), psutil.cpu_times().idle
-                                mark = server.mark() if opts is not None and server is not None else None
-                                t0 = time.perf_counter()
-                                fn(data)
-                                took = time.perf_counter() - t0
-                                key = (where, workers, name)
-                                if took < times[key]:
-                                    times[key] = took
-                                    cores[key] = ((_worker_cpu(client) - cpu0) / took,
-                                                  (psutil.cpu_times().idle - idle0) / took)
-                                    if mark is not None and server is not None:
-                                        served[key] = server.since(mark)
+                        if opts is None:
+                            root = os.path.join(scratch, f"w{workers}")
+                        else:
+                            root = f"s3://bench/w{workers}-{uuid.uuid4().hex[:6]}"
+                        for name, fn in _writers(root, opts, client).items():
                             _clear(root, opts)
-                print(f"  round {round_ + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
+                            cpu0, idle0 = _worker_cpu(client), psutil.cpu_times().idle
+                            mark = server.mark() if opts is not None and server is not None else None
+                            t0 = time.perf_counter()
+                            fn(data)
+                            took = time.perf_counter() - t0
+                            key = (where, workers, name)
+                            if took < times[key]:
+                                times[key] = took
+                                cores[key] = ((_worker_cpu(client) - cpu0) / took,
+                                              (psutil.cpu_times().idle - idle0) / took)
+                                if mark is not None and server is not None:
+                                    served[key] = server.since(mark)
+                        _clear(root, opts)
+                print(f"  {where} round {round_ + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
         for workers in (1, 2):
             for where in ("local", "moto S3"):
                 if (where, workers, "ours") not in cores:
