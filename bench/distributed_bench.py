@@ -243,7 +243,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import distributed
 
-    from polystore.zarr._distributed import block_shape, group_size
+    from polystore.zarr._cluster_tasks import group_size
+    from polystore.zarr._distributed import block_shape
 
     data = _data(1 if args.quick else max(1, args.t))
     nbytes = data.nbytes
