@@ -17,12 +17,18 @@ from typing import Any
 from polystore.cluster_copy import require_distributed
 from polystore.exceptions import ImageSaveError
 
-__all__ = ["GROUP_BYTES", "TASKS_PER_THREAD", "group_size", "grouped", "flat_results", "cluster_workers", "run_tasks"]
+__all__ = [
+    "GROUP_BYTES", "TASKS_PER_THREAD", "SHARED_INPUTS", "group_size", "grouped", "flat_results", "cluster_workers",
+    "run_tasks",
+]
 
 #: Blocks are written in groups of about this many bytes per task, when there are enough of them (:func:`grouped`).
 GROUP_BYTES = 64 * 1024 * 1024
 #: ... but only while every worker thread still gets at least this many tasks (balance at the end, cheap retries).
 TASKS_PER_THREAD = 8
+#: Blocks are grouped only when all of them together read at most this many keys of other tasks (a source
+#: array object, say); more means per-block input tasks, which the scheduler should place one by one.
+SHARED_INPUTS = 4
 
 
 def _list(*results: Any) -> list[Any]:
@@ -50,14 +56,15 @@ def grouped(tasks: list[Any], block_bytes: int, threads: int) -> list[Any]:
     LocalCluster (scheduler, client and nannies in one process) about 6 ms
     per task, measured while saving 4 GiB in 512 blocks of 8 MiB, which took
     0.18-0.28 of a core from the two cores the workers ran on; in groups of
-    8 (64 tasks) 0.09-0.15. Blocks are merged into
-    groups of about :data:`GROUP_BYTES` (run one after the other inside one
-    task) as long as every worker thread keeps :data:`TASKS_PER_THREAD`
-    tasks. Only blocks whose pixels are made inside their own task are merged
-    (a dask array read from files or made by ``map_blocks``: after dask's
-    blockwise fusion the write task computes its block itself); blocks that
-    come from other tasks (a rechunk, say) stay one task each, so no group
-    has to gather its pixels from several workers.
+    8 (64 tasks) 0.09-0.15. Blocks are merged into groups of about
+    :data:`GROUP_BYTES` (run one after the other inside one task) as long as
+    every worker thread keeps :data:`TASKS_PER_THREAD` tasks. Only blocks
+    whose pixels are made inside their own task are merged (a dask array
+    read from files or made by ``map_blocks``: after dask's blockwise fusion
+    the write task computes its block itself, reading at most
+    :data:`SHARED_INPUTS` keys shared by all); blocks that come from other
+    tasks (a rechunk, say) stay one task each, so no group has to gather its
+    pixels from several workers.
 
     This uses dask's task-spec classes (``dask._task_spec``: not a public
     module); where they are missing or changed, the blocks are written one
@@ -84,7 +91,7 @@ def grouped(tasks: list[Any], block_bytes: int, threads: int) -> list[Any]:
             chains.append(chain)
         inside = {n.key for chain in chains for n in chain}
         outside = {d for chain in chains for n in chain for d in n.dependencies} - inside
-        if len(outside) > 4:  # per-block inputs from other tasks: leave the scheduler to place each block
+        if len(outside) > SHARED_INPUTS:
             return tasks
         name = f"write_blocks-{uuid.uuid4().hex}"
         out = []
@@ -122,26 +129,24 @@ def _placed_at_once(hosts: Sequence[str]) -> dict[str, Any]:
     so holding it back protects nothing and costs scheduler work per block
     (measured, 1 GiB on 2 local workers: 374-387 MiB/s with it, 432-434 MiB/s
     without). A loose restriction to ``hosts``, those of the workers present
-    (:func:`cluster_workers`; the scheduler keeps one small set of host names per
-    task), exempts the write tasks from that queue and nothing else (the
-    tasks they depend on keep it); workers that join later or replace a dead one get tasks by work
-    stealing and rescheduling.
+    (:func:`cluster_workers`; the scheduler keeps one small set of host
+    names per task), exempts the write tasks from that queue and nothing
+    else (the tasks they depend on keep it); workers that join later or
+    replace a dead one get tasks by work stealing and rescheduling.
     """
     return {"workers": list(hosts), "allow_other_workers": True} if hosts else {}
 
 
-def run_tasks(client: Any, tasks: Sequence[Any], what: str, hosts: Sequence[str] | None = None) -> list[Any]:
+def run_tasks(client: Any, tasks: Sequence[Any], what: str, hosts: Sequence[str]) -> list[Any]:
     """Compute dask ``tasks`` on ``client``; all results, or :class:`ImageSaveError` once all stopped.
 
     A worker that dies is replaced and its tasks rerun by the scheduler (up
     to ``distributed.scheduler.allowed-failures`` times); a task that raises
     fails the whole run. Before raising, every other task is waited for, so
     none still writes after the caller cleans up. ``hosts``: the workers'
-    hosts (:func:`cluster_workers`), asked of the scheduler when not given.
+    hosts (:func:`cluster_workers`).
     """
     distributed = require_distributed("saving on a cluster")
-    if hosts is None:
-        hosts = cluster_workers(client)["hosts"]
     futures = client.compute(list(tasks), **_placed_at_once(hosts))
     try:
         # one wait for the whole set: as_completed would wake this thread once per task, which
